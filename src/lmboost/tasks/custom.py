@@ -1,0 +1,309 @@
+"""User-defined tasks from a data file, a YAML spec or a Hugging Face dataset.
+
+A YAML task file (paths relative to the YAML file)::
+
+    name: my-sentiment              # default: the YAML file's stem
+    path: reviews.csv               # .csv, .tsv or .jsonl; eval data
+    pool: reviews_train.jsonl       # optional demonstration pool
+    template: "Review: {text}\\nSentiment:"
+    label_words: {neg: negative, pos: positive}   # label value -> word; or a list
+    label_column: label             # default "label"
+    text_columns: [text]            # default: every column except the label
+    instruction: ""                 # optional
+    pool_size: 100                  # optional, without `pool`: hold out 100 rows as the pool
+    seed: 0                         # seed of that hold-out
+
+``get_task("path/to/task.yaml")`` loads the same file. Label values are compared as text (JSON
+booleans as ``true``/``false``). With ``label_words`` a list and no ``labels``, the label column
+must hold the indices ``0..K-1``.
+
+TSV files are split on tabs with no quote processing (the GLUE convention); CSV files use
+standard double-quote quoting.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
+from pathlib import Path
+
+from lmboost.errors import DataNotFoundError, TaskError
+from lmboost.tasks._io import read_jsonl, read_table, split_off, where
+from lmboost.tasks.base import ClassificationTask, Example
+
+SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+YAML_KEYS = {
+    "name",
+    "path",
+    "pool",
+    "template",
+    "label_words",
+    "labels",
+    "label_column",
+    "text_columns",
+    "instruction",
+    "description",
+    "pool_size",
+    "seed",
+}
+
+
+def _label_key(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value).strip()
+
+
+class _RowConverter:
+    """Turns one row (a dict) into an Example, or raises TaskError naming where the row is."""
+
+    def __init__(
+        self,
+        labels: Sequence[str],
+        label_column: str,
+        text_columns: Sequence[str] | None,
+        needed: Sequence[str],
+    ):
+        self.labels = list(labels)
+        self.label_column = label_column
+        self.text_columns = list(text_columns) if text_columns is not None else None
+        self.needed = list(needed)
+
+    def __call__(self, row: Mapping, place: str) -> Example:
+        if self.label_column not in row or row[self.label_column] in (None, ""):
+            raise TaskError(
+                f"{place}: missing label column {self.label_column!r} (row has "
+                f"{sorted(map(str, row))}); fill it in or set label_column."
+            )
+        key = _label_key(row[self.label_column])
+        if key not in self.labels:
+            raise TaskError(
+                f"{place}: label {key!r} is not in the label set {self.labels}; fix the row or "
+                "add the label to labels/label_words."
+            )
+        columns = self.text_columns
+        if columns is None:
+            columns = [c for c in row if c != self.label_column]
+        missing = [c for c in dict.fromkeys([*self.needed, *columns]) if row.get(c) is None]
+        if missing:
+            raise TaskError(
+                f"{place}: missing field(s) {missing} (row has {sorted(map(str, row))}); the "
+                "template and text_columns need them."
+            )
+        fields = {str(c): str(row[c]) for c in columns}
+        for c in self.needed:
+            fields.setdefault(c, str(row[c]))
+        return Example(fields, self.labels.index(key), uid=place)
+
+
+def _read_rows(path: Path) -> Iterable[tuple[int, Mapping]]:
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind == "jsonl":
+        return read_jsonl(path)
+    if kind == "csv":
+        return read_table(path, ",")
+    if kind == "tsv":
+        return read_table(path, "\t", quoting=csv.QUOTE_NONE)
+    raise TaskError(
+        f"Cannot read {path}: unknown file type {path.suffix!r}; use one of "
+        f"{', '.join(sorted(SUFFIXES))}."
+    )
+
+
+def _load_file(path: Path, convert: _RowConverter) -> list[Example]:
+    examples = [convert(row, where(path, line)) for line, row in _read_rows(path)]
+    if not examples:
+        raise TaskError(f"{path} holds no examples.")
+    return examples
+
+
+def _resolve_labels(
+    label_words: Sequence[str] | Mapping, labels: Sequence | None
+) -> tuple[list[str], list[str]]:
+    """(labels, verbalizer) from the user's label_words and optional labels."""
+    if isinstance(label_words, Mapping):
+        words = {_label_key(k): str(v) for k, v in label_words.items()}
+        names = [_label_key(x) for x in labels] if labels is not None else list(words)
+        unknown = [n for n in names if n not in words]
+        if unknown:
+            raise TaskError(f"label_words gives no word for label(s) {unknown}.")
+        return names, [words[n] for n in names]
+    if isinstance(label_words, str) or not isinstance(label_words, Sequence):
+        raise TaskError("label_words must be a list of words or a mapping label -> word.")
+    verbalizer = [str(w) for w in label_words]
+    names = (
+        [_label_key(x) for x in labels]
+        if labels is not None
+        else [str(i) for i in range(len(verbalizer))]
+    )
+    return names, verbalizer
+
+
+def task_from_file(
+    path: str | Path,
+    template: str,
+    label_words: Sequence[str] | Mapping,
+    label_column: str = "label",
+    text_columns: Sequence[str] | None = None,
+    labels: Sequence | None = None,
+    name: str | None = None,
+    pool_path: str | Path | None = None,
+    *,
+    instruction: str = "",
+    description: str = "",
+    pool_size: int | None = None,
+    seed: int = 0,
+) -> ClassificationTask:
+    """A classification task over a CSV, TSV or JSON-lines file (read lazily).
+
+    Args:
+        path: the evaluation data (``.csv``/``.tsv`` with a header row, or ``.jsonl``).
+        template: ``str.format`` template over the text columns, ending at the answer slot.
+        label_words: one word per label (a list, labels then being ``0..K-1``) or a mapping
+            ``label value -> word``.
+        label_column: the column holding the label.
+        text_columns: the columns copied into ``Example.fields`` (default: all but the label).
+        labels: label values in index order (default: the mapping's keys or ``0..K-1``).
+        name: task name (default: the file's stem).
+        pool_path: demonstration pool in the same format (optional).
+        pool_size: without ``pool_path``, hold out this many rows of ``path`` (a ``seed``-ed
+            shuffle) as the pool; the eval set is the rest.
+    """
+    path = Path(path)
+    names, verbalizer = _resolve_labels(label_words, labels)
+    for p in (path, pool_path):
+        if p is not None and not Path(p).is_file():
+            raise DataNotFoundError(f"Task data file {p} does not exist.")
+    if pool_path is not None and pool_size is not None:
+        raise TaskError("Give either pool_path or pool_size, not both.")
+    task = ClassificationTask(
+        name=name or path.stem,
+        labels=names,
+        verbalizer=verbalizer,
+        template=template,
+        eval_split=str(path),
+        eval_loader=lambda: [],
+        instruction=instruction,
+        description=description or f"User task from {path}.",
+    )
+    if text_columns is not None:
+        absent = [f for f in task.template_fields if f not in text_columns]
+        if absent:
+            raise TaskError(
+                f"Template uses {absent}, which are not in text_columns {list(text_columns)}."
+            )
+    convert = _RowConverter(names, label_column, text_columns, task.template_fields)
+    load = partial(_load_file, path, convert)
+    if pool_path is not None:
+        task.eval_loader = load
+        task.pool_loader = partial(_load_file, Path(pool_path), convert)
+        task.pool_split = str(pool_path)
+    elif pool_size is not None:
+        task.eval_loader = partial(_held_out, load, pool_size, seed, 1)
+        task.pool_loader = partial(_held_out, load, pool_size, seed, 0)
+        task.eval_split = f"{path} minus {pool_size} pool rows (seed {seed})"
+        task.pool_split = f"{pool_size} rows of {path} (random.Random({seed}))"
+    else:
+        task.eval_loader = load
+    return task
+
+
+def _held_out(load, pool_size: int, seed: int, part: int) -> list[Example]:
+    examples = load()
+    if not 0 < pool_size < len(examples):
+        raise TaskError(
+            f"pool_size={pool_size} must be between 1 and {len(examples) - 1} (the data has "
+            f"{len(examples)} rows)."
+        )
+    return split_off(examples, pool_size, seed)[part]
+
+
+def task_from_yaml(path: str | Path) -> ClassificationTask:
+    """A task from a YAML spec (keys in this module's docstring; paths relative to the YAML)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"Task file {path} does not exist.")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise TaskError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(spec, dict):
+        raise TaskError(f"{path} must hold a mapping of task keys ({', '.join(sorted(YAML_KEYS))})")
+    unknown = sorted(set(spec) - YAML_KEYS)
+    if unknown:
+        allowed = ", ".join(sorted(YAML_KEYS))
+        raise TaskError(f"{path}: unknown key(s) {unknown}; allowed keys: {allowed}.")
+    missing = [k for k in ("path", "template", "label_words") if k not in spec]
+    if missing:
+        raise TaskError(f"{path}: missing required key(s) {missing}.")
+    base = path.parent
+
+    def rel(p):
+        return None if p is None else (base / str(p))
+
+    return task_from_file(
+        rel(spec["path"]),
+        spec["template"],
+        spec["label_words"],
+        label_column=spec.get("label_column", "label"),
+        text_columns=spec.get("text_columns"),
+        labels=spec.get("labels"),
+        name=spec.get("name") or path.stem,
+        pool_path=rel(spec.get("pool")),
+        instruction=spec.get("instruction", ""),
+        description=spec.get("description", ""),
+        pool_size=spec.get("pool_size"),
+        seed=spec.get("seed", 0),
+    )
+
+
+def task_from_hf(
+    dataset_id: str,
+    template: str,
+    label_words: Sequence[str] | Mapping,
+    *,
+    config: str | None = None,
+    eval_split: str = "validation",
+    pool_split: str | None = "train",
+    label_column: str = "label",
+    text_columns: Sequence[str] | None = None,
+    labels: Sequence | None = None,
+    name: str | None = None,
+    instruction: str = "",
+) -> ClassificationTask:
+    """A task over a Hugging Face dataset, fetched with ``datasets.load_dataset`` on first load.
+
+    Integer (ClassLabel) labels match the default labels ``0..K-1``. Needs ``pip install
+    datasets`` (not an lmboost dependency).
+    """
+    if importlib.util.find_spec("datasets") is None:
+        raise TaskError(
+            f"task_from_hf({dataset_id!r}) needs the 'datasets' package: pip install datasets "
+            "(or download the data and use task_from_file)."
+        )
+    names, verbalizer = _resolve_labels(label_words, labels)
+
+    def load(split: str) -> list[Example]:
+        import datasets
+
+        rows = datasets.load_dataset(dataset_id, config, split=split)
+        return [convert(row, f"{dataset_id}[{split}] row {i}") for i, row in enumerate(rows)]
+
+    task = ClassificationTask(
+        name=name or dataset_id.split("/")[-1],
+        labels=names,
+        verbalizer=verbalizer,
+        template=template,
+        eval_split=f"{dataset_id} {eval_split}",
+        eval_loader=partial(load, eval_split),
+        pool_loader=partial(load, pool_split) if pool_split else None,
+        pool_split=f"{dataset_id} {pool_split}" if pool_split else "",
+        instruction=instruction,
+        description=f"Hugging Face dataset {dataset_id}" + (f" ({config})" if config else ""),
+    )
+    convert = _RowConverter(names, label_column, text_columns, task.template_fields)
+    return task

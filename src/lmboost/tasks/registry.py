@@ -1,0 +1,75 @@
+"""Name -> task registry. Built-in families register themselves on import of ``lmboost.tasks``;
+users call :func:`register_task` with their own task, or pass a ``.yaml`` task file to
+:func:`get_task`."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+
+from lmboost.errors import TaskError
+from lmboost.tasks.base import ClassificationTask
+
+_TASKS: dict[str, ClassificationTask] = {}
+
+# Common spellings that mean exactly one registered task (never a subset for a full dataset).
+_ALIASES = {
+    "sst-2": "sst2",
+    "sst-5": "sst5",
+    "ag-news": "agnews",
+    "ag": "agnews",
+    "bbc": "bbcnews",
+    "bbc-news": "bbcnews",
+}
+
+
+def _normalize(name: str) -> str:
+    key = name.strip().lower().replace("_", "-")
+    return _ALIASES.get(key, key)
+
+
+def register_task(task: ClassificationTask, *, overwrite: bool = False) -> ClassificationTask:
+    """Make ``task`` available to :func:`get_task` under ``task.name``; returns it.
+
+    Registering a second task under an existing name raises TaskError unless ``overwrite=True``.
+    """
+    if not isinstance(task, ClassificationTask):
+        raise TaskError(f"register_task expects a ClassificationTask, got {type(task).__name__}.")
+    key = _normalize(task.name)
+    if key in _TASKS and not overwrite:
+        raise TaskError(
+            f"A task named {task.name!r} is already registered; choose another name or pass "
+            "overwrite=True."
+        )
+    _TASKS[key] = task
+    return task
+
+
+def list_tasks() -> list[str]:
+    """Registered task names, sorted."""
+    return sorted(_TASKS)
+
+
+def get_task(name: str | Path) -> ClassificationTask:
+    """The task registered as ``name`` (case- and ``_``/``-``-insensitive), or one loaded from a
+    ``.yaml``/``.yml`` task file when ``name`` is such a path.
+
+    Returns a copy, so changing its template or words does not alter the registry.
+    """
+    text = str(name)
+    if text.lower().endswith((".yaml", ".yml")):
+        from lmboost.tasks.custom import task_from_yaml
+
+        return task_from_yaml(text)
+    key = _normalize(text)
+    task = _TASKS.get(key)
+    if task is None:
+        close = difflib.get_close_matches(key, list(_TASKS), n=3, cutoff=0.5)
+        close += [n for n in sorted(_TASKS) if key and key in n and n not in close]
+        hint = f" Did you mean {', '.join(close[:3])}?" if close else ""
+        raise TaskError(
+            f"Unknown task {text!r}.{hint} Registered tasks: {', '.join(list_tasks())}. "
+            "A custom task can be given as a path to a .yaml task file."
+        )
+    return dataclasses.replace(task, labels=list(task.labels), verbalizer=list(task.verbalizer))

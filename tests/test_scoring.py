@@ -1,0 +1,155 @@
+"""The scoring engine must equal a plain full-prompt forward, token for token."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lmboost.errors import ScoringError
+from lmboost.scoring import (
+    EncodedRequest,
+    Scorer,
+    encode_request,
+    reference_loglikelihood_tokens,
+)
+
+PREFIX = (
+    "Review: a great movie\nSentiment: positive\n\n"
+    "Review: boring and far too long\nSentiment: negative\n\n"
+)
+QUERIES = ["a great film", "far too boring", "great", "long and boring and far too long movie"]
+CHOICES = [" positive", " negative", " Sci/Tech", " not_entailment"]
+
+
+def _requests():
+    return [(PREFIX + f"Review: {q}\nSentiment:", c) for q in QUERIES for c in CHOICES]
+
+
+def _reference(loaded, requests):
+    encoded = [encode_request(loaded.tokenizer, ctx, cont) for ctx, cont in requests]
+    return reference_loglikelihood_tokens(loaded.model, encoded)
+
+
+def _assert_equal(results, reference, atol):
+    for got, want in zip(results, reference):
+        assert len(got.token_logprobs) == len(want.token_logprobs)
+        np.testing.assert_allclose(got.token_logprobs, want.token_logprobs, atol=atol, rtol=0)
+        assert got.is_greedy == want.is_greedy
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_engine_matches_full_forward(tiny_model, batch_size):
+    requests = _requests()
+    # Multi-token continuations must really occur, or the second stage goes untested.
+    assert any(len(encode_request(tiny_model.tokenizer, *r).continuation) > 1 for r in requests)
+    results = Scorer(tiny_model, batch_size=batch_size).loglikelihood(requests)
+    _assert_equal(results, _reference(tiny_model, requests), atol=1e-4)
+
+
+def test_engine_without_shared_prefix(tiny_model):
+    requests = [("great", " movie"), ("Review: far too long", " positive"), ("x", " Sci/Tech")]
+    results = Scorer(tiny_model, batch_size=2).loglikelihood(requests)
+    _assert_equal(results, _reference(tiny_model, requests), atol=1e-4)
+
+
+def test_greedy_flag_true_for_argmax_continuation(tiny_model):
+    ctx = PREFIX + "Review: great"
+    ids = torch.tensor([tiny_model.tokenizer(ctx)["input_ids"]])
+    with torch.no_grad():
+        best = int(tiny_model.model(input_ids=ids).logits[0, -1].argmax())
+    context = tuple(ids[0].tolist())
+    scorer = Scorer(tiny_model)
+    (result,) = scorer.loglikelihood_tokens([EncodedRequest(context, (best,))])
+    assert result.is_greedy
+    (other,) = scorer.loglikelihood_tokens([EncodedRequest(context, ((best + 1) % 50,))])
+    assert not other.is_greedy
+
+
+def test_broken_position_ids_are_caught(tiny_model, monkeypatch):
+    """The equivalence check fails when the cached prefix is not offset correctly."""
+    scorer = Scorer(tiny_model, batch_size=4)
+    original = scorer._forward
+
+    def shifted(ids, mask, positions, cache):
+        return original(ids, mask, positions - 1, cache)
+
+    monkeypatch.setattr(scorer, "_forward", shifted)
+    results = scorer.loglikelihood(_requests())
+    diff = max(
+        abs(a.logprob - b.logprob) for a, b in zip(results, _reference(tiny_model, _requests()))
+    )
+    assert diff > 1e-3
+
+
+def test_broken_prefix_cache_is_caught(tiny_model, monkeypatch):
+    scorer = Scorer(tiny_model, batch_size=4)
+    original = scorer._prefix_cache
+
+    def corrupted(prefix):
+        layers = original(prefix)
+        return None if layers is None else [(k + 0.5, v) for k, v in layers]
+
+    monkeypatch.setattr(scorer, "_prefix_cache", corrupted)
+    results = scorer.loglikelihood(_requests())
+    diff = max(
+        abs(a.logprob - b.logprob) for a, b in zip(results, _reference(tiny_model, _requests()))
+    )
+    assert diff > 1e-3
+
+
+def test_score_choices_matrix(tiny_model):
+    contexts = [PREFIX + f"Review: {q}\nSentiment:" for q in QUERIES]
+    matrix = Scorer(tiny_model).score_choices(contexts, [" positive", " negative"])
+    assert matrix.shape == (len(QUERIES), 2)
+    want = _reference(tiny_model, [(c, w) for c in contexts for w in [" positive", " negative"]])
+    np.testing.assert_allclose(matrix.ravel(), [r.logprob for r in want], atol=1e-4)
+
+
+def test_boundary_moves_trailing_space_to_continuation(tiny_model):
+    tok = tiny_model.tokenizer
+    a = encode_request(tok, "Sentiment: ", "positive")
+    b = encode_request(tok, "Sentiment:", " positive")
+    assert a == b
+    whole = tok("Sentiment: positive")["input_ids"]
+    assert list(a.context + a.continuation) == whole
+
+
+def test_boundary_uses_whole_encoding(tiny_model):
+    """Continuation tokens come from encoding context + continuation together."""
+    tok = tiny_model.tokenizer
+    req = encode_request(tok, "Review: great movie\nSentiment:", " positive")
+    assert list(req.context + req.continuation) == tok("Review: great movie\nSentiment: positive")[
+        "input_ids"
+    ]
+
+
+def test_empty_requests_raise(tiny_model):
+    with pytest.raises(ScoringError, match="No requests"):
+        Scorer(tiny_model).loglikelihood([])
+
+
+def test_empty_continuation_raises(tiny_model):
+    with pytest.raises(ScoringError, match="Empty continuation"):
+        Scorer(tiny_model).loglikelihood([("Review: x", "")])
+
+
+def test_too_long_context_errors_then_truncates(tiny_model):
+    long_ctx = "great movie " * 200
+    with pytest.raises(ScoringError, match="context window"):
+        Scorer(tiny_model).loglikelihood([(long_ctx, " positive")])
+    with pytest.warns(UserWarning, match="Left-truncating"):
+        (r,) = Scorer(tiny_model, truncation="left").loglikelihood([(long_ctx, " positive")])
+    enc = encode_request(tiny_model.tokenizer, long_ctx, " positive")
+    window = 128 - len(enc.continuation)
+    (want,) = reference_loglikelihood_tokens(
+        tiny_model.model, [EncodedRequest(enc.context[-window:], enc.continuation)]
+    )
+    assert abs(r.logprob - want.logprob) < 1e-4
+
+
+@pytest.mark.slow
+def test_engine_matches_full_forward_on_smollm2(smollm2):
+    requests = _requests()
+    results = Scorer(smollm2, batch_size=4).loglikelihood(requests)
+    _assert_equal(results, _reference(smollm2, requests), atol=1e-4)
