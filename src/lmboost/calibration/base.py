@@ -1,0 +1,173 @@
+"""The calibrator contract shared by every method (scikit-learn style).
+
+Input everywhere is a score matrix ``X`` of shape N x K: row i holds the causal LM's label
+log-probabilities log p(y_k | x_i, C) for the K labels (summed over each label word's tokens,
+NOT normalised over the K labels). A calibrator works in one of two score spaces:
+
+* ``"logprob"``: log-softmax over the K labels, log p(y | x, C) with sum_k p = 1;
+* ``"prob"``: softmax over the K labels, p(y | x, C).
+
+``fit`` learns from whatever the method ``needs`` (see :class:`Calibrator`), ``transform`` maps
+scores to calibrated scores in the method's space (larger = more likely), ``predict_proba`` turns
+those into rows that sum to 1 and ``predict`` takes the argmax.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.special import log_softmax, softmax
+
+from lmboost.errors import LmboostError
+
+SPACES = ("logprob", "prob")
+
+
+class CalibrationError(LmboostError):
+    """A calibrator got bad input (shape, NaN, label count) or was used before ``fit``."""
+
+
+def normalise(X: np.ndarray, space: str) -> np.ndarray:
+    """Normalise label scores over the K labels (axis 1): log-softmax for ``"logprob"``,
+    softmax for ``"prob"``."""
+    if space == "logprob":
+        return log_softmax(X, axis=1)
+    if space == "prob":
+        return softmax(X, axis=1)
+    raise CalibrationError(f"Unknown score space {space!r}: use one of {', '.join(SPACES)}.")
+
+
+def check_space(space: str) -> str:
+    """Return ``space`` if it is a known score space, else raise CalibrationError."""
+    if space not in SPACES:
+        raise CalibrationError(f"space must be one of {', '.join(SPACES)}, not {space!r}.")
+    return space
+
+
+class Calibrator:
+    """Base class: maps an N x K matrix of label log-probabilities to calibrated scores.
+
+    Class attributes every method declares:
+        name: registry name (``"bc"``, ``"cc"``, ...).
+        space: ``"logprob"`` or ``"prob"``, the space ``transform`` returns scores in.
+        needs: what ``fit`` must be given — ``"nothing"``, ``"test"`` (the unlabelled test
+            scores), ``"content_free"`` (scores of content-free inputs in the same prompt),
+            ``"domain_context"`` (scores of random in-domain word strings) or ``"labelled"``
+            (scores and gold labels of a small labelled set).
+        extra_forward_passes: the LM cost of obtaining what ``fit`` needs, in words.
+
+    As in scikit-learn, ``__init__`` only stores hyper-parameters and learned attributes end with
+    ``_``; ``n_classes_`` (K) is learned by every ``fit``.
+    """
+
+    name: str = ""
+    space: str = "logprob"
+    needs: str = "nothing"
+    extra_forward_passes: str = "0"
+
+    # ------------------------------------------------------------------ parameters
+
+    def get_params(self) -> dict[str, Any]:
+        """The ``__init__`` hyper-parameters and their values (for the run record)."""
+        names = [
+            p.name
+            for p in inspect.signature(type(self).__init__).parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        return {n: getattr(self, n) for n in names}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ validation
+
+    def _validate(self, X: ArrayLike, reset: bool) -> np.ndarray:
+        """Check that ``X`` is a finite N x K float matrix with N >= 1, K >= 2 and return it.
+
+        ``reset=True`` (in ``fit``) checks the matrix only; ``fit`` then records K as
+        ``n_classes_`` once it has succeeded. ``reset=False`` (in ``transform``) also checks that
+        the calibrator is fitted and that K matches ``n_classes_``.
+        """
+        who = type(self).__name__
+        try:
+            X = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            msg = f"{who}: scores must be a numeric N x K matrix ({exc})."
+            raise CalibrationError(msg) from exc
+        if X.ndim != 2:
+            raise CalibrationError(
+                f"{who}: scores must be an N x K matrix (one row per example, one column per "
+                f"label), got shape {X.shape}. For a single example pass X[None, :]."
+            )
+        n, k = X.shape
+        if n < 1:
+            raise CalibrationError(f"{who}: the score matrix has no rows; pass at least one.")
+        if k < 2:
+            raise CalibrationError(
+                f"{who}: the score matrix has {k} column(s); calibration needs K >= 2 labels "
+                "(one column per label)."
+            )
+        bad = ~np.isfinite(X)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise CalibrationError(
+                f"{who}: scores contain {bad.sum()} non-finite value(s), first {X[i, j]} at row "
+                f"{i}, label {j}. Scores must be finite log-probabilities; drop those rows or "
+                "re-score them (a -inf means the scorer gave a label zero probability)."
+            )
+        if reset:
+            return X
+        fitted_k = getattr(self, "n_classes_", None)
+        if fitted_k is None:
+            if self.needs == "nothing":
+                return X
+            raise CalibrationError(
+                f"{who} is not fitted; call fit(...) first with {self.needs.replace('_', '-')} "
+                "scores."
+            )
+        if k != fitted_k:
+            raise CalibrationError(
+                f"{who} was fitted on {fitted_k} labels but got scores with {k} columns: "
+                "use the same label set (same order) for fit and transform."
+            )
+        return X
+
+    # ------------------------------------------------------------------ estimator API
+
+    def fit(self, X: ArrayLike, y: ArrayLike | None = None, **fit_params: Any) -> Calibrator:
+        """Learn the calibration from what the method ``needs``; returns ``self``."""
+        raise NotImplementedError
+
+    def transform(self, X: ArrayLike) -> np.ndarray:
+        """Calibrated N x K scores in the method's ``space`` (larger = more likely)."""
+        raise NotImplementedError
+
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
+        """Calibrated N x K probabilities, each row summing to 1.
+
+        Log-space scores go through a softmax. Prob-space scores can be negative (e.g. BC's
+        p - E[p]): negatives are clipped to 0 and each row renormalised; a row that is all
+        zero after clipping becomes uniform (1/K each).
+        """
+        S = self.transform(X)
+        if self.space == "logprob":
+            return softmax(S, axis=1)
+        S = np.clip(S, 0.0, None)
+        total = S.sum(axis=1, keepdims=True)
+        uniform = np.full_like(S, 1.0 / S.shape[1])
+        return np.where(total > 0, S / np.where(total > 0, total, 1.0), uniform)
+
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """Predicted label index per row: argmax of ``transform(X)`` (first label on ties)."""
+        return np.argmax(self.transform(X), axis=1)
+
+    def fit_predict(
+        self, X: ArrayLike, y: ArrayLike | None = None, **fit_params: Any
+    ) -> np.ndarray:
+        """``fit(X, y, **fit_params).predict(X)``: the transductive use of methods that need the
+        test scores (BC, PC)."""
+        return self.fit(X, y, **fit_params).predict(X)

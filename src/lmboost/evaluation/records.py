@@ -1,0 +1,96 @@
+"""Run records written atomically: JSON documents and numpy archives.
+
+Each writer puts the data in a temporary file in the destination folder, flushes it to disk and
+renames it over the final name with ``os.replace`` (atomic on POSIX and Windows). A reader
+therefore sees either the previous complete file or the new complete file, never half of one;
+an interrupted write leaves at most a hidden ``.<name>.*.tmp`` file, which is removed on error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented, strictly valid JSON to ``path``, atomically; returns the path.
+
+    numpy scalars and arrays become plain numbers and lists, ``Path`` objects strings, and
+    non-finite floats (NaN, inf) ``null``.
+    """
+    text = json.dumps(to_jsonable(obj), indent=1, ensure_ascii=False, allow_nan=False)
+    return write_text(path, text + "\n")
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path``, atomically; returns the path."""
+    with atomic_file(path, "w") as f:
+        f.write(text)
+    return Path(path)
+
+
+def read_json(path: str | Path) -> Any:
+    """The object stored in a JSON file."""
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def save_arrays(path: str | Path, **arrays: Any) -> Path:
+    """Save named arrays to an uncompressed ``.npz`` archive at ``path``, atomically.
+
+    Strings are stored as numpy unicode arrays, so :func:`load_arrays` needs no pickle.
+    """
+    with atomic_file(path, "wb") as f:
+        np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+    return Path(path)
+
+
+def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """All arrays of an ``.npz`` archive, read into memory (the file is closed on return)."""
+    with np.load(path, allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+@contextmanager
+def atomic_file(path: str | Path, mode: str) -> Iterator[IO]:
+    """Open a temporary file beside ``path`` (mode "w" text or "wb" bytes) that replaces
+    ``path`` only once the ``with`` block completes without error."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; records are meant to be shared
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def to_jsonable(obj: Any) -> Any:
+    """``obj`` with tuples, numpy values and paths made lists, numbers and strings, and
+    non-finite floats ``None``: exactly what :func:`write_json` stores and :func:`read_json`
+    returns."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -1,0 +1,223 @@
+"""The Markdown report of an ICL + calibration run, with its plots, from the results object alone.
+
+``write_report(results, out)`` writes ``out/report.md``, ``out/accuracy.png`` (accuracy by method
+and shots, std over seeds as error bars) and ``out/reliability.png`` (reliability diagrams of the
+uncalibrated scores, BC and the most accurate method at the largest shot count, seeds pooled).
+Plots use matplotlib's Agg canvas directly, so no display and no global backend are involved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmboost.evaluation.records import atomic_file, write_text
+
+METRICS = {"accuracy": "Accuracy (%)", "macro_f1": "Macro-F1 (%)", "ece": "ECE (10 bins, %)"}
+
+
+def write_report(results: dict[str, Any], out: str | Path) -> Path:
+    """Write ``report.md`` and its two plots into ``out``; returns the report's path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = results["summary"]
+    shots = results["config"]["shots"]
+    top = max(shots)
+    lines = _header(results)
+    for metric, title in METRICS.items():
+        lines += [f"## {title}", "", summary_table(results, metric), ""]
+    if _plot_accuracy(results, out / "accuracy.png"):
+        lines += ["![accuracy by method and shots](accuracy.png)", ""]
+    lines += _distribution_section(results)
+    lines += _gamma_section(rows)
+    methods = _reliability_methods(rows, top)
+    if methods and _plot_reliability(results, methods, top, out / "reliability.png"):
+        lines += [
+            f"## Reliability at {top} shots",
+            "",
+            f"Seeds pooled; {', '.join(methods)}. Bars: accuracy per confidence bin; dashed "
+            "line: perfect calibration.",
+            "",
+            "![reliability diagrams](reliability.png)",
+            "",
+        ]
+    lines += _not_applicable_section(rows)
+    return write_text(out / "report.md", "\n".join(lines).rstrip() + "\n")
+
+
+def summary_table(results: dict[str, Any], metric: str = "accuracy") -> str:
+    """Markdown table, methods x shots, of "mean ± std" over seeds of ``metric`` (in %)."""
+    shots = results["config"]["shots"]
+    cells = {(r["method"], r["shots"]): r for r in results["summary"]}
+    head = "| method | " + " | ".join(f"{k}-shot" for k in shots) + " |"
+    lines = [head, "|---|" + "---:|" * len(shots)]
+    for method in results["config"]["calibration"]:
+        row = [_cell(cells[(method, k)], metric) for k in shots]
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def _cell(row: dict[str, Any], metric: str) -> str:
+    if row["status"] != "ok":
+        return "n/a"
+    stat = row[metric]
+    return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
+
+
+def _header(results: dict[str, Any]) -> list[str]:
+    config, task, ev = results["config"], results["task"], results["eval"]
+    size = f"{ev['n']} ({ev['sample']})" if ev["sample"] else f"{ev['n']} (all)"
+    seeds = config["seeds"]
+    return [
+        f"# In-context learning with calibration: {task['name']} on {results['model']['spec']}",
+        "",
+        f"- model: `{results['model']['spec']}` ({results['model']['dtype']})",
+        f"- task: {task['name']}, labels {', '.join(task['labels'])}; eval split "
+        f"{task['eval_split']}",
+        f"- eval examples: {size}",
+        f"- shots: {', '.join(map(str, config['shots']))}; seeds: {seeds} (0..{seeds - 1}); "
+        f"demonstrations: {config['demo_strategy']}; BCL labelled set: "
+        f"{config['labelled_size']} pool examples per seed",
+        f"- run: {results['started']} to {results['finished']}, {results['wall_time_s']:.0f} s",
+        "",
+        "Cells are mean ± std over seeds (population std). Each seed draws its own "
+        "demonstrations, labelled set and domain strings.",
+        "",
+    ]
+
+
+def _distribution_section(results: dict[str, Any]) -> list[str]:
+    """Predicted-label distribution of the uncalibrated scores vs BC, per shots."""
+    rows = {(r["method"], r["shots"]): r for r in results["summary"] if r["status"] == "ok"}
+    methods = [m for m in ("none", "bc") if any(key[0] == m for key in rows)]
+    if not methods:
+        return []
+    labels = results["task"]["labels"]
+    gold = np.bincount(results["eval"]["labels"], minlength=len(labels)) / results["eval"]["n"]
+    lines = [
+        "## Predicted-label distribution (%, mean over seeds)",
+        "",
+        "| shots | method | " + " | ".join(labels) + " |",
+        "|---:|---|" + "---:|" * len(labels),
+        "| | gold | " + " | ".join(f"{100 * g:.1f}" for g in gold) + " |",
+    ]
+    for k in results["config"]["shots"]:
+        for m in methods:
+            if (m, k) in rows:
+                dist = rows[(m, k)]["label_distribution"]
+                lines.append(f"| {k} | {m} | " + " | ".join(f"{100 * d:.1f}" for d in dist) + " |")
+    return [*lines, ""]
+
+
+def _gamma_section(rows: Sequence[dict[str, Any]]) -> list[str]:
+    with_gamma = [r for r in rows if r["status"] == "ok" and "gamma" in r]
+    if not with_gamma:
+        return []
+    lines = ["## Chosen gamma per seed", "", "| method | shots | gamma by seed |", "|---|---:|---|"]
+    for r in with_gamma:
+        gammas = ", ".join(f"{g:g}" for g in r["gamma"])
+        lines.append(f"| {r['method']} | {r['shots']} | {gammas} |")
+    return [*lines, ""]
+
+
+def _not_applicable_section(rows: Sequence[dict[str, Any]]) -> list[str]:
+    reasons = {r["method"]: r["reason"] for r in rows if r["status"] != "ok"}
+    if not reasons:
+        return []
+    return ["## Not applicable", "", *(f"- {m}: {why}" for m, why in reasons.items()), ""]
+
+
+def _reliability_methods(rows: Sequence[dict[str, Any]], shots: int) -> list[str]:
+    """none, bc and the most accurate method at ``shots`` (each once, those that ran)."""
+    ok = [r for r in rows if r["shots"] == shots and r["status"] == "ok"]
+    if not ok:
+        return []
+    best = max(ok, key=lambda r: r["accuracy"]["mean"])["method"]
+    ran = {r["method"] for r in ok}
+    return [m for m in dict.fromkeys(["none", "bc", best]) if m in ran]
+
+
+def _plot_accuracy(results: dict[str, Any], path: Path) -> bool:
+    """Grouped bars: one group per shot count, one bar per method, std error bars."""
+    rows = {(r["method"], r["shots"]): r for r in results["summary"] if r["status"] == "ok"}
+    if not rows:
+        return False
+    from matplotlib.figure import Figure
+
+    shots = results["config"]["shots"]
+    methods = [m for m in results["config"]["calibration"] if any(key[0] == m for key in rows)]
+    width = 0.8 / len(methods)
+    fig = Figure(figsize=(max(5.0, 1.2 * len(shots) * len(methods) / 2), 3.6))
+    ax = fig.add_subplot()
+    x = np.arange(len(shots))
+    for i, m in enumerate(methods):
+        stats = [rows[(m, k)]["accuracy"] if (m, k) in rows else None for k in shots]
+        means = [100 * s["mean"] if s else np.nan for s in stats]
+        stds = [100 * s["std"] if s else 0.0 for s in stats]
+        ax.bar(x + (i - (len(methods) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
+               label=m)
+    chance = 100 / len(results["task"]["labels"])
+    ax.axhline(chance, color="grey", linestyle=":", linewidth=1, label="chance")
+    ax.set_xticks(x, [f"{k}-shot" for k in shots])
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"{results['task']['name']} on {results['model']['spec']}", fontsize=9)
+    ax.legend(fontsize=7, ncol=min(4, len(methods) + 1))
+    fig.tight_layout()
+    _save_figure(fig, path)
+    return True
+
+
+def _plot_reliability(
+    results: dict[str, Any], methods: Sequence[str], shots: int, path: Path
+) -> bool:
+    """One reliability diagram per method at ``shots``, bins pooled over seeds."""
+    from matplotlib.figure import Figure
+
+    runs = [r for r in results["runs"] if r["shots"] == shots]
+    fig = Figure(figsize=(3.2 * len(methods), 3.2))
+    axes = fig.subplots(1, len(methods), squeeze=False)[0]
+    for ax, m in zip(axes, methods):
+        conf, acc, count = _pooled_bins([r["metrics"][m]["reliability"] for r in runs])
+        n_bins = len(count)
+        centres = (np.arange(n_bins) + 0.5) / n_bins
+        filled = count > 0
+        ece = float(np.sum(count[filled] * np.abs(acc[filled] - conf[filled])) / count.sum())
+        ax.bar(centres[filled], acc[filled], 1 / n_bins, edgecolor="black", linewidth=0.5,
+               label="accuracy")
+        ax.plot(conf[filled], acc[filled], "o", color="darkred", markersize=3,
+                label="(confidence, accuracy)")
+        ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence")
+        ax.set_title(f"{m}  (ECE {100 * ece:.1f}%)", fontsize=9)
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    _save_figure(fig, path)
+    return True
+
+
+def _pooled_bins(bins: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean confidence, accuracy and count per bin over several seeds' reliability bins."""
+    count = np.sum([b["count"] for b in bins], axis=0).astype(np.float64)
+    weighted = {}
+    for key in ("confidence", "accuracy"):
+        values = [np.nan_to_num(np.array(b[key], dtype=np.float64)) for b in bins]
+        total = np.sum([v * np.array(b["count"]) for v, b in zip(values, bins)], axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            weighted[key] = total / count
+    return weighted["confidence"], weighted["accuracy"], count
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    """Render ``fig`` with the Agg canvas and write it as a PNG, atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    with atomic_file(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)

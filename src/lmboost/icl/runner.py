@@ -1,0 +1,552 @@
+"""In-context learning with calibration: score once per prompt, calibrate every way, record it all.
+
+For every number of shots k and seed s, :func:`run_icl`
+
+1. holds out ``labelled_size`` pool examples (stratified, seed s) as BCL's labelled set and draws
+   k demonstrations from the rest of the pool (``select_demonstrations``, seed s);
+2. scores under the same prefix (instruction + demonstrations) the eval set (N x K), the
+   content-free inputs "N/A", "", "[MASK]" (3 x K, for CC), ``n_domain`` strings of random
+   in-domain words (for DC) and the labelled set (L x K, for BCL) — a :class:`ScoreSet`;
+3. saves it as ``out/scores/shots{k}-seed{s}.npz`` with a fingerprint of everything the scores
+   depend on; a rerun reuses every file whose fingerprint matches and loads the model only if
+   some ScoreSet is missing, so an interrupted run resumes and calibrators can be changed freely;
+4. fits each calibrator on what it ``needs``, predicts the eval set, and records accuracy,
+   macro-F1, ECE, the predicted-label distribution and the reliability bins;
+
+then writes ``out/results.json`` and ``out/report.md`` (with plots).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import random
+import time
+import warnings
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lmboost import __version__
+from lmboost.calibration import (
+    CALIBRATORS,
+    Calibrator,
+    domain_context_strings,
+    get_calibrator,
+)
+from lmboost.errors import LmboostError
+from lmboost.evaluation import (
+    accuracy,
+    confusion_matrix,
+    expected_calibration_error,
+    label_distribution,
+    macro_f1,
+    reliability_diagram,
+)
+from lmboost.evaluation.records import load_arrays, save_arrays, to_jsonable, write_json
+from lmboost.evaluation.report import write_report
+from lmboost.icl.prompts import (
+    CONTENT_FREE_INPUTS,
+    build_contexts,
+    build_prefix,
+    content_free_example,
+    select_demonstrations,
+)
+from lmboost.models import DEFAULT_MODEL, load_model
+from lmboost.models.loading import DTYPES
+from lmboost.scoring import Scorer
+from lmboost.tasks import ClassificationTask, Example, get_task
+
+EVAL_SAMPLE_SEED = 0
+ECE_BINS = 10
+DEMO_STRATEGIES = ("random", "balanced")
+TRUNCATIONS = ("error", "left")
+
+
+@dataclass(kw_only=True)
+class ICLConfig:
+    """Settings of one ICL + calibration experiment (the CLI's flags, one to one).
+
+    Attributes:
+        task: registry name or path to a ``.yaml`` task file.
+        out: output folder (``scores/``, ``results.json``, ``report.md``, plots).
+        model: model spec for :func:`lmboost.models.load_model`.
+        shots: numbers of demonstrations to evaluate.
+        seeds: number of seeds (0 .. seeds-1); each draws its own demonstrations, labelled set
+            and domain strings.
+        calibration: calibrator names (see ``lmboost.calibration.CALIBRATORS``).
+        limit: evaluate a fixed (seed 0), class-stratified random sample of this many eval
+            examples instead of all of them.
+        demo_strategy: "random" or "balanced" demonstrations.
+        labelled_size: pool examples held out per seed as BCL's labelled set (never used as
+            demonstrations of that seed); 0 disables BCL.
+        n_domain: number of random in-domain strings DC is fitted on.
+        batch_size: scoring batch size.
+        dtype: float32, bfloat16 or float16.
+        truncation: "error" or "left" for prompts longer than the model's context window.
+    """
+
+    task: str
+    out: Path
+    model: str = DEFAULT_MODEL
+    shots: list[int] = field(default_factory=lambda: [0, 1, 4])
+    seeds: int = 5
+    calibration: list[str] = field(default_factory=lambda: list(CALIBRATORS))
+    limit: int | None = None
+    demo_strategy: str = "random"
+    labelled_size: int = 32
+    n_domain: int = 20
+    batch_size: int = 16
+    dtype: str = "float32"
+    truncation: str = "error"
+
+    def validate(self) -> None:
+        """Raise LmboostError with the fix when a setting is out of range or unknown."""
+        if not self.shots:
+            raise LmboostError("shots is empty: give at least one number of shots, e.g. 0,1,4.")
+        for k in self.shots:
+            if not _is_int(k) or k < 0:
+                raise LmboostError(f"shots must be non-negative integers, got {k!r}.")
+        if len(set(self.shots)) != len(self.shots):
+            raise LmboostError(f"shots {self.shots} lists a number twice; give each once.")
+        if not self.calibration:
+            raise LmboostError(
+                f"calibration is empty: give at least one of {', '.join(CALIBRATORS)}."
+            )
+        unknown = [m for m in self.calibration if m not in CALIBRATORS]
+        if unknown:
+            raise LmboostError(
+                f"Unknown calibration method(s) {', '.join(map(repr, unknown))}; "
+                f"known methods: {', '.join(CALIBRATORS)}."
+            )
+        if len(set(self.calibration)) != len(self.calibration):
+            raise LmboostError(f"calibration {self.calibration} lists a method twice.")
+        for name, low in (("seeds", 1), ("n_domain", 1), ("batch_size", 1), ("labelled_size", 0)):
+            value = getattr(self, name)
+            if not _is_int(value) or value < low:
+                raise LmboostError(f"{name} must be an integer >= {low}, not {value!r}.")
+        if self.limit is not None and (not _is_int(self.limit) or self.limit < 1):
+            raise LmboostError(f"limit must be a positive integer or None, not {self.limit!r}.")
+        for name, allowed in (
+            ("demo_strategy", DEMO_STRATEGIES),
+            ("truncation", TRUNCATIONS),
+            ("dtype", tuple(DTYPES)),
+        ):
+            if getattr(self, name) not in allowed:
+                raise LmboostError(
+                    f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}."
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready values."""
+        return {**dataclasses.asdict(self), "out": str(self.out)}
+
+
+@dataclass
+class ScoreSet:
+    """Label log-probabilities of one (shots, seed): all any calibrator is fitted on.
+
+    ``content_free`` (3 x K) and ``domain`` (n_domain x K) are None for tasks whose examples carry
+    their own answer options (COPA), where CC and DC are not defined. ``labelled`` is L x K with
+    gold labels ``labelled_labels`` (L = 0 when no labelled set was held out).
+    """
+
+    shots: int
+    seed: int
+    fingerprint: str
+    eval: np.ndarray
+    content_free: np.ndarray | None
+    domain: np.ndarray | None
+    labelled: np.ndarray
+    labelled_labels: np.ndarray
+    demo_uids: list[str]
+    labelled_uids: list[str]
+    domain_strings: list[str]
+
+    def save(self, path: Path) -> None:
+        """Write the ScoreSet to an ``.npz`` file, atomically."""
+        arrays = {
+            "shots": self.shots,
+            "seed": self.seed,
+            "fingerprint": self.fingerprint,
+            "eval": self.eval,
+            "labelled": self.labelled,
+            "labelled_labels": self.labelled_labels,
+            "demo_uids": np.array(self.demo_uids, dtype=str),
+            "labelled_uids": np.array(self.labelled_uids, dtype=str),
+            "domain_strings": np.array(self.domain_strings, dtype=str),
+        }
+        for name in ("content_free", "domain"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
+        save_arrays(path, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> ScoreSet:
+        """Read a ScoreSet written by :meth:`save`."""
+        a = load_arrays(path)
+        return cls(
+            shots=int(a["shots"]),
+            seed=int(a["seed"]),
+            fingerprint=str(a["fingerprint"]),
+            eval=a["eval"],
+            content_free=a.get("content_free"),
+            domain=a.get("domain"),
+            labelled=a["labelled"],
+            labelled_labels=a["labelled_labels"],
+            demo_uids=a["demo_uids"].tolist(),
+            labelled_uids=a["labelled_uids"].tolist(),
+            domain_strings=a["domain_strings"].tolist(),
+        )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one (shots, seed) scores, decided without the model."""
+
+    demos: list[Example]
+    labelled: list[Example]
+    domain_strings: list[str]
+    fingerprint: str
+
+
+def score_run(
+    scorer: Scorer,
+    task: ClassificationTask,
+    eval_examples: Sequence[Example],
+    pool: Sequence[Example],
+    shots: int,
+    seed: int,
+    config: ICLConfig,
+) -> ScoreSet:
+    """Score the eval set, content-free inputs, domain strings and labelled set for one
+    (shots, seed), all after the same prefix (instruction + ``shots`` demonstrations)."""
+    plan = _plan(task, eval_examples, pool, shots, seed, config)
+    prefix = build_prefix(task, plan.demos)
+    groups: dict[str, list[Example]] = {"eval": list(eval_examples), "labelled": plan.labelled}
+    if not task.per_example_choices:
+        base = eval_examples[0]
+        groups["content_free"] = [content_free_example(base, t) for t in CONTENT_FREE_INPUTS]
+        groups["domain"] = [content_free_example(base, s) for s in plan.domain_strings]
+    examples = [ex for group in groups.values() for ex in group]
+    scores = scorer.score_choices(
+        build_contexts(task, prefix, examples), [task.answer_options(ex) for ex in examples]
+    )
+    parts: dict[str, np.ndarray] = {}
+    start = 0
+    for name, group in groups.items():
+        parts[name] = scores[start : start + len(group)]
+        start += len(group)
+    return ScoreSet(
+        shots=shots,
+        seed=seed,
+        fingerprint=plan.fingerprint,
+        eval=parts["eval"],
+        content_free=parts.get("content_free"),
+        domain=parts.get("domain"),
+        labelled=parts["labelled"],
+        labelled_labels=np.array([ex.label for ex in plan.labelled], dtype=np.int64),
+        demo_uids=[ex.uid for ex in plan.demos],
+        labelled_uids=[ex.uid for ex in plan.labelled],
+        domain_strings=plan.domain_strings,
+    )
+
+
+def run_icl(config: ICLConfig, progress: bool = True) -> dict[str, Any]:
+    """Run the experiment ``config`` describes; returns the results object, exactly as written
+    to ``out/results.json`` (JSON types only); the report goes to ``out/report.md``."""
+    config.validate()
+    started = datetime.now(timezone.utc)
+    clock = time.perf_counter()
+    task = get_task(config.task)
+    all_eval = task.load_eval()
+    eval_examples = _limit(all_eval, config.limit)
+    pool = task.load_pool() if task.has_pool or max(config.shots) > 0 else []
+    _check_pool(pool, config)
+    out = Path(config.out)
+
+    scorer = functools.cache(
+        lambda: Scorer(
+            load_model(config.model, dtype=config.dtype),
+            batch_size=config.batch_size,
+            truncation=config.truncation,
+            progress=progress,
+        )
+    )
+    labels = np.array([ex.label for ex in eval_examples], dtype=np.int64)
+    runs = [(k, s) for k in config.shots for s in range(config.seeds)]
+    records = []
+    for shots, seed in tqdm(runs, desc="icl runs", unit="run", disable=not progress):
+        path = out / "scores" / f"shots{shots}-seed{seed}.npz"
+        plan = _plan(task, eval_examples, pool, shots, seed, config)
+        scores = _cached(path, plan.fingerprint)
+        from_cache = scores is not None
+        if scores is None:
+            scores = score_run(scorer(), task, eval_examples, pool, shots, seed, config)
+            scores.save(path)
+        records.append(_run_record(scores, labels, config.calibration, from_cache))
+
+    results = to_jsonable({
+        "kind": "icl",
+        "lmboost_version": __version__,
+        "config": config.to_dict(),
+        "model": {"spec": config.model, "dtype": config.dtype},
+        "task": _task_info(task),
+        "eval": {
+            "n": len(eval_examples),
+            "total": len(all_eval),
+            "sample": _sample_note(len(eval_examples), len(all_eval)),
+            "uids": [ex.uid for ex in eval_examples],
+            "labels": labels,
+        },
+        "pool_size": len(pool),
+        "methods": {m: _method_info(get_calibrator(m)) for m in config.calibration},
+        "runs": records,
+        "summary": _summarise(records, config.calibration, config.shots),
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": round(time.perf_counter() - clock, 3),
+    })
+    write_json(out / "results.json", results)
+    write_report(results, out)
+    return results
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _plan(
+    task: ClassificationTask,
+    eval_examples: Sequence[Example],
+    pool: Sequence[Example],
+    shots: int,
+    seed: int,
+    config: ICLConfig,
+) -> _Plan:
+    n_labelled = _labelled_count(pool, config)
+    chosen = _stratified_indices([ex.label for ex in pool], n_labelled, seed)
+    labelled = [ex for i, ex in enumerate(pool) if i in chosen]
+    rest = [ex for i, ex in enumerate(pool) if i not in chosen]
+    demos = select_demonstrations(rest, shots, seed, config.demo_strategy)
+    domain: list[str] = []
+    if not task.per_example_choices:
+        texts = [" ".join(ex.fields[f] for f in task.template_fields) for ex in eval_examples]
+        domain = domain_context_strings(texts, n=config.n_domain, seed=seed)
+    payload = {
+        "model": config.model,
+        "dtype": config.dtype,
+        "task": task.name,
+        "template": task.template,
+        "verbalizer": task.verbalizer,
+        "instruction": task.instruction,
+        "separator": task.demo_separator,
+        "demos": [_identity(task, ex) for ex in demos],
+        "eval": [_identity(task, ex) for ex in eval_examples],
+        "labelled": [_identity(task, ex) for ex in labelled],
+        "content_free": [] if task.per_example_choices else list(CONTENT_FREE_INPUTS),
+        "domain": domain,
+    }
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return _Plan(demos, labelled, domain, digest)
+
+
+def _identity(task: ClassificationTask, ex: Example) -> list:
+    """What of an example reaches a prompt: its uid, rendered input, label and options."""
+    return [ex.uid, task.render(ex), ex.label, list(ex.choices or [])]
+
+
+def _stratified_indices(labels: Sequence[int], n: int, seed: int) -> set[int]:
+    """``n`` indices drawn without replacement, each class in proportion to its frequency
+    (largest-remainder rounding), by ``random.Random(seed)``."""
+    if n >= len(labels):
+        return set(range(len(labels)))
+    by_label: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_label.setdefault(label, []).append(i)
+    exact = {c: n * len(idx) / len(labels) for c, idx in by_label.items()}
+    quota = {c: int(q) for c, q in exact.items()}
+    for c in sorted(exact, key=lambda c: (quota[c] - exact[c], c))[: n - sum(quota.values())]:
+        quota[c] += 1
+    rng = random.Random(seed)
+    return {i for c in sorted(by_label) for i in rng.sample(by_label[c], quota[c])}
+
+
+def _limit(examples: list[Example], limit: int | None) -> list[Example]:
+    """The fixed, class-stratified sample of ``limit`` eval examples, in file order."""
+    if limit is None or limit >= len(examples):
+        return examples
+    chosen = _stratified_indices([ex.label for ex in examples], limit, EVAL_SAMPLE_SEED)
+    return [ex for i, ex in enumerate(examples) if i in chosen]
+
+
+def _sample_note(n: int, total: int) -> str | None:
+    if n == total:
+        return None
+    return (
+        f"a fixed class-stratified random sample (seed {EVAL_SAMPLE_SEED}) of {n} of the "
+        f"{total} eval examples"
+    )
+
+
+def _labelled_count(pool: Sequence[Example], config: ICLConfig) -> int:
+    """Size of BCL's labelled set: ``labelled_size``, capped so the largest shot count still
+    finds its demonstrations in the rest of the pool (FewGLUE pools hold only 32)."""
+    return max(0, min(config.labelled_size, len(pool) - max(config.shots)))
+
+
+def _check_pool(pool: Sequence[Example], config: ICLConfig) -> None:
+    if max(config.shots) > len(pool):
+        raise LmboostError(
+            f"{max(config.shots)} shots need {max(config.shots)} demonstrations, but the pool "
+            f"holds {len(pool)} examples: lower shots."
+        )
+    held = _labelled_count(pool, config)
+    if held < config.labelled_size:
+        warnings.warn(
+            f"BCL's labelled set shrinks from {config.labelled_size} to {held} examples so that "
+            f"{max(config.shots)} demonstrations remain in the {len(pool)}-example pool.",
+            stacklevel=3,
+        )
+
+
+def _cached(path: Path, fingerprint: str) -> ScoreSet | None:
+    """The ScoreSet stored at ``path`` if it exists and has this fingerprint, else None."""
+    if not path.is_file():
+        return None
+    try:
+        scores = ScoreSet.load(path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None  # unreadable or from an older format: rescore
+    return scores if scores.fingerprint == fingerprint else None
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+# What each calibrator's ``needs`` is fitted on: (positional args, keyword args).
+_FIT_DATA: dict[str, Callable[[ScoreSet], tuple[tuple, dict]]] = {
+    "nothing": lambda s: ((s.eval,), {}),
+    "test": lambda s: ((s.eval,), {}),
+    "content_free": lambda s: ((s.content_free,), {}),
+    "domain_context": lambda s: ((s.domain,), {}),
+    "labelled": lambda s: ((s.labelled, s.labelled_labels), {"X_unlabelled": s.eval}),
+}
+
+
+def _not_applicable(needs: str, scores: ScoreSet) -> str | None:
+    """Why a calibrator that needs ``needs`` cannot be fitted on ``scores`` (None if it can)."""
+    if needs in ("content_free", "domain_context") and scores.content_free is None:
+        return (
+            "not applicable: the task's examples carry their own answer options, so a "
+            "content-free or domain-string input has no options to score"
+        )
+    if needs == "labelled" and len(scores.labelled) == 0:
+        return "not applicable: no labelled set (the task has no pool, or labelled_size is 0)"
+    return None
+
+
+def _evaluate(method: str, scores: ScoreSet, y: np.ndarray) -> dict[str, Any]:
+    """Fit ``method`` on what it needs, predict the eval set and measure."""
+    calibrator = get_calibrator(method)
+    reason = _not_applicable(calibrator.needs, scores)
+    if reason:
+        return {"status": "n/a", "reason": reason}
+    args, kwargs = _FIT_DATA[calibrator.needs](scores)
+    calibrator.fit(*args, **kwargs)
+    proba = calibrator.predict_proba(scores.eval)
+    pred = calibrator.predict(scores.eval)
+    k = scores.eval.shape[1]
+    bins = reliability_diagram(proba, y, ECE_BINS)
+    metrics = {
+        "status": "ok",
+        "accuracy": accuracy(y, pred),
+        "macro_f1": macro_f1(y, pred, n_classes=k),
+        "ece": expected_calibration_error(proba, y, ECE_BINS),
+        "label_distribution": label_distribution(pred, k),
+        "confusion": confusion_matrix(y, pred, k),
+        "reliability": {key: bins[key] for key in ("confidence", "accuracy", "count")},
+    }
+    if hasattr(calibrator, "gamma_"):
+        metrics["gamma"] = float(calibrator.gamma_)
+    return metrics
+
+
+def _run_record(
+    scores: ScoreSet, y: np.ndarray, methods: Sequence[str], from_cache: bool
+) -> dict[str, Any]:
+    """Everything about one (shots, seed): what was scored, the scores and each method's metrics."""
+    return {
+        "shots": scores.shots,
+        "seed": scores.seed,
+        "fingerprint": scores.fingerprint,
+        "scores_from_cache": from_cache,
+        "demo_uids": scores.demo_uids,
+        "labelled_uids": scores.labelled_uids,
+        "labelled_labels": scores.labelled_labels,
+        "domain_strings": scores.domain_strings,
+        "scores": {
+            "eval": scores.eval,
+            "content_free": scores.content_free,
+            "domain": scores.domain,
+            "labelled": scores.labelled,
+        },
+        "metrics": {m: _evaluate(m, scores, y) for m in methods},
+    }
+
+
+def _method_info(calibrator: Calibrator) -> dict[str, Any]:
+    return {
+        "needs": calibrator.needs,
+        "space": calibrator.space,
+        "extra_forward_passes": calibrator.extra_forward_passes,
+        "params": calibrator.get_params(),
+    }
+
+
+def _task_info(task: ClassificationTask) -> dict[str, Any]:
+    return {
+        "name": task.name,
+        "labels": task.labels,
+        "verbalizer": task.verbalizer,
+        "template": task.template,
+        "instruction": task.instruction,
+        "eval_split": task.eval_split,
+        "pool_split": task.pool_split,
+        "per_example_choices": task.per_example_choices,
+        "description": task.description,
+    }
+
+
+def _summarise(
+    records: list[dict[str, Any]], methods: Sequence[str], shots: Sequence[int]
+) -> list[dict[str, Any]]:
+    """One row per (method, shots): mean and population std (ddof=0) over seeds."""
+    rows = []
+    for method in methods:
+        for k in shots:
+            runs = [r["metrics"][method] for r in records if r["shots"] == k]
+            row: dict[str, Any] = {"method": method, "shots": k, "n_seeds": len(runs)}
+            if runs[0]["status"] != "ok":
+                rows.append({**row, "status": "n/a", "reason": runs[0]["reason"]})
+                continue
+            row["status"] = "ok"
+            for metric in ("accuracy", "macro_f1", "ece"):
+                values = np.array([r[metric] for r in runs])
+                row[metric] = {"mean": float(values.mean()), "std": float(values.std())}
+            row["label_distribution"] = np.mean([r["label_distribution"] for r in runs], axis=0)
+            if "gamma" in runs[0]:
+                row["gamma"] = [r["gamma"] for r in runs]
+            rows.append(row)
+    return rows
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -1,0 +1,415 @@
+"""Calibrators (lmboost.calibration) against numbers worked out by hand on small matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.mixture import GaussianMixture
+
+import lmboost.calibration.prototypical as prototypical
+from lmboost.calibration import (
+    CALIBRATORS,
+    BatchCalibration,
+    BatchCalibrationLearned,
+    CalibrationError,
+    Calibrator,
+    ContextualCalibration,
+    DomainContextCalibration,
+    NoCalibration,
+    PrototypicalCalibration,
+    StreamingBatchCalibration,
+    domain_context_strings,
+    get_calibrator,
+    normalise,
+)
+from lmboost.errors import LmboostError
+
+# Label log-probabilities are not normalised over the labels: each row gets its own offset.
+OFFSETS = np.array([[-2.0], [-5.0], [-1.0]])
+
+# Two labels, true labels [0, 0, 1, 1]. Label-1 margin d = s0 - s1 = [-0.5, -0.8, -2.8, -2.4]:
+# the raw argmax is always label 1. The batch mean of d is -1.625, and BC predicts label 0 iff
+# d > -1.625, i.e. [0, 0, 1, 1].
+BIASED_X = np.array([[-1.0, -0.5], [-1.2, -0.4], [-3.0, -0.2], [-2.5, -0.1]])
+BIASED_Y = np.array([0, 0, 1, 1])
+
+
+def rng_scores(n: int, k: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(-3.0, 1.5, size=(n, k))
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def test_normalise_by_hand():
+    X = np.log([[1.0, 3.0]]) - 7.0  # unnormalised; probabilities 1/4, 3/4
+    np.testing.assert_allclose(normalise(X, "prob"), [[0.25, 0.75]])
+    np.testing.assert_allclose(normalise(X, "logprob"), np.log([[0.25, 0.75]]))
+    with pytest.raises(CalibrationError, match="logprob"):
+        normalise(X, "logit")
+
+
+def test_none_is_log_softmax_and_needs_no_fit():
+    X = np.log([[0.2, 0.6], [0.3, 0.1]])  # rows sum to 0.8 and 0.4
+    cal = NoCalibration()
+    np.testing.assert_allclose(cal.transform(X), np.log([[0.25, 0.75], [0.75, 0.25]]))
+    np.testing.assert_allclose(cal.predict_proba(X), [[0.25, 0.75], [0.75, 0.25]])
+    assert cal.predict(X).tolist() == [1, 0]
+    assert cal.fit() is cal and cal.fit(X) is cal and cal.n_classes_ == 2
+    assert cal.get_params() == {}
+
+
+# --------------------------------------------------------------------------- CC and DC
+
+
+def test_cc_prior_from_known_content_free_probabilities():
+    # Content-free probabilities [0.6, 0.4], [0.8, 0.2], [0.7, 0.3]  ->  p_cf = [0.7, 0.3].
+    X_cf = np.log([[0.6, 0.4], [0.8, 0.2], [0.7, 0.3]]) + OFFSETS
+    cal = ContextualCalibration().fit(X_cf)
+    np.testing.assert_allclose(cal.prior_, [0.7, 0.3])
+    # [0.7, 0.3] / p_cf = [1, 1] -> [0.5, 0.5];
+    # [0.5, 0.5] / p_cf = [5/7, 5/3] -> (1/7) / (1/7 + 1/3) = 0.3 -> [0.3, 0.7];
+    # [0.9, 0.1] / p_cf = [9/7, 1/3] = [27, 7] / 21 -> [27/34, 7/34].
+    X = np.log([[0.7, 0.3], [0.5, 0.5], [0.9, 0.1]]) - 3.0
+    expected = [[0.5, 0.5], [0.3, 0.7], [27 / 34, 7 / 34]]
+    np.testing.assert_allclose(cal.transform(X), expected)
+    np.testing.assert_allclose(cal.predict_proba(X), expected)
+    assert cal.predict(X[1:]).tolist() == [1, 0]
+
+
+def test_cc_three_labels():
+    cal = ContextualCalibration().fit(np.log([[0.5, 0.25, 0.25]]))
+    # [0.5, 0.25, 0.25] / p_cf = [1, 1, 1] -> uniform;
+    # [0.2, 0.4, 0.4] / p_cf = [0.4, 1.6, 1.6], sum 3.6 -> [1/9, 4/9, 4/9].
+    out = cal.transform(np.log([[0.5, 0.25, 0.25], [0.2, 0.4, 0.4]]))
+    np.testing.assert_allclose(out, [[1 / 3, 1 / 3, 1 / 3], [1 / 9, 4 / 9, 4 / 9]])
+
+
+def test_dc_is_cc_fitted_on_domain_context():
+    assert issubclass(DomainContextCalibration, ContextualCalibration)
+    assert DomainContextCalibration.needs == "domain_context"
+    X_dc = np.log([[0.9, 0.1], [0.5, 0.5]]) - 4.0  # p_dc = [0.7, 0.3]
+    cal = DomainContextCalibration().fit(X_dc)
+    np.testing.assert_allclose(cal.prior_, [0.7, 0.3])
+    np.testing.assert_allclose(cal.transform(np.log([[0.5, 0.5]])), [[0.3, 0.7]])
+
+
+TEXTS = ["the cat sat", "a dog ran far away", "birds fly"]  # 3, 5, 2 words: mean 3.33 -> 3
+
+
+def test_domain_context_strings_deterministic_in_vocabulary_average_length():
+    out = domain_context_strings(TEXTS, n=20, seed=1)
+    assert out == domain_context_strings(TEXTS, n=20, seed=1)
+    assert out != domain_context_strings(TEXTS, n=20, seed=2)
+    vocabulary = {w for t in TEXTS for w in t.split()}
+    assert len(out) == 20
+    assert all(len(s.split()) == 3 and set(s.split()) <= vocabulary for s in out)
+    assert [len(s.split()) for s in domain_context_strings(TEXTS, n=4, length=7)] == [7] * 4
+    assert len(domain_context_strings(["a", "b c"], n=1)[0].split()) == 2  # 1.5 rounds up
+
+
+def test_domain_context_strings_errors():
+    with pytest.raises(CalibrationError, match="at least one word"):
+        domain_context_strings(["", "  "])
+    with pytest.raises(CalibrationError, match="not a single str"):
+        domain_context_strings("the cat sat")
+    with pytest.raises(CalibrationError, match="n must be"):
+        domain_context_strings(TEXTS, n=0)
+
+
+# --------------------------------------------------------------------------- PC
+
+
+def two_clusters(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Label 0 inputs get p(label 1) ~ 0.6, label 1 inputs ~ 0.95: the raw argmax is always 1."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1], 40)
+    centre = np.where(y[:, None] == 0, [0.0, 0.4], [0.0, 3.0])
+    return centre + rng.normal(0.0, 0.1, size=(80, 2)) - 2.0, y
+
+
+class ReversedGMM(GaussianMixture):
+    """A GaussianMixture whose components come out in reverse order after fitting."""
+
+    def fit(self, X, y=None):
+        super().fit(X)
+        order = np.arange(self.n_components)[::-1]
+        for attr in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
+            setattr(self, attr, getattr(self, attr)[order])
+        return self
+
+
+def test_pc_recovers_two_separated_clusters():
+    X, y = two_clusters()
+    assert NoCalibration().predict(X).tolist() == [1] * 80
+    cal = PrototypicalCalibration().fit(X)
+    assert cal.predict(X).tolist() == y.tolist()
+    proba = cal.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    # The cluster with the larger mean log p(label 0) is the one matched to label 0.
+    assert cal.cluster_to_label_[np.argmax(cal.gmm_.means_[:, 0])] == 0
+
+
+def test_pc_matching_survives_flipped_component_order(monkeypatch):
+    X, y = two_clusters(seed=3)
+    plain = PrototypicalCalibration().fit(X)
+    monkeypatch.setattr(prototypical, "GaussianMixture", ReversedGMM)
+    flipped = PrototypicalCalibration().fit(X)
+    np.testing.assert_allclose(flipped.gmm_.means_, plain.gmm_.means_[::-1])
+    assert flipped.cluster_to_label_.tolist() == plain.cluster_to_label_[::-1].tolist()
+    assert flipped.predict(X).tolist() == y.tolist() == plain.predict(X).tolist()
+    np.testing.assert_allclose(flipped.predict_proba(X), plain.predict_proba(X))
+
+
+def test_pc_three_labels_hungarian():
+    # Cluster centres as label probabilities; every centre's top label is 0, so only the
+    # matching (maximising the sum of matched mean log-probs) can give labels 1 and 2.
+    rng = np.random.default_rng(0)
+    centres = np.log([[0.80, 0.10, 0.10], [0.45, 0.45, 0.10], [0.45, 0.10, 0.45]])
+    y = np.repeat([0, 1, 2], 30)
+    X = centres[y] + rng.normal(0.0, 0.03, size=(90, 3)) - 1.5
+    cal = PrototypicalCalibration().fit(X)
+    assert cal.predict(X).tolist() == y.tolist()
+    assert sorted(cal.cluster_to_label_.tolist()) == [0, 1, 2]
+
+
+def test_pc_needs_at_least_k_rows():
+    with pytest.raises(CalibrationError, match="at least 3 test rows, got 2"):
+        PrototypicalCalibration().fit(rng_scores(2, 3))
+
+
+# --------------------------------------------------------------------------- BC
+
+
+def test_bc_mean_by_hand_logprob():
+    # Probabilities [0.5, 0.5], [0.8, 0.2], [0.4, 0.6]:
+    # mean log p = [log(0.5 * 0.8 * 0.4) / 3, log(0.5 * 0.2 * 0.6) / 3] = [log 0.16, log 0.06] / 3.
+    X = np.log([[0.5, 0.5], [0.8, 0.2], [0.4, 0.6]]) + OFFSETS
+    cal = BatchCalibration().fit(X)
+    mean = np.array([np.log(0.16), np.log(0.06)]) / 3
+    np.testing.assert_allclose(cal.mean_, mean)
+    np.testing.assert_allclose(cal.transform(X)[1], [np.log(0.8) - mean[0], np.log(0.2) - mean[1]])
+
+
+def test_bc_mean_by_hand_prob_and_clipping():
+    X = np.log([[0.5, 0.5], [0.8, 0.2], [0.4, 0.6]]) + OFFSETS
+    cal = BatchCalibration(space="prob").fit(X)
+    np.testing.assert_allclose(cal.mean_, [1.7 / 3, 1.3 / 3])
+    expected = np.array([[-0.2, 0.2], [0.7, -0.7], [-0.5, 0.5]]) / 3
+    np.testing.assert_allclose(cal.transform(X), expected, atol=1e-15)
+    np.testing.assert_allclose(cal.predict_proba(X), [[0, 1], [1, 0], [0, 1]])
+    # One row is its own batch mean: all scores 0 -> the all-zero row becomes uniform.
+    single = BatchCalibration(space="prob").fit(X[:1])
+    np.testing.assert_allclose(single.predict_proba(X[:1]), [[0.5, 0.5]])
+
+
+def test_bc_removes_constant_label_bias():
+    assert NoCalibration().predict(BIASED_X).tolist() == [1, 1, 1, 1]
+    for space in ("logprob", "prob"):
+        assert BatchCalibration(space=space).fit_predict(BIASED_X).tolist() == BIASED_Y.tolist()
+
+
+def test_bc_transform_does_not_change_state():
+    cal = BatchCalibration().fit(BIASED_X)
+    mean = cal.mean_.copy()
+    cal.transform(rng_scores(7, 2))
+    np.testing.assert_array_equal(cal.mean_, mean)
+
+
+# --------------------------------------------------------------------------- streaming BC
+
+
+def test_streaming_cumulative_equals_offline():
+    X = rng_scores(100, 3, seed=1)
+    stream = StreamingBatchCalibration()
+    for lo, hi in [(0, 1), (1, 8), (8, 38), (38, 50), (50, 100)]:
+        stream.partial_fit(X[lo:hi])
+    offline = BatchCalibration().fit(X)
+    assert stream.n_seen_ == 100
+    np.testing.assert_allclose(stream.mean_, offline.mean_, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(stream.transform(X), offline.transform(X), rtol=0, atol=1e-12)
+    # fit() forgets earlier batches.
+    stream.fit(X[:10])
+    assert stream.n_seen_ == 10
+    np.testing.assert_allclose(stream.mean_, BatchCalibration().fit(X[:10]).mean_)
+
+
+def test_streaming_first_batches_behave_as_documented():
+    X = rng_scores(5, 3, seed=2)
+    one = StreamingBatchCalibration().partial_fit(X[:1])
+    np.testing.assert_array_equal(one.transform(X[:1]), [[0.0, 0.0, 0.0]])
+    assert one.predict(X[:1]).tolist() == [0]
+    np.testing.assert_allclose(one.predict_proba(X[:1]), [[1 / 3, 1 / 3, 1 / 3]])
+    # With n rows seen, row i gets ((n - 1) / n) * (s_i - mean of the other rows).
+    five = StreamingBatchCalibration().partial_fit(X)
+    S = normalise(X, "logprob")
+    others = (S.sum(axis=0) - S[0]) / 4
+    np.testing.assert_allclose(five.transform(X[:1])[0], 0.8 * (S[0] - others))
+
+
+def test_streaming_momentum():
+    X = rng_scores(4, 2, seed=3)
+    S = normalise(X, "logprob")
+    ema = StreamingBatchCalibration(momentum=0.9).partial_fit(X[:2]).partial_fit(X[2:])
+    np.testing.assert_allclose(ema.mean_, 0.9 * S[:2].mean(0) + 0.1 * S[2:].mean(0))
+    assert ema.n_seen_ == 4
+    # On an i.i.d. stream the moving average approaches the offline mean.
+    X = rng_scores(4000, 3, seed=4)
+    offline = BatchCalibration().fit(X).mean_
+    ema = StreamingBatchCalibration(momentum=0.9).partial_fit(X[:20])
+    first_error = np.abs(ema.mean_ - offline).max()
+    for lo in range(20, 4000, 20):
+        ema.partial_fit(X[lo : lo + 20])
+    final_error = np.abs(ema.mean_ - offline).max()
+    assert final_error < 0.15 and final_error < first_error
+    with pytest.raises(CalibrationError, match="momentum"):
+        StreamingBatchCalibration(momentum=1.0).partial_fit(X)
+
+
+# --------------------------------------------------------------------------- BCL
+
+# Imbalanced labelled set the raw model already gets right (label-0 margins 2, 2, 2, 0.1 and
+# label-1 margin -0.1, batch mean 1.2): any |gamma| >= 0.25 flips the 0.1 or the -0.1 example.
+UNBIASED_X = np.array([[-1, -3], [-1, -3], [-1, -3], [-1, -1.1], [-1.1, -1]], dtype=float)
+UNBIASED_Y = np.array([0, 0, 0, 0, 1])
+
+
+def test_bcl_picks_zero_when_unbiased():
+    cal = BatchCalibrationLearned().fit(UNBIASED_X, UNBIASED_Y)
+    assert cal.gamma_ == 0.0
+    assert len(cal.gammas_) == len(cal.search_scores_) == 41
+    assert cal.search_scores_[cal.gammas_ == 0.0][0] == 1.0
+    assert cal.search_scores_[cal.gammas_ == 1.0][0] == 0.8  # plain BC flips the 0.1 example
+    assert cal.predict(UNBIASED_X).tolist() == UNBIASED_Y.tolist()
+
+
+def test_bcl_picks_one_when_biased():
+    # Correct iff -0.8 + 1.625 gamma > 0 and -2.4 + 1.625 gamma < 0: gamma in (0.49, 1.48);
+    # the tie among 0.5, 0.75, 1.0, 1.25 goes to the gamma closest to 1.
+    cal = BatchCalibrationLearned().fit(BIASED_X, BIASED_Y)
+    assert cal.gamma_ == 1.0
+    assert cal.search_scores_[cal.gammas_ == 0.0][0] == 0.5
+    assert cal.predict(BIASED_X).tolist() == BIASED_Y.tolist()
+    f1 = BatchCalibrationLearned(criterion="macro_f1").fit(BIASED_X, BIASED_Y)
+    assert f1.gamma_ == 1.0 and f1.search_scores_.max() == 1.0
+
+
+def test_bcl_prior_from_unlabelled_and_transform():
+    X_u = np.log([[0.5, 0.5], [0.8, 0.2], [0.4, 0.6]]) + OFFSETS
+    cal = BatchCalibrationLearned(gammas=[2.0]).fit(BIASED_X, BIASED_Y, X_unlabelled=X_u)
+    prior = np.array([np.log(0.16), np.log(0.06)]) / 3
+    np.testing.assert_allclose(cal.prior_, prior)
+    assert cal.gamma_ == 2.0
+    X = np.log([[0.25, 0.75]])
+    np.testing.assert_allclose(cal.transform(X), np.log([[0.25, 0.75]]) - 2.0 * prior)
+
+
+def test_bcl_tie_breaks():
+    X = np.zeros((4, 2))  # every gamma gives the same predictions
+    y = np.array([0, 1, 0, 1])
+    assert BatchCalibrationLearned().fit(X, y).gamma_ == 1.0
+    assert BatchCalibrationLearned(gammas=[-2.0, -0.5, 0.5, 2.0]).fit(X, y).gamma_ == 0.5
+    assert BatchCalibrationLearned(gammas=[2.0, 0.0]).fit(X, y).gamma_ == 0.0
+
+
+def test_bcl_input_errors():
+    with pytest.raises(CalibrationError, match="needs gold labels"):
+        BatchCalibrationLearned().fit(BIASED_X)
+    with pytest.raises(CalibrationError, match="one label per row"):
+        BatchCalibrationLearned().fit(BIASED_X, [0, 1])
+    with pytest.raises(CalibrationError, match="label indices 0..1"):
+        BatchCalibrationLearned().fit(BIASED_X, [0, 1, 2, 1])
+    with pytest.raises(CalibrationError, match="criterion"):
+        BatchCalibrationLearned(criterion="auc").fit(BIASED_X, BIASED_Y)
+    with pytest.raises(CalibrationError, match="same label set"):
+        BatchCalibrationLearned().fit(BIASED_X, BIASED_Y, X_unlabelled=rng_scores(3, 3))
+
+
+# --------------------------------------------------------------------------- errors
+
+
+FITTED_NEEDS = [ContextualCalibration, DomainContextCalibration, PrototypicalCalibration,
+                BatchCalibration, StreamingBatchCalibration, BatchCalibrationLearned]  # fmt: skip
+
+
+@pytest.mark.parametrize("cls", FITTED_NEEDS)
+def test_not_fitted(cls):
+    with pytest.raises(CalibrationError, match="is not fitted; call fit"):
+        cls().transform(BIASED_X)
+    with pytest.raises(CalibrationError, match="is not fitted"):
+        cls().predict(BIASED_X)
+
+
+@pytest.mark.parametrize(
+    ("X", "match"),
+    [
+        (np.zeros(3), "N x K matrix"),
+        (np.zeros((2, 2, 2)), "N x K matrix"),
+        (np.zeros((0, 2)), "no rows"),
+        (np.zeros((3, 1)), "K >= 2"),
+        ([[0.0, np.nan]], "non-finite"),
+        ([[0.0, -np.inf]], "non-finite"),
+        ([["a", "b"]], "numeric"),
+    ],
+)
+@pytest.mark.parametrize("cls", [NoCalibration, BatchCalibration, ContextualCalibration])
+def test_bad_input(cls, X, match):
+    with pytest.raises(CalibrationError, match=match):
+        cls().fit(X)
+    with pytest.raises(CalibrationError, match=match):
+        NoCalibration().transform(X)
+
+
+@pytest.mark.parametrize("cls", [NoCalibration, *FITTED_NEEDS])
+def test_label_count_mismatch(cls):
+    X, y = two_clusters()
+    cal = cls().fit(X, y) if cls is BatchCalibrationLearned else cls().fit(X)
+    with pytest.raises(CalibrationError, match="fitted on 2 labels but got scores with 3"):
+        cal.transform(rng_scores(5, 3))
+
+
+def test_unknown_space():
+    with pytest.raises(CalibrationError, match="space must be one of"):
+        BatchCalibration(space="logit").fit(BIASED_X)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_registry_declares_every_method():
+    assert set(CALIBRATORS) == {"none", "cc", "dc", "pc", "bc", "bcl"}
+    needs = {"nothing", "test", "content_free", "domain_context", "labelled"}
+    for name, cls in CALIBRATORS.items():
+        assert issubclass(cls, Calibrator)
+        assert cls.name == name
+        assert cls.space in ("logprob", "prob")
+        assert cls.needs in needs
+        assert isinstance(cls.extra_forward_passes, str) and cls.extra_forward_passes
+    assert CALIBRATORS["cc"].extra_forward_passes == "3 per prompt"
+    assert CALIBRATORS["bcl"].needs == "labelled"
+
+
+def test_get_calibrator():
+    cal = get_calibrator("BC", space="prob")
+    assert isinstance(cal, BatchCalibration) and cal.get_params() == {"space": "prob"}
+    assert get_calibrator("bcl").get_params() == {
+        "gammas": None,
+        "criterion": "accuracy",
+        "space": "logprob",
+    }
+    with pytest.raises(CalibrationError, match="Unknown calibrator 'platt'.*none, cc, dc"):
+        get_calibrator("platt")
+    with pytest.raises(CalibrationError, match="accepts: space"):
+        get_calibrator("bc", momentum=0.5)
+    assert issubclass(CalibrationError, LmboostError)
+
+
+@pytest.mark.parametrize("name", sorted(CALIBRATORS))
+def test_every_calibrator_gives_distributions(name):
+    X, y = two_clusters()
+    cal = get_calibrator(name)
+    assert (cal.fit(X, y) if name == "bcl" else cal.fit(X)) is cal
+    proba = cal.predict_proba(X)
+    assert proba.shape == X.shape and np.all(proba >= 0)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert cal.predict(X).shape == (80,)

@@ -1,0 +1,361 @@
+"""The ICL + calibration runner on the tiny random model and a tiny CSV task."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lmboost.calibration import CALIBRATORS
+from lmboost.calibration.domain import domain_context_strings
+from lmboost.errors import LmboostError
+from lmboost.evaluation.records import (
+    atomic_file,
+    load_arrays,
+    read_json,
+    save_arrays,
+    write_json,
+)
+from lmboost.icl import (
+    CONTENT_FREE_INPUTS,
+    ICLConfig,
+    ScoreSet,
+    build_contexts,
+    build_prefix,
+    content_free_example,
+    run_icl,
+    score_run,
+    select_demonstrations,
+)
+from lmboost.scoring import Scorer
+from lmboost.tasks import ClassificationTask, Example, get_task, register_task
+
+TEMPLATE = "Review: {text}\\nSentiment:"
+POSITIVE = ["a great movie", "great", "a great film", "great and long"]
+NEGATIVE = ["boring", "far too long", "too boring", "boring and long"]
+
+
+def _write_task(folder: Path, template: str = TEMPLATE) -> Path:
+    """A two-class CSV task: 12 eval rows, a pool of 60, declared in a YAML file."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def rows(n: int, start: int) -> str:
+        lines = ["text,label"]
+        for i in range(start, start + n):
+            words, label = (POSITIVE, "pos") if i % 2 else (NEGATIVE, "neg")
+            lines.append(f"{words[i % 4]} {i},{label}")
+        return "\n".join(lines) + "\n"
+
+    (folder / "eval.csv").write_text(rows(12, 0))
+    (folder / "pool.csv").write_text(rows(60, 100))
+    spec = folder / "task.yaml"
+    spec.write_text(
+        f'name: tiny-reviews\npath: eval.csv\npool: pool.csv\ntemplate: "{template}"\n'
+        "label_words: {neg: negative, pos: positive}\n"
+    )
+    return spec
+
+
+def _config(tiny_model_dir: str, task: Path, out: Path, **changes) -> ICLConfig:
+    base = ICLConfig(
+        model=tiny_model_dir,
+        task=str(task),
+        out=out,
+        shots=[0, 2],
+        seeds=2,
+        labelled_size=8,
+        n_domain=4,
+        batch_size=8,
+    )
+    return replace(base, **changes)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """The tiny model runs far faster on one thread than on two contended CPU cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_model_dir, tmp_path_factory):
+    """One full run (all six methods) whose output folder the tests read or copy."""
+    root = tmp_path_factory.mktemp("icl")
+    spec = _write_task(root / "task")
+    config = _config(tiny_model_dir, spec, root / "out")
+    return config, run_icl(config, progress=False)
+
+
+def _copy_out(config: ICLConfig, tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    shutil.copytree(config.out, out)
+    return out
+
+
+def _no_model(*args, **kwargs):
+    raise AssertionError("the model must not be loaded: every ScoreSet is cached")
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def test_stored_scores_equal_hand_built_contexts(first_run, tiny_model):
+    config, _ = first_run
+    task = get_task(config.task)
+    eval_examples, pool = task.load_eval(), task.load_pool()
+    stored = ScoreSet.load(Path(config.out) / "scores" / "shots2-seed1.npz")
+
+    # The labelled set is held out of the pool; demonstrations come from the rest.
+    labelled = [ex for ex in pool if ex.uid in set(stored.labelled_uids)]
+    rest = [ex for ex in pool if ex.uid not in set(stored.labelled_uids)]
+    assert len(labelled) == 8 and sorted(ex.label for ex in labelled) == [0] * 4 + [1] * 4
+    demos = select_demonstrations(rest, 2, 1)
+    assert [d.uid for d in demos] == stored.demo_uids
+
+    scorer = Scorer(tiny_model, batch_size=4)
+    prefix = build_prefix(task, demos)
+    options = task.answer_options(eval_examples[0])
+
+    def by_hand(examples):
+        return scorer.score_choices(build_contexts(task, prefix, examples), options)
+
+    np.testing.assert_allclose(stored.eval, by_hand(eval_examples), atol=1e-5, rtol=0)
+    cf = [content_free_example(eval_examples[0], t) for t in CONTENT_FREE_INPUTS]
+    np.testing.assert_allclose(stored.content_free, by_hand(cf), atol=1e-5, rtol=0)
+    texts = [ex.fields["text"] for ex in eval_examples]
+    assert stored.domain_strings == domain_context_strings(texts, n=4, seed=1)
+    domain = [content_free_example(eval_examples[0], s) for s in stored.domain_strings]
+    np.testing.assert_allclose(stored.domain, by_hand(domain), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(stored.labelled, by_hand(labelled), atol=1e-5, rtol=0)
+    assert stored.labelled_labels.tolist() == [ex.label for ex in labelled]
+
+
+def test_zero_shot_prefix_is_the_instruction_only(tiny_model, tmp_path):
+    spec = _write_task(tmp_path / "task")
+    task = get_task(str(spec))
+    task.instruction = "Classify the review."
+    eval_examples, pool = task.load_eval(), task.load_pool()
+    config = _config("unused", spec, tmp_path / "out", shots=[0], labelled_size=0)
+    scores = score_run(Scorer(tiny_model), task, eval_examples, pool, 0, 0, config)
+    contexts = build_contexts(task, "Classify the review.\n\n", eval_examples)
+    expected = Scorer(tiny_model).score_choices(contexts, task.answer_options(eval_examples[0]))
+    np.testing.assert_allclose(scores.eval, expected, atol=1e-5, rtol=0)
+    assert scores.demo_uids == [] and scores.labelled.shape == (0, 2)
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def test_rerun_with_other_calibrators_needs_no_model(first_run, tmp_path, monkeypatch):
+    config, first = first_run
+    out = _copy_out(config, tmp_path)
+    monkeypatch.setattr("lmboost.icl.runner.load_model", _no_model)
+    results = run_icl(replace(config, out=out, calibration=["bc", "pc"]), progress=False)
+    assert all(run["scores_from_cache"] for run in results["runs"])
+    assert list(results["methods"]) == ["bc", "pc"]
+    for new, old in zip(results["runs"], first["runs"]):
+        assert new["scores"] == old["scores"]
+        assert new["metrics"]["bc"] == old["metrics"]["bc"]
+
+
+def test_changed_demonstrations_or_template_are_rescored(first_run, tmp_path, monkeypatch):
+    config, first = first_run
+    out = _copy_out(config, tmp_path)
+    balanced = run_icl(replace(config, out=out, demo_strategy="balanced"), progress=False)
+    rescored = 0
+    for new, old in zip(balanced["runs"], first["runs"]):
+        same_demos = new["demo_uids"] == old["demo_uids"]
+        assert new["scores_from_cache"] == same_demos
+        assert (new["fingerprint"] == old["fingerprint"]) == same_demos
+        rescored += not same_demos
+    assert rescored >= 1  # the 0-shot runs are reused, some 2-shot ones are not
+
+    spec = _write_task(tmp_path / "task2", template="Text: {text}\\nSentiment:")
+    templated = run_icl(replace(config, out=out, task=str(spec)), progress=False)
+    assert not any(run["scores_from_cache"] for run in templated["runs"])
+
+    monkeypatch.setattr("lmboost.icl.runner.load_model", _no_model)
+    again = run_icl(replace(config, out=out, task=str(spec)), progress=False)
+    assert all(run["scores_from_cache"] for run in again["runs"])
+
+
+# --------------------------------------------------------------------------- records
+
+
+def test_results_hold_per_seed_metrics_and_summary(first_run):
+    config, results = first_run
+    stored = read_json(Path(config.out) / "results.json")
+    assert stored == results
+    assert stored["eval"]["n"] == 12 and stored["eval"]["sample"] is None
+    assert len(stored["eval"]["uids"]) == 12 and len(stored["eval"]["labels"]) == 12
+    assert [(r["shots"], r["seed"]) for r in stored["runs"]] == [(0, 0), (0, 1), (2, 0), (2, 1)]
+    for run in stored["runs"]:
+        assert np.array(run["scores"]["eval"]).shape == (12, 2)
+        assert np.array(run["scores"]["content_free"]).shape == (3, 2)
+        assert np.array(run["scores"]["domain"]).shape == (4, 2)
+        assert set(run["metrics"]) == set(CALIBRATORS)
+        for metrics in run["metrics"].values():
+            assert metrics["status"] == "ok"
+            assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["ece"] <= 1
+            assert abs(sum(metrics["label_distribution"]) - 1) < 1e-9
+        assert isinstance(run["metrics"]["bcl"]["gamma"], float)
+    rows = {(r["method"], r["shots"]): r for r in stored["summary"]}
+    assert set(rows) == {(m, k) for m in CALIBRATORS for k in (0, 2)}
+    accs = [run["metrics"]["bc"]["accuracy"] for run in stored["runs"] if run["shots"] == 2]
+    assert rows[("bc", 2)]["accuracy"]["mean"] == pytest.approx(np.mean(accs))
+    assert rows[("bc", 2)]["accuracy"]["std"] == pytest.approx(np.std(accs))
+    assert rows[("bcl", 0)]["gamma"] == [r["metrics"]["bcl"]["gamma"] for r in stored["runs"][:2]]
+
+
+def test_report_and_plots_are_written(first_run):
+    config, _ = first_run
+    out = Path(config.out)
+    report = (out / "report.md").read_text()
+    assert "tiny-reviews" in report and "| bcl |" in report
+    assert "![accuracy by method and shots](accuracy.png)" in report
+    assert "(reliability.png)" in report and "gamma" in report
+    for png in ("accuracy.png", "reliability.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_limit_takes_a_recorded_stratified_sample(first_run, tmp_path, tiny_model_dir):
+    config, _ = first_run
+    limited = replace(config, out=tmp_path / "out", limit=6, shots=[0], seeds=1,
+                      calibration=["none"])
+    results = run_icl(limited, progress=False)
+    assert results["eval"]["n"] == 6 and results["eval"]["total"] == 12
+    assert "sample" in results["eval"]["sample"]
+    assert sorted(results["eval"]["labels"]) == [0, 0, 0, 1, 1, 1]
+    assert "sample" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_cc_and_dc_not_applicable_with_per_example_choices(tiny_model_dir, tmp_path):
+    def examples(n: int, start: int) -> list[Example]:
+        return [
+            Example({"text": f"great {i}"}, i % 2, ("movie", "film"), uid=f"copa:{i}")
+            for i in range(start, start + n)
+        ]
+
+    register_task(
+        ClassificationTask(
+            name="tiny-choices",
+            labels=["0", "1"],
+            verbalizer=["first", "second"],
+            template="Review: {text}\nAnswer:",
+            eval_split="6 made-up rows",
+            eval_loader=lambda: examples(6, 0),
+            pool_loader=lambda: examples(10, 100),
+            per_example_choices=True,
+        ),
+        overwrite=True,
+    )
+    config = ICLConfig(model=tiny_model_dir, task="tiny-choices", out=tmp_path / "out",
+                       shots=[1], seeds=1, labelled_size=4)
+    results = run_icl(config, progress=False)
+    metrics = results["runs"][0]["metrics"]
+    assert metrics["cc"]["status"] == metrics["dc"]["status"] == "n/a"
+    assert "answer options" in metrics["cc"]["reason"]
+    assert all(metrics[m]["status"] == "ok" for m in ("none", "pc", "bc", "bcl"))
+    assert results["runs"][0]["scores"]["content_free"] is None
+    assert "Not applicable" in (tmp_path / "out" / "report.md").read_text()
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"calibration": ["none", "platt"]}, "known methods: none, cc, dc, pc, bc, bcl"),
+        ({"shots": []}, "shots is empty"),
+        ({"shots": [0, -1]}, "non-negative"),
+        ({"shots": [0, 0]}, "twice"),
+        ({"seeds": 0}, "seeds"),
+        ({"demo_strategy": "nearest"}, "random, balanced"),
+        ({"shots": [61]}, "pool holds 60 examples: lower shots"),
+    ],
+)
+def test_bad_input_is_a_clear_error(first_run, tmp_path, monkeypatch, changes, message):
+    config, _ = first_run
+    monkeypatch.setattr("lmboost.icl.runner.load_model", _no_model)
+    with pytest.raises(LmboostError, match=message):
+        run_icl(replace(config, out=tmp_path / "out", **changes), progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_labelled_set_shrinks_to_leave_demonstrations(first_run, tmp_path):
+    config, _ = first_run
+    with pytest.warns(UserWarning, match="shrinks from 8 to 3"):
+        results = run_icl(
+            replace(config, out=tmp_path / "out", shots=[57], seeds=1, truncation="left"),
+            progress=False,
+        )
+    (run,) = results["runs"]
+    assert len(run["labelled_uids"]) == 3 and len(run["demo_uids"]) == 57
+    assert not set(run["labelled_uids"]) & set(run["demo_uids"])
+
+
+def test_unknown_task_uses_the_registry_error(tmp_path):
+    with pytest.raises(LmboostError, match="Unknown task 'sst-3'"):
+        run_icl(ICLConfig(task="sst-3", out=tmp_path), progress=False)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_runs_end_to_end(tiny_model_dir, tmp_path, capsys):
+    from lmboost.cli import main
+
+    spec = _write_task(tmp_path / "task")
+    out = tmp_path / "out"
+    argv = ["icl", "--model", tiny_model_dir, "--task", str(spec), "--shots", "0,1",
+            "--seeds", "1", "--calibration", "none,BC", "--labelled-size", "4",
+            "--n-domain", "3", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| bc |" in printed and f"report: {out / 'report.md'}" in printed
+    assert read_json(out / "results.json")["config"]["calibration"] == ["none", "bc"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--calibration", "none,foo", "known methods: none, cc, dc, pc, bc, bcl"),
+        ("--shots", "0,x", "comma-separated integers"),
+        ("--shots", "0,,1", "without empty items"),
+        ("--shots", "0,-4", "non-negative"),
+        ("--shots", "500", "pool holds 60"),
+    ],
+)
+def test_cli_bad_input_returns_2(tmp_path, capsys, flag, value, message):
+    from lmboost.cli import main
+
+    spec = _write_task(tmp_path / "task")
+    argv = ["icl", "--task", str(spec), "--out", str(tmp_path / "out"), f"{flag}={value}"]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def test_atomic_writes_leave_old_file_or_new_file(tmp_path):
+    path = tmp_path / "r" / "results.json"
+    write_json(path, {"acc": np.float64(0.5), "bins": np.array([np.nan, 1.0]), "p": tmp_path})
+    assert json.loads(path.read_text()) == {"acc": 0.5, "bins": [None, 1.0], "p": str(tmp_path)}
+    with pytest.raises(RuntimeError), atomic_file(path, "w") as f:
+        f.write('{"half": ')
+        raise RuntimeError("interrupted")
+    assert read_json(path)["acc"] == 0.5
+    save_arrays(tmp_path / "r" / "s.npz", x=np.eye(2), names=np.array(["a", "b"]))
+    arrays = load_arrays(tmp_path / "r" / "s.npz")
+    assert arrays["names"].tolist() == ["a", "b"] and arrays["x"].shape == (2, 2)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["results.json", "s.npz"]
