@@ -325,6 +325,33 @@ def test_cli_runs_end_to_end(tiny_model_dir, tmp_path, capsys):
     assert read_json(out / "results.json")["config"]["calibration"] == ["none", "bc"]
 
 
+def test_cli_bc_on_a_users_csv_in_one_command(tiny_model_dir, tmp_path, capsys):
+    from lmboost.cli import main
+
+    data = _write_task(tmp_path / "task").parent / "pool.csv"
+    out = tmp_path / "out"
+    argv = ["icl", "--model", tiny_model_dir, "--task", str(data),
+            "--template", "Review: {text}\\nSentiment:",
+            "--label-words", "neg=negative,pos=positive",
+            "--pool-size", "20", "--shots", "2", "--seeds", "1", "--calibration", "none,bc",
+            "--out", str(out)]
+    assert main(argv) == 0
+    results = read_json(out / "results.json")
+    assert results["task"]["name"] == "pool"
+    assert results["task"]["template"] == "Review: {text}\nSentiment:"
+    assert results["eval"]["n"] == 40 and results["pool_size"] == 20
+    assert results["summary"][1]["method"] == "bc" and results["summary"][1]["status"] == "ok"
+    assert "| bc |" in capsys.readouterr().out
+
+
+def test_cli_data_file_needs_template_and_words(tmp_path, capsys):
+    from lmboost.cli import main
+
+    data = _write_task(tmp_path / "task").parent / "eval.csv"
+    assert main(["icl", "--task", str(data), "--out", str(tmp_path / "out")]) == 2
+    assert "also give --template" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [

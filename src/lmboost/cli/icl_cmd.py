@@ -14,6 +14,12 @@ examples:
   lmboost icl --task agnews --shots 0,1,4,8 --seeds 5 --limit 500 --out runs/agnews
   lmboost icl --task sst2 --calibration none,bc --out runs/sst2     # reuses the stored scores
   lmboost icl --model gemma3-270m --task my-task.yaml --demos balanced --out runs/mine
+
+your own data in one command (a CSV/TSV with a header row, or JSON lines):
+  lmboost icl --task reviews.csv --template "Review: {text}\nSentiment:" \
+      --label-words neg=negative,pos=positive --pool-size 100 --shots 0,4 \
+      --calibration none,bc --out runs/reviews
+  (--label-words maps label values to words; a plain list negative,positive means labels 0,1)
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from lmboost.icl import ICLConfig, run_icl
 from lmboost.icl.runner import DEMO_STRATEGIES, TRUNCATIONS
 from lmboost.models import DEFAULT_MODEL
 from lmboost.models.loading import DTYPES
+from lmboost.tasks import register_task, task_from_file
+from lmboost.tasks.custom import SUFFIXES
 
 NAME = "icl"
 HELP = "k-shot classification with calibration (CC, DC, PC, BC, BCL)"
@@ -36,7 +44,18 @@ DEFAULT_CALIBRATION = "none,cc,dc,pc,bc,bcl"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``icl`` flags; comma lists are validated in :func:`run`, with clear messages."""
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model spec ({DEFAULT_MODEL})")
-    parser.add_argument("--task", required=True, help="task name (lmboost tasks) or .yaml file")
+    parser.add_argument(
+        "--task", required=True, help="task name (lmboost tasks), .yaml task file, or data file"
+    )
+    data = parser.add_argument_group("a task from a .csv/.tsv/.jsonl data file given as --task")
+    data.add_argument("--template", help='e.g. "Review: {text}\\nSentiment:" (required)')
+    data.add_argument("--label-words", metavar="LIST", help="value=word,... or word,... (required)")
+    data.add_argument("--label-column", default="label", help="column of the label (label)")
+    data.add_argument("--pool", type=Path, help="file of demonstration examples")
+    data.add_argument(
+        "--pool-size", type=int, metavar="N", help="or: hold out N rows of the file as the pool"
+    )
+    data.add_argument("--instruction", default="", help="text placed before the demonstrations")
     parser.add_argument(
         "--shots", default="0,1,4", metavar="LIST", help="comma list of shot counts (0,1,4)"
     )
@@ -75,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the experiment, print the accuracy table and where the report is."""
     config = ICLConfig(
         model=args.model,
-        task=args.task,
+        task=_task(args),
         shots=_int_list(args.shots, "--shots"),
         seeds=args.seeds,
         calibration=_name_list(args.calibration, "--calibration"),
@@ -97,6 +116,34 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nreport: {Path(config.out) / 'report.md'}")
     print(f"results: {Path(config.out) / 'results.json'}")
     return 0
+
+
+def _task(args: argparse.Namespace) -> str:
+    """The task name to run: a data file becomes a registered task built from the flags."""
+    if Path(args.task).suffix.lower() not in SUFFIXES:
+        return args.task
+    if not args.template or not args.label_words:
+        raise LmboostError(
+            f"--task {args.task} is a data file: also give --template (e.g. "
+            '"Review: {text}\\nSentiment:") and --label-words (e.g. neg=negative,pos=positive).'
+        )
+    pairs = _items(args.label_words, "--label-words")
+    if all("=" in p for p in pairs):
+        words: list[str] | dict[str, str] = dict(p.split("=", 1) for p in pairs)
+    elif any("=" in p for p in pairs):
+        raise LmboostError("--label-words: give either all value=word pairs or only words.")
+    else:
+        words = pairs
+    task = task_from_file(
+        args.task,
+        template=args.template.replace("\\n", "\n"),
+        label_words=words,
+        label_column=args.label_column,
+        pool_path=args.pool,
+        pool_size=args.pool_size,
+        instruction=args.instruction,
+    )
+    return register_task(task, overwrite=True).name
 
 
 def _items(text: str, flag: str) -> list[str]:
