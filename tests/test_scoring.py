@@ -153,3 +153,21 @@ def test_engine_matches_full_forward_on_smollm2(smollm2):
     requests = _requests()
     results = Scorer(smollm2, batch_size=4).loglikelihood(requests)
     _assert_equal(results, _reference(smollm2, requests), atol=1e-4)
+
+
+def test_repeated_requests_are_scored_once(tiny_model, monkeypatch):
+    scorer = Scorer(tiny_model, batch_size=4)
+    seen: list[int] = []
+    original = scorer._score
+
+    def counting(requests):
+        seen.append(len(requests))
+        return original(requests)
+
+    monkeypatch.setattr(scorer, "_score", counting)
+    requests = _requests()
+    first = scorer.loglikelihood(requests + requests[:3])
+    assert seen == [len(requests)]
+    again = scorer.loglikelihood(requests[:5] + [("Review: new\nSentiment:", " positive")])
+    assert seen == [len(requests), 1]
+    assert again[:5] == first[:5]

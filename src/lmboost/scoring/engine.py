@@ -68,6 +68,7 @@ class Scorer:
         self.sliding_window = _sliding_window(config)
         self._prefix: tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
         self._manual_head = self._check_manual_head()
+        self._memo: dict[EncodedRequest, LoglikelihoodResult] = {}
 
     # ------------------------------------------------------------------ public API
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[LoglikelihoodResult]:
@@ -100,10 +101,21 @@ class Scorer:
     # ------------------------------------------------------------------ engine
     @torch.inference_mode()
     def loglikelihood_tokens(self, requests: Sequence[EncodedRequest]) -> list[LoglikelihoodResult]:
-        """The engine on already-tokenized requests (see ``encode_request``)."""
+        """The engine on already-tokenized requests (see ``encode_request``).
+
+        Each distinct request is scored once per Scorer: repeats, within a call or across calls
+        (zero-shot prompts under several seeds, say), are answered from memory.
+        """
         if len(requests) == 0:
             raise ScoringError("No requests to score.")
         requests = [self._fit_window(r) for r in requests]
+        todo = list(dict.fromkeys(r for r in requests if r not in self._memo))
+        if todo:
+            self._memo.update(zip(todo, self._score(todo)))
+        return [self._memo[r] for r in requests]
+
+    def _score(self, requests: list[EncodedRequest]) -> list[LoglikelihoodResult]:
+        """Score distinct requests: shared prefix once, then batches of distinct contexts."""
         longest = max(len(r.context) + len(r.continuation) for r in requests)
         if self.sliding_window is not None and longest > self.sliding_window:
             warnings.warn(
