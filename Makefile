@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lmboost-installed
 
-.PHONY: setup demo test test-fast lint bench-scoring clean
+.PHONY: setup demo test test-fast lint bench-scoring bench-calibration clean
 
 setup: $(STAMP)
 
@@ -30,8 +30,13 @@ lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 
 bench-scoring: setup
-	$(PY) -m pip install -q "lm_eval>=0.4"
+	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) benchmarks/scoring.py
+
+# One model per run; MODEL=gemma3-270m needs `lmboost models pull gemma3-270m` first.
+MODEL ?= smollm2-135m-instruct
+bench-calibration: setup
+	$(PY) benchmarks/calibration.py --model $(MODEL)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
