@@ -171,3 +171,34 @@ def test_repeated_requests_are_scored_once(tiny_model, monkeypatch):
     again = scorer.loglikelihood(requests[:5] + [("Review: new\nSentiment:", " positive")])
     assert seen == [len(requests), 1]
     assert again[:5] == first[:5]
+
+
+@pytest.fixture(scope="module")
+def tiny_gemma3():
+    """A 4-layer random Gemma 3 (three sliding-window layers, one global) with a short window."""
+    from conftest import build_tokenizer
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from lmboost.models.loading import LoadedModel
+
+    tok = build_tokenizer()
+    config = Gemma3TextConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
+        sliding_window=80, layer_types=["sliding_attention"] * 3 + ["full_attention"],
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    torch.manual_seed(0)
+    return LoadedModel(model=Gemma3ForCausalLM(config).eval(), tokenizer=tok, spec="tiny-gemma3",
+                       path=None)
+
+
+def test_sliding_window_model_matches_full_forward(tiny_gemma3):
+    """Requests on both sides of the 80-token window are scored exactly."""
+    requests = _requests()
+    lengths = [len(encode_request(tiny_gemma3.tokenizer, *r).context) for r in requests]
+    assert min(lengths) < 80 <= max(lengths)
+    with pytest.warns(UserWarning, match="longer than the model's sliding window"):
+        results = Scorer(tiny_gemma3, batch_size=3).loglikelihood(requests)
+    _assert_equal(results, _reference(tiny_gemma3, requests), atol=1e-4)

@@ -115,17 +115,30 @@ class Scorer:
         return [self._memo[r] for r in requests]
 
     def _score(self, requests: list[EncodedRequest]) -> list[LoglikelihoodResult]:
-        """Score distinct requests: shared prefix once, then batches of distinct contexts."""
-        longest = max(len(r.context) + len(r.continuation) for r in requests)
-        if self.sliding_window is not None and longest > self.sliding_window:
-            warnings.warn(
-                f"Requests reach {longest} tokens, past the model's sliding window "
-                f"({self.sliding_window}); scoring each with a plain forward (slower).",
-                stacklevel=2,
-            )
-            from lmboost.scoring.reference import reference_loglikelihood_tokens
+        """Score distinct requests: shared prefix once, then batches of distinct contexts.
 
-            return reference_loglikelihood_tokens(self.model, requests)
+        With a sliding attention window (Gemma 3, Mistral) a request that does not fit inside
+        the window is scored on its own, without the shared prefix or padding, so the model's
+        sliding cache sees exactly what it sees in generation.
+        """
+        window = self.sliding_window
+        if window is not None and any(_length(r) >= window for r in requests):
+            long = [i for i, r in enumerate(requests) if _length(r) >= window]
+            warnings.warn(
+                f"{len(long)} of {len(requests)} requests are longer than the model's sliding "
+                f"window ({window} tokens); scoring them one context at a time (slower).",
+                stacklevel=3,
+            )
+            results: list[LoglikelihoodResult | None] = [None] * len(requests)
+            for i in long:
+                (results[i],) = self._score_batch(
+                    [requests[i].context], [(0, requests[i].continuation)], None, 0
+                )
+            short = [i for i in range(len(requests)) if results[i] is None]
+            if short:
+                for i, result in zip(short, self._score([requests[i] for i in short])):
+                    results[i] = result
+            return results  # type: ignore[return-value]
 
         # Group continuations by context: each distinct context is run once.
         contexts: dict[tuple[int, ...], list[int]] = {}
@@ -136,7 +149,7 @@ class Scorer:
         prefix_len = _common_prefix_len(ctx_list)
         prefix_kv = self._prefix_cache(ctx_list[0][:prefix_len])
 
-        results: list[LoglikelihoodResult | None] = [None] * len(requests)
+        results = [None] * len(requests)
         batches = range(0, len(ctx_list), self.batch_size)
         for start in tqdm(batches, desc="scoring", unit="batch", disable=not self.progress):
             batch = ctx_list[start : start + self.batch_size]
@@ -268,6 +281,10 @@ class Scorer:
         )
         keep = self.max_length - len(request.continuation)
         return EncodedRequest(request.context[-keep:], request.continuation)
+
+
+def _length(request: EncodedRequest) -> int:
+    return len(request.context) + len(request.continuation)
 
 
 def _common_prefix_len(contexts: list[tuple[int, ...]]) -> int:
