@@ -122,8 +122,14 @@ def render(args, shots: list[int], table: dict, timings: dict) -> str:
         common = [t for t, a in table[k].items() if all(a.get(m) is not None for m in METHODS)]
         means = [np.mean([table[k][t][m] for t in common]) for m in METHODS]
         lines.append(
-            f"| **mean of {len(common)} tasks** | "
+            f"| **mean of the {len(common)} tasks every method applies to** | "
             + " | ".join(f"{100 * v:.1f}" for v in means)
+            + " |"
+        )
+        applicable = [[a[m] for a in table[k].values() if a.get(m) is not None] for m in METHODS]
+        lines.append(
+            "| mean over the tasks each method applies to | "
+            + " | ".join(f"{100 * np.mean(v):.1f} ({len(v)})" for v in applicable)
             + " |"
         )
         lines.append("")
