@@ -73,18 +73,16 @@ def resolve_tests(spec: str | Sequence[str]) -> list[str]:
     items = [item.strip() for item in items]
     if not items or any(not item for item in items):
         raise TaskError(f"tests expects a comma-separated list of test names, got {spec!r}.")
-    known = available_tests()
     resolved: list[str] = []
     for item in items:
-        if item == "all":
-            resolved += known
-        elif item in known or _is_path(item):
+        if _is_path(item):
+            resolved.append(item)
+        elif item == "all":
+            resolved += available_tests()
+        elif item in available_tests():
             resolved.append(item)
         else:
-            raise TaskError(
-                f"Unknown SEAT test {item!r}. Valid tests: all, {', '.join(known)} "
-                f"(or a path to a {' or '.join(SUFFIXES)} test file)."
-            )
+            raise _unknown(item, available_tests())
     return list(dict.fromkeys(resolved))
 
 
@@ -98,8 +96,9 @@ def load_test(name: str) -> SEATTest:
         if not path.is_file():
             raise TaskError(f"SEAT test file not found: {path}.")
         return read_test(path, path.stem)
-    if name not in available_tests():
-        resolve_tests(name)  # raises the error listing the valid names
+    known = available_tests()
+    if name not in known:
+        raise _unknown(name, known)
     return read_test(data_file(SEAT_FOLDER, f"{name}.jsonl"), name)
 
 
@@ -133,6 +132,13 @@ def _concept(obj: dict, key: str, path: Path, layout: str) -> Concept:
                 f"{path}: {key}.examples[{i}] must be a non-empty string, found {text!r}."
             )
     return Concept(part["category"], tuple(examples))
+
+
+def _unknown(name: str, known: list[str]) -> TaskError:
+    return TaskError(
+        f"Unknown SEAT test {name!r}. Valid tests: all, {', '.join(known)} "
+        f"(or a path to a {' or '.join(SUFFIXES)} test file)."
+    )
 
 
 def _is_path(item: str) -> bool:

@@ -10,10 +10,18 @@ import argparse
 import sys
 
 from lmboost import __version__
-from lmboost.cli import demo_cmd, icl_cmd, models_cmd, reason_cmd, tasks_cmd
+from lmboost.cli import (
+    bias_cmd,
+    compress_cmd,
+    demo_cmd,
+    icl_cmd,
+    models_cmd,
+    reason_cmd,
+    tasks_cmd,
+)
 from lmboost.errors import LmboostError
 
-COMMANDS = [demo_cmd, icl_cmd, models_cmd, reason_cmd, tasks_cmd]
+COMMANDS = [bias_cmd, compress_cmd, demo_cmd, icl_cmd, models_cmd, reason_cmd, tasks_cmd]
 
 DESCRIPTION = """\
 Get more out of small and frozen language models on one machine.

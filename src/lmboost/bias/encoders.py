@@ -1,0 +1,122 @@
+"""Texts to vectors: the last hidden layer of a sentence encoder or a causal LM, pooled.
+
+Sentence encoders (``load_model`` marks them ``is_encoder``; e.g. ``minilm-l6-v2``):
+
+- ``mean`` (default): the average over every token the attention mask keeps, [CLS] and [SEP]
+  included; exactly the pooling sentence-transformers applies to all-MiniLM-L6-v2. Its final
+  L2 normalisation is left out: the association tests use cosines only, which ignore length.
+- ``first``: the [CLS] vector, the representation May et al. (2019) took from BERT.
+
+Causal LMs:
+
+- ``mean`` (default): the average over the text's own tokens (special tokens such as BOS are fed
+  to the model but left out of the average: BOS has the same, often very large, state in every
+  text and would pull all vectors together). Every token's state counts, so the vector
+  describes the whole text.
+- ``last``: the state of the final token of the text, the only one that has seen all of it.
+  It depends heavily on what that token is: every SEAT sentence ends in a period, so the vectors
+  largely describe "a period after something", and small differences dominate the cosines.
+
+Alternatives not offered here: max pooling; position-weighted means (SGPT, Muennighoff 2022);
+last-token pooling after an instruction such as 'This sentence : "..." means in one word:"'
+(PromptEOL, Jiang et al. 2023); middle rather than last layers.
+
+Texts are batched with right padding, which changes no vector: an encoder's attention mask hides
+the padding, and in a causal LM a token never attends to the padding after it (positions start at
+0 for every text either way). Texts are sorted by length so that each batch pads little.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from lmboost.errors import LmboostError
+from lmboost.models.loading import LoadedModel
+
+POOLINGS = ("mean", "last", "first")
+ENCODER_POOLINGS = ("mean", "first")
+CAUSAL_POOLINGS = ("mean", "last")
+
+
+def check_pooling(loaded: LoadedModel, pooling: str) -> None:
+    """Raise LmboostError, with the fix, when ``pooling`` does not suit the kind of model."""
+    if pooling not in POOLINGS:
+        raise LmboostError(f"Unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}.")
+    if loaded.is_encoder and pooling not in ENCODER_POOLINGS:
+        raise LmboostError(
+            f"pooling {pooling!r} is for causal LMs, but {loaded.spec} is a bidirectional "
+            "sentence encoder (its last token is always [SEP]); use mean (the pooling it was "
+            "trained with) or first ([CLS])."
+        )
+    if not loaded.is_encoder and pooling not in CAUSAL_POOLINGS:
+        raise LmboostError(
+            f"pooling {pooling!r} is for sentence encoders: in the causal LM {loaded.spec} the "
+            "first token sees nothing after it, so texts that start alike get the same vector; "
+            "use mean or last."
+        )
+
+
+def encode(
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    *,
+    pooling: str = "mean",
+    batch_size: int = 32,
+    progress: bool = False,
+) -> np.ndarray:
+    """One float32 vector per text (len(texts) x hidden size), in the order of ``texts``.
+
+    ``pooling`` is mean or first for sentence encoders, mean or last for causal LMs (see the
+    module docstring); ``batch_size`` texts go through the model at once; ``progress`` shows a
+    progress bar over the batches.
+    """
+    check_pooling(loaded, pooling)
+    if not texts:
+        raise LmboostError("encode needs at least one text.")
+    if batch_size < 1:
+        raise LmboostError(f"batch_size must be a positive integer, not {batch_size!r}.")
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    base = loaded.model.base_model  # the transformer without its LM head: no vocabulary logits
+    parts: list[np.ndarray] = []
+    with torch.inference_mode():
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc="encoding", unit="batch", disable=not progress):
+            chunk = order[start : start + batch_size]
+            batch = loaded.tokenizer(
+                [texts[i] for i in chunk],
+                padding=True,
+                padding_side="right",
+                return_special_tokens_mask=True,
+                return_tensors="pt",
+            )
+            mask = batch["attention_mask"].to(loaded.device)
+            hidden = base(
+                input_ids=batch["input_ids"].to(loaded.device), attention_mask=mask
+            ).last_hidden_state.float()
+            if not loaded.is_encoder:  # pool over the text's own tokens only
+                mask = mask * (1 - batch["special_tokens_mask"].to(loaded.device))
+            empty = (mask.sum(dim=1) == 0).nonzero().flatten().tolist()
+            if empty:
+                raise LmboostError(
+                    f"{texts[chunk[empty[0]]]!r} has no tokens besides special tokens to pool."
+                )
+            parts.append(_pool(hidden, mask, pooling).cpu().numpy())
+    vectors = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
+    vectors[order] = np.concatenate(parts)
+    return vectors
+
+
+def _pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pool ``hidden`` (batch x tokens x dim) over the tokens ``mask`` (batch x tokens) keeps."""
+    if pooling == "first":
+        return hidden[:, 0]
+    if pooling == "last":
+        positions = torch.arange(mask.shape[1], device=mask.device)
+        last = (mask * positions).argmax(dim=1)
+        return hidden[torch.arange(len(hidden), device=hidden.device), last]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1)

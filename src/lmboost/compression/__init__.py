@@ -1,0 +1,130 @@
+"""Compression of small causal LMs: pruning and int8 quantization, with what they cost.
+
+=====================  ===========================================  =======================
+name                   what                                         amount means
+=====================  ===========================================  =======================
+magnitude              zero the smallest |W| (per layer or global)  fraction of weights zeroed
+wanda                  zero the smallest |W| * ||X|| per output row  fraction of weights zeroed
+neurons                remove the MLP neurons of least weight norm  fraction of neurons removed
+int8-dynamic           torch.ao dynamic int8 (weights + activations)
+int8-weight            int8 weights dequantized on the fly
+int8-dynamic-torchao   torchao dynamic int8 (optional dependency)
+=====================  ===========================================  =======================
+
+:data:`PRUNERS` and :data:`QUANTIZERS` map names to methods; a spec such as ``wanda:0.5`` is
+parsed by :func:`parse_prune_spec`. :func:`save_compressed` / :func:`load_compressed` store any
+result in safetensors. ``lmboost.compression.runner.compress(CompressConfig(...))`` runs a whole
+experiment (before/after parameters, size, speed, perplexity, optional ICL accuracy) and writes
+its report; it is imported from its module because it uses this registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from lmboost.compression.magnitude import magnitude_prune
+from lmboost.compression.perplexity import (
+    forward_throughput,
+    perplexity,
+    token_ids,
+    wikitext2,
+)
+from lmboost.compression.quantize import (
+    QUANTIZERS,
+    Int8WeightLinear,
+    Quantizer,
+    benchmark_quantizers,
+    get_quantizer,
+    quantize,
+    quantized_modules,
+)
+from lmboost.compression.save import load_compressed, save_compressed, weight_bytes
+from lmboost.compression.sparsity import check_fraction, sparsity_report, target_linears
+from lmboost.compression.structured import prune_neurons
+from lmboost.compression.wanda import calibration_ids, wanda_prune
+from lmboost.errors import LmboostError
+
+
+@dataclass(frozen=True)
+class Pruner:
+    """A pruning method: ``prune(model, amount, **options)`` changes ``model`` in place.
+
+    ``needs_calibration``: it takes ``calibration`` token ids (N x L); ``scoped``: it takes
+    ``scope`` ("layer" or "global").
+    """
+
+    name: str
+    prune: Callable[..., nn.Module]
+    description: str
+    needs_calibration: bool = False
+    scoped: bool = False
+
+
+PRUNERS: dict[str, Pruner] = {
+    p.name: p
+    for p in (
+        Pruner("magnitude", magnitude_prune, "smallest |W| zeroed", scoped=True),
+        Pruner("wanda", wanda_prune, "smallest |W|*||X|| per row zeroed", needs_calibration=True),
+        Pruner("neurons", prune_neurons, "MLP neurons of least L2 norm removed"),
+    )
+}
+
+
+def get_pruner(name: str) -> Pruner:
+    """The pruner registered as ``name``; a LmboostError listing the choices otherwise."""
+    pruner = PRUNERS.get(name.strip().lower())
+    if pruner is None:
+        raise LmboostError(f"Unknown pruning method {name!r}; choose one of: {', '.join(PRUNERS)}.")
+    return pruner
+
+
+def parse_prune_spec(spec: str) -> tuple[Pruner, float]:
+    """``"wanda:0.5"`` -> (the wanda Pruner, 0.5); a LmboostError that shows the form otherwise."""
+    name, sep, amount = spec.partition(":")
+    if not sep:
+        raise LmboostError(
+            f"Pruning spec {spec!r} lacks an amount: write METHOD:AMOUNT, e.g. magnitude:0.5, "
+            f"with METHOD one of {', '.join(PRUNERS)}."
+        )
+    return get_pruner(name), parse_amount(amount, f"{name.strip()} amount in {spec!r}")
+
+
+def parse_amount(text: str, what: str) -> float:
+    """A fraction in [0, 1) written as text; a LmboostError naming ``what`` otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise LmboostError(f"{what} must be a number in [0, 1), not {text!r}.") from None
+    return check_fraction(value, what)
+
+
+__all__ = [
+    "PRUNERS",
+    "QUANTIZERS",
+    "Int8WeightLinear",
+    "Pruner",
+    "Quantizer",
+    "benchmark_quantizers",
+    "calibration_ids",
+    "forward_throughput",
+    "get_pruner",
+    "get_quantizer",
+    "load_compressed",
+    "magnitude_prune",
+    "parse_amount",
+    "parse_prune_spec",
+    "perplexity",
+    "prune_neurons",
+    "quantize",
+    "quantized_modules",
+    "save_compressed",
+    "sparsity_report",
+    "target_linears",
+    "token_ids",
+    "wanda_prune",
+    "weight_bytes",
+    "wikitext2",
+]

@@ -1,0 +1,454 @@
+"""One compression experiment: prune and/or quantize a model and measure what it cost.
+
+:func:`compress` loads the model, measures it (parameters, sparsity of the decoder Linears,
+weight bytes, forward throughput, strided perplexity, optionally SST-2 4-shot ICL accuracy with
+batch calibration), optionally sweeps pruning amounts on copies of the dense model, prunes
+(``--prune``), quantizes (``--quantize``), measures again, saves the result to ``out/model`` and
+writes ``out/results.json``, ``out/report.md`` and, for a sweep, ``out/sweep.png``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from lmboost import __version__
+from lmboost.compression import Pruner, get_pruner, parse_amount, parse_prune_spec
+from lmboost.compression.magnitude import SCOPES
+from lmboost.compression.perplexity import forward_throughput, perplexity, token_ids, wikitext2
+from lmboost.compression.quantize import get_quantizer, quantize, torchao_available
+from lmboost.compression.save import FORMAT_FILE, save_compressed, weight_bytes
+from lmboost.compression.sparsity import sparsity_report
+from lmboost.compression.wanda import calibration_ids
+from lmboost.errors import LmboostError
+from lmboost.evaluation.records import atomic_file, to_jsonable, write_json, write_text
+from lmboost.icl import ICLConfig, run_icl
+from lmboost.models import DEFAULT_MODEL, load_model
+from lmboost.models.loading import DTYPES
+
+ICL_TASK = "sst2"
+ICL_SHOTS = 4
+ICL_METHODS = ["none", "bc"]
+
+
+@dataclass(kw_only=True)
+class CompressConfig:
+    """Settings of one compression experiment (the CLI's flags, one to one).
+
+    Attributes:
+        out: output folder (``model/``, ``results.json``, ``report.md``, ``sweep.png``).
+        model: model spec for :func:`lmboost.models.load_model`.
+        prune: ``METHOD:AMOUNT`` such as ``magnitude:0.5``, ``wanda:0.5``, ``neurons:0.25``.
+        scope: "layer" or "global", for magnitude pruning.
+        quantize: a quantization scheme (``lmboost.compression.QUANTIZERS``).
+        sweep: ``METHODS:AMOUNTS`` such as ``magnitude,wanda:0.1,0.3,0.5``: each method at
+            each amount on a copy of the dense model, perplexity only.
+        ppl_text: text file to measure perplexity on (default: WikiText-2 test, raw).
+        ppl_tokens: tokens of it to use (its first ones).
+        ppl_window, ppl_stride: sliding-window length and step.
+        calib_text: Wanda's calibration text file (default: WikiText-2 validation).
+        calib_samples, calib_len: number and length of random calibration windows.
+        speed_len, speed_repeats: length of the random batch timed for throughput, and how
+            many timed passes (the best counts).
+        icl: also measure SST-2 4-shot accuracy (none and BC) before and after (slow).
+        icl_limit, icl_seeds: eval examples (a fixed stratified sample) and seeds for it.
+        dtype: float32, bfloat16 or float16.
+        device: where to run ("cpu" by default: the int8 kernels are CPU kernels).
+    """
+
+    out: Path
+    model: str = DEFAULT_MODEL
+    prune: str | None = None
+    scope: str = "layer"
+    quantize: str | None = None
+    sweep: str | None = None
+    ppl_text: Path | None = None
+    ppl_tokens: int = 4096
+    ppl_window: int = 512
+    ppl_stride: int = 256
+    calib_text: Path | None = None
+    calib_samples: int = 16
+    calib_len: int = 256
+    speed_len: int = 256
+    speed_repeats: int = 3
+    icl: bool = False
+    icl_limit: int | None = 200
+    icl_seeds: int = 3
+    dtype: str = "float32"
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        """Raise LmboostError with the fix when a setting is malformed or out of range."""
+        if not (self.prune or self.quantize or self.sweep):
+            raise LmboostError("Nothing to do: give a pruning spec, a quantization or a sweep.")
+        if self.prune:
+            parse_prune_spec(self.prune)
+        if self.sweep:
+            parse_sweep(self.sweep)
+        if self.quantize:
+            get_quantizer(self.quantize)
+            if self.quantize == "int8-dynamic-torchao" and not torchao_available():
+                raise LmboostError("int8-dynamic-torchao needs torchao: pip install torchao.")
+            if self.quantize == "int8-dynamic" and self.dtype != "float32":
+                raise LmboostError("int8-dynamic needs dtype float32.")
+        if self.scope not in SCOPES:
+            raise LmboostError(f"scope must be one of {', '.join(SCOPES)}, not {self.scope!r}.")
+        if self.dtype not in DTYPES:
+            raise LmboostError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}.")
+        for name, low in (
+            ("ppl_tokens", 2), ("ppl_window", 2), ("ppl_stride", 1), ("calib_samples", 1),
+            ("calib_len", 1), ("speed_len", 1), ("speed_repeats", 1), ("icl_seeds", 1),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise LmboostError(f"{name} must be an integer >= {low}, not {value!r}.")
+        if self.ppl_stride > self.ppl_window:
+            raise LmboostError("ppl_stride must not exceed ppl_window.")
+        limit = self.icl_limit
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            raise LmboostError(f"icl_limit must be a positive integer or None, not {limit!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready values."""
+        return to_jsonable(dataclasses.asdict(self))
+
+
+def parse_sweep(spec: str) -> tuple[list[Pruner], list[float]]:
+    """``"magnitude,wanda:0.1,0.3,0.5"`` -> ([magnitude, wanda], [0.1, 0.3, 0.5])."""
+    methods, sep, amounts = spec.partition(":")
+    if not sep or not methods.strip() or not amounts.strip():
+        raise LmboostError(
+            f"Sweep spec {spec!r} must read METHODS:AMOUNTS, e.g. magnitude,wanda:0.1,0.3,0.5."
+        )
+    pruners = [get_pruner(m) for m in methods.split(",")]
+    values = [parse_amount(a, f"sweep amount in {spec!r}") for a in amounts.split(",")]
+    return pruners, values
+
+
+def compress(config: CompressConfig, progress: bool = True) -> dict[str, Any]:
+    """Run the experiment ``config`` describes; returns the results object, exactly as written
+    to ``out/results.json``; the report goes to ``out/report.md``."""
+    config.validate()
+    started = datetime.now(timezone.utc)
+    clock = time.perf_counter()
+    out = Path(config.out)
+    loaded = load_model(config.model, dtype=config.dtype, device=config.device)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    ppl_source = config.ppl_text or wikitext2("test")
+    ppl_ids = token_ids(tokenizer, ppl_source, config.ppl_tokens)
+    speed_ids = _speed_ids(model, config.speed_len)
+    calibration = functools.cache(
+        lambda: calibration_ids(
+            tokenizer, config.calib_text or wikitext2("valid"), config.calib_samples,
+            config.calib_len,
+        )
+    )
+    measure = functools.partial(_cost, ppl_ids=ppl_ids, speed_ids=speed_ids, config=config)
+
+    before = {**_structure(sparsity_report(model)), **measure(model)}
+    sweep = _sweep(model, config, calibration, ppl_ids, progress) if config.sweep else None
+    if config.prune:
+        pruner, amount = parse_prune_spec(config.prune)
+        _prune(model, pruner, amount, config, calibration)
+    report = sparsity_report(model)  # of the float model: quantization keeps the weights
+    if config.quantize:
+        quantize(model, config.quantize)
+    after = {**_structure(report), **measure(model)}
+    saved = save_compressed(model, tokenizer, out / "model")
+    after["disk_bytes"] = sum(f.stat().st_size for f in saved.glob("*.safetensors"))
+    icl = _icl(config, saved, progress) if config.icl else None
+
+    calibration_text = str(config.calib_text or "WikiText-2 valid (tokenized)")
+    results = to_jsonable({
+        "kind": "compression",
+        "lmboost_version": __version__,
+        "config": config.to_dict(),
+        "model": {"spec": config.model, "dtype": config.dtype, "device": config.device},
+        "perplexity_text": str(config.ppl_text) if config.ppl_text else "WikiText-2 test (raw)",
+        "calibration_text": calibration_text if _needs_calibration(config) else None,
+        "before": before,
+        "after": after,
+        "sparsity": report,
+        "saved_model": str(saved),
+        "sweep": sweep,
+        "icl": icl,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": round(time.perf_counter() - clock, 3),
+    })
+    write_json(out / "results.json", results)
+    write_report(results, out)
+    return results
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _prune(
+    model: nn.Module, pruner: Pruner, amount: float, config: CompressConfig,
+    calibration: Callable[[], torch.Tensor],
+) -> None:
+    """Apply ``pruner`` at ``amount`` with the options it takes."""
+    options: dict[str, Any] = {}
+    if pruner.needs_calibration:
+        options["calibration"] = calibration()
+    if pruner.scoped:
+        options["scope"] = config.scope
+    pruner.prune(model, amount, **options)
+
+
+def _structure(report: dict[str, Any]) -> dict[str, Any]:
+    """Parameter counts and decoder-Linear sparsity from a :func:`sparsity_report`."""
+    return {
+        "parameters": report["parameters"],
+        "nonzero_parameters": report["nonzero_parameters"],
+        "linear_sparsity": report["total"]["sparsity"],
+    }
+
+
+def _cost(
+    model: nn.Module, *, ppl_ids: torch.Tensor, speed_ids: torch.Tensor, config: CompressConfig
+) -> dict[str, Any]:
+    """Weight bytes, forward throughput and perplexity of ``model``."""
+    return {
+        "weight_bytes": weight_bytes(model),
+        "tokens_per_s": forward_throughput(model, speed_ids, config.speed_repeats),
+        "perplexity": perplexity(
+            model, ppl_ids, window=config.ppl_window, stride=config.ppl_stride
+        ),
+    }
+
+
+def _speed_ids(model: nn.Module, length: int) -> torch.Tensor:
+    """A fixed (seed 0) random 1 x L batch of token ids, L capped at the context window."""
+    length = min(length, getattr(model.config, "max_position_embeddings", length) or length)
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, model.config.vocab_size, (1, length), generator=generator)
+
+
+def _sweep(
+    model: nn.Module, config: CompressConfig, calibration: Callable[[], torch.Tensor],
+    ppl_ids: torch.Tensor, progress: bool,
+) -> list[dict[str, Any]]:
+    """Perplexity and sparsity of each (method, amount) on a fresh copy of the dense model."""
+    pruners, amounts = parse_sweep(config.sweep)
+    rows = []
+    points = [(p, a) for p in pruners for a in amounts]
+    for pruner, amount in tqdm(points, desc="sweep", unit="model", disable=not progress):
+        pruned = copy.deepcopy(model)
+        _prune(pruned, pruner, amount, config, calibration)
+        ppl = perplexity(pruned, ppl_ids, window=config.ppl_window, stride=config.ppl_stride)
+        rows.append({
+            "method": pruner.name,
+            "amount": amount,
+            **_structure(sparsity_report(pruned)),
+            "perplexity": ppl["perplexity"],
+        })
+        del pruned  # free it before the next copy
+    return rows
+
+
+def _needs_calibration(config: CompressConfig) -> bool:
+    pruners = [parse_prune_spec(config.prune)[0]] if config.prune else []
+    if config.sweep:
+        pruners += parse_sweep(config.sweep)[0]
+    return any(p.needs_calibration for p in pruners)
+
+
+def _icl(config: CompressConfig, saved: Path, progress: bool) -> dict[str, Any]:
+    """SST-2 4-shot accuracy (uncalibrated and BC) of the original and the saved model.
+
+    ``run_icl`` loads a model by spec, so a quantized model (which has no transformers
+    directory) is reported as n/a.
+    """
+    stages = {"before": config.model, "after": str(saved)}
+    result: dict[str, Any] = {"task": ICL_TASK, "shots": ICL_SHOTS, "limit": config.icl_limit,
+                              "seeds": config.icl_seeds}
+    for stage, spec in stages.items():
+        if stage == "after" and (saved / FORMAT_FILE).exists():
+            result[stage] = {"status": "n/a", "reason": "run_icl cannot load a quantized model"}
+            continue
+        icl = run_icl(
+            ICLConfig(
+                task=ICL_TASK, model=spec, shots=[ICL_SHOTS], seeds=config.icl_seeds,
+                calibration=ICL_METHODS, limit=config.icl_limit, dtype=config.dtype,
+                out=Path(config.out) / "icl" / stage,
+            ),
+            progress=progress,
+        )
+        result[stage] = {
+            "status": "ok",
+            **{row["method"]: row["accuracy"] for row in icl["summary"]},
+        }
+    return result
+
+
+# --------------------------------------------------------------------------- report
+
+
+def write_report(results: dict[str, Any], out: str | Path) -> Path:
+    """Write ``report.md`` (and ``sweep.png`` for a sweep) into ``out``; returns its path."""
+    out = Path(out)
+    config, after = results["config"], results["after"]
+    steps = [s for s in (config["prune"], config["quantize"]) if s]
+    lines = [
+        f"# Compression of {results['model']['spec']}: {' + '.join(steps) or 'sweep only'}",
+        "",
+        f"- model: `{results['model']['spec']}` ({results['model']['dtype']}, "
+        f"{results['model']['device']})",
+        f"- pruning: {config['prune'] or 'none'}"
+        + (f" (scope {config['scope']})" if (config["prune"] or "").startswith("magnitude")
+           else ""),
+        f"- quantization: {config['quantize'] or 'none'}",
+        f"- perplexity: {results['perplexity_text']}, first {config['ppl_tokens']} tokens, "
+        f"window {after['perplexity']['window']}, stride {after['perplexity']['stride']} "
+        f"({after['perplexity']['tokens']} tokens scored)",
+    ]
+    if results["calibration_text"]:
+        lines.append(
+            f"- Wanda calibration: {config['calib_samples']} x {config['calib_len']} tokens of "
+            f"{results['calibration_text']}"
+        )
+    lines += [
+        f"- throughput: forward passes over 1 x {config['speed_len']} random tokens, best of "
+        f"{config['speed_repeats']}",
+        "",
+        summary_table(results),
+        "",
+    ]
+    icl = results["icl"]
+    if icl:
+        note = "" if icl["after"]["status"] == "ok" else f" After: n/a, {icl['after']['reason']}."
+        lines += [
+            f"ICL: {icl['task']}, {icl['shots']} shots, {icl['seeds']} seeds, "
+            f"{icl['limit'] or 'all'} eval examples; uncalibrated (none) and batch calibration "
+            f"(bc), mean ± std over seeds.{note}",
+            "",
+        ]
+    lines += [
+        f"Weights: bytes of the tensors saved. The compressed model is in `model/` "
+        f"({after['disk_bytes'] / 1e6:.2f} MB of safetensors); load it with "
+        "`lmboost.compression.load_compressed`.",
+        "",
+    ]
+    lines += _sparsity_section(results["sparsity"])
+    if results["sweep"]:
+        lines += _sweep_section(results, out)
+    return write_text(out / "report.md", "\n".join(lines).rstrip() + "\n")
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """Markdown table of the before/after measurements, with the relative change."""
+    before, after = results["before"], results["after"]
+    lines = ["| | before | after | change |", "|---|---:|---:|---:|"]
+    lines += [_row(label, before[key], after[key], fmt) for label, key, fmt in _ROWS]
+    lines.append(_row(
+        "perplexity", before["perplexity"]["perplexity"], after["perplexity"]["perplexity"],
+        "{:.2f}",
+    ))
+    if results["icl"]:
+        lines += _icl_rows(results["icl"])
+    return "\n".join(lines)
+
+
+_ROWS = [
+    ("parameters", "parameters", "{:,}"),
+    ("nonzero parameters", "nonzero_parameters", "{:,}"),
+    ("sparsity of decoder Linears", "linear_sparsity", "{:.1%}"),
+    ("weights (MB)", "weight_bytes", "mb"),
+    ("forward throughput (tokens/s)", "tokens_per_s", "{:,.0f}"),
+]
+
+
+def _row(label: str, before: float, after: float, fmt: str) -> str:
+    if fmt == "mb":
+        before, after, fmt = before / 1e6, after / 1e6, "{:.2f}"
+    if "%" in fmt:
+        change = f"{100 * (after - before):+.1f} pts"
+    elif before:
+        change = f"{after / before - 1:+.1%}"
+    else:
+        change = "n/a"
+    return f"| {label} | {fmt.format(before)} | {fmt.format(after)} | {change} |"
+
+
+def _icl_rows(icl: dict[str, Any]) -> list[str]:
+    lines = []
+    for method in ICL_METHODS:
+        cells = []
+        for stage in ("before", "after"):
+            stat = icl[stage].get(method) if icl[stage]["status"] == "ok" else None
+            cells.append(f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}" if stat else "n/a")
+        lines.append(
+            f"| {icl['task']} {icl['shots']}-shot accuracy, {method} (%) | "
+            f"{cells[0]} | {cells[1]} | |"
+        )
+    return lines
+
+
+def _sparsity_section(report: dict[str, Any]) -> list[str]:
+    values = [row["sparsity"] for row in report["layers"]]
+    return [
+        "## Sparsity of the decoder Linears after compression",
+        "",
+        f"{len(values)} Linears, {report['total']['params']:,} weights, "
+        f"{report['total']['zeros']:,} zeros ({report['total']['sparsity']:.2%}); per Linear "
+        f"min {min(values):.2%}, max {max(values):.2%}. Per-Linear counts: results.json.",
+        "",
+    ]
+
+
+def _sweep_section(results: dict[str, Any], out: Path) -> list[str]:
+    dense = results["before"]["perplexity"]["perplexity"]
+    lines = [
+        "## Sweep: perplexity against pruning amount",
+        "",
+        f"Dense model: perplexity {dense:.2f}.",
+        "",
+        "| method | amount | sparsity of decoder Linears | parameters | perplexity |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in results["sweep"]:
+        lines.append(
+            f"| {row['method']} | {row['amount']:g} | {row['linear_sparsity']:.1%} | "
+            f"{row['parameters']:,} | {row['perplexity']:.2f} |"
+        )
+    _plot_sweep(results, out / "sweep.png")
+    return lines + ["", "![perplexity against pruning amount](sweep.png)", ""]
+
+
+def _plot_sweep(results: dict[str, Any], path: Path) -> None:
+    """Perplexity (log scale) against amount, one line per method, from the dense model."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    dense = results["before"]["perplexity"]["perplexity"]
+    fig = Figure(figsize=(5.0, 3.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for method in dict.fromkeys(row["method"] for row in results["sweep"]):
+        rows = sorted((r for r in results["sweep"] if r["method"] == method),
+                      key=lambda r: r["amount"])
+        xs = [0.0] + [100 * r["amount"] for r in rows]
+        ys = [dense] + [r["perplexity"] for r in rows]
+        ax.plot(xs, ys, "o-", label=method)
+    ax.axhline(dense, color="grey", linestyle=":", linewidth=1, label="dense")
+    ax.set_yscale("log")
+    ax.set_xlabel("pruning amount (% of weights, or of MLP neurons)")
+    ax.set_ylabel("perplexity")
+    ax.set_title(results["model"]["spec"], fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_file(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)

@@ -1,0 +1,165 @@
+"""Wanda: pruning by weights and activations (Sun, Liu, Bair, Kolter 2023, arXiv 2306.11695).
+
+The importance of weight W_ij (output i, input j) of a Linear layer is
+
+    S_ij = |W_ij| * ||X_j||_2
+
+where X_j is input feature j over all calibration tokens (N sequences x L tokens). Within each
+output row i (the paper's comparison group) the ``round(sparsity * in_features)`` weights of
+lowest score are set to zero; no weight is updated.
+
+As in the authors' code, layers are pruned in order: the calibration hidden states of decoder
+layer l are the outputs of layers < l *after* they were pruned. One forward pass of the whole
+model records each decoder layer's other inputs (attention mask, position embeddings), which do
+not depend on the hidden states; then each layer runs twice per batch (to collect its norms,
+then, pruned, to produce the next layer's inputs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lmboost.compression.sparsity import check_fraction, decoder_layers
+from lmboost.errors import LmboostError
+
+
+def wanda_scores(weight: torch.Tensor, input_norms: torch.Tensor) -> torch.Tensor:
+    """S = |W| * ||X||_2 broadcast over rows: ``weight`` is out x in, ``input_norms`` has in."""
+    return weight.detach().abs().float() * input_norms.float()[None, :]
+
+
+def activation_norms(
+    linears: dict[str, nn.Linear], forward: Callable[[], Any]
+) -> dict[str, torch.Tensor]:
+    """||X_j||_2 of each Linear's input features over every token seen while ``forward()`` runs
+    (forward hooks sum the squares in float32; all leading dimensions count as tokens)."""
+    sums = {name: torch.zeros(m.in_features, device=m.weight.device) for name, m in linears.items()}
+
+    def hook(name: str) -> Callable:
+        def record(module: nn.Module, args: tuple, output: Any) -> None:
+            x = args[0].detach().reshape(-1, module.in_features).float()
+            sums[name] += x.pow(2).sum(dim=0)
+
+        return record
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in linears.items()]
+    try:
+        forward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: s.sqrt() for name, s in sums.items()}
+
+
+def prune_rows(weight: torch.Tensor, scores: torch.Tensor, sparsity: float) -> None:
+    """Zero, in place, the ``round(sparsity * columns)`` lowest-scored weights of every row
+    (ties broken by column: lower index first)."""
+    k = round(sparsity * weight.shape[1])
+    if k == 0:
+        return
+    order = torch.sort(scores, dim=1, stable=True).indices[:, :k]
+    mask = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, order, True)
+    with torch.no_grad():
+        weight.masked_fill_(mask, 0)
+
+
+def wanda_prune(
+    model: nn.Module, sparsity: float, *, calibration: torch.Tensor, batch_size: int = 8
+) -> nn.Module:
+    """Prune every decoder Linear to ``sparsity`` per output row by Wanda scores, in place.
+
+    ``calibration`` holds token ids, N x L (see :func:`calibration_ids`). Returns ``model``.
+    """
+    sparsity = check_fraction(sparsity, "Wanda sparsity")
+    if calibration.ndim != 2 or calibration.numel() == 0:
+        raise LmboostError("Wanda needs calibration token ids as a non-empty N x L tensor.")
+    layers = decoder_layers(model)
+    device = next(model.parameters()).device
+    batches = calibration.to(device).split(batch_size)
+    hidden, layer_args = _layer_inputs(model, layers, batches)
+    with torch.no_grad():
+        for layer, args in zip(layers, layer_args):
+            linears = {n: m for n, m in layer.named_modules() if isinstance(m, nn.Linear)}
+            run = functools.partial(_run_layer, layer, hidden, args)
+            norms = activation_norms(linears, run)
+            for name, linear in linears.items():
+                prune_rows(linear.weight, wanda_scores(linear.weight, norms[name]), sparsity)
+            hidden = run()  # the pruned layer's outputs feed the next layer
+    return model
+
+
+def calibration_ids(
+    tokenizer: Any, text: str | Path, n_samples: int = 16, seq_len: int = 256, seed: int = 0
+) -> torch.Tensor:
+    """``n_samples`` random windows of ``seq_len`` tokens of ``text`` (a string, or a file when
+    given as a Path), drawn with ``random.Random(seed)``: an N x L tensor of token ids."""
+    if isinstance(text, Path):
+        text = text.read_text(encoding="utf-8")
+    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+    if n_samples < 1 or seq_len < 1:
+        raise LmboostError("calibration needs n_samples >= 1 and seq_len >= 1.")
+    if len(ids) < seq_len:
+        raise LmboostError(
+            f"The calibration text has {len(ids)} tokens, fewer than seq_len={seq_len}: "
+            "give a longer text or a shorter length."
+        )
+    rng = random.Random(seed)
+    starts = [rng.randrange(len(ids) - seq_len + 1) for _ in range(n_samples)]
+    return torch.tensor([ids[s : s + seq_len] for s in starts], dtype=torch.long)
+
+
+class _Recorded(Exception):
+    """Raised by the last layer's pre-hook: every layer's inputs are known, stop the pass."""
+
+
+def _layer_inputs(
+    model: nn.Module, layers: nn.ModuleList, batches: tuple[torch.Tensor, ...]
+) -> tuple[list[torch.Tensor], list[list[tuple[tuple, dict]]]]:
+    """The first layer's hidden states per batch, and each layer's other (args, kwargs) per
+    batch, recorded by forward pre-hooks during one pass of the model."""
+    hidden: list[torch.Tensor] = []
+    per_layer: list[list[tuple[tuple, dict]]] = [[] for _ in layers]
+
+    def hook(index: int) -> Callable:
+        def record(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            if index == 0:
+                hidden.append(args[0] if args else kwargs["hidden_states"])
+            rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
+            per_layer[index].append((args[1:], rest))
+            if index == len(layers) - 1:
+                raise _Recorded
+
+        return record
+
+    handles = [
+        layer.register_forward_pre_hook(hook(i), with_kwargs=True) for i, layer in enumerate(layers)
+    ]
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                with contextlib.suppress(_Recorded):
+                    model(input_ids=batch, use_cache=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return hidden, per_layer
+
+
+def _run_layer(
+    layer: nn.Module, hidden: list[torch.Tensor], inputs: list[tuple[tuple, dict]]
+) -> list[torch.Tensor]:
+    """A decoder layer's hidden output for each batch, given its hidden input and the other
+    (args, kwargs) recorded for it."""
+    outputs = []
+    for h, (args, kwargs) in zip(hidden, inputs):
+        out = layer(h, *args, **kwargs)
+        outputs.append(out[0] if isinstance(out, tuple) else out)
+    return outputs

@@ -1,0 +1,399 @@
+"""Pruning, int8 quantization, saving, perplexity and the compress command, on the tiny Llama."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CORPUS
+from torch import nn
+
+from lmboost.cli import main
+from lmboost.compression import (
+    QUANTIZERS,
+    Int8WeightLinear,
+    benchmark_quantizers,
+    calibration_ids,
+    get_quantizer,
+    load_compressed,
+    magnitude_prune,
+    parse_prune_spec,
+    perplexity,
+    prune_neurons,
+    quantize,
+    quantized_modules,
+    save_compressed,
+    sparsity_report,
+    target_linears,
+    token_ids,
+    wanda_prune,
+    wikitext2,
+)
+from lmboost.compression.magnitude import smallest_mask
+from lmboost.compression.quantize import torchao_available
+from lmboost.compression.runner import CompressConfig, compress, parse_sweep
+from lmboost.compression.wanda import activation_norms, prune_rows, wanda_scores
+from lmboost.errors import DataNotFoundError, LmboostError
+from lmboost.evaluation.records import read_json
+
+TEXT = "\n".join(CORPUS)
+SCHEMES = [
+    pytest.param(
+        name,
+        marks=pytest.mark.skipif(
+            name == "int8-dynamic-torchao" and not torchao_available(),
+            reason="torchao is not installed",
+        ),
+    )
+    for name in QUANTIZERS
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Keep the CPU use of these tests small and their timings irrelevant."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def model(tiny_model):
+    """A fresh copy of the tiny float model, free to change."""
+    return copy.deepcopy(tiny_model.model)
+
+
+@pytest.fixture(scope="module")
+def ids(tiny_model) -> torch.Tensor:
+    """1 x 40 token ids of the corpus."""
+    return token_ids(tiny_model.tokenizer, TEXT, 40)[None]
+
+
+def _logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: m.weight.detach().clone() for n, m in target_linears(model).items()}
+
+
+# --------------------------------------------------------------------------- magnitude
+
+
+def test_magnitude_per_layer_is_exact_and_zeroes_the_smallest(model):
+    original = _weights(model)
+    magnitude_prune(model, 0.3, scope="layer")
+    for name, linear in target_linears(model).items():
+        w, w0 = linear.weight, original[name]
+        pruned = w == 0
+        assert int(pruned.sum()) == round(0.3 * w.numel())
+        assert w0[pruned].abs().max() <= w0[~pruned].abs().min()
+        assert torch.equal(w[~pruned], w0[~pruned])
+
+
+def test_magnitude_global_is_exact_over_all_layers(model):
+    original = _weights(model)
+    dense_nonzero = sparsity_report(model)["nonzero_parameters"]
+    magnitude_prune(model, 0.5, scope="global")
+    report = sparsity_report(model)
+    assert report["total"]["zeros"] == round(0.5 * report["total"]["params"])
+    assert len({row["zeros"] for row in report["layers"]}) > 1  # layers differ, unlike "layer"
+    pruned = torch.cat([(m.weight == 0).flatten() for m in target_linears(model).values()])
+    magnitudes = torch.cat([w.abs().flatten() for w in original.values()])
+    assert magnitudes[pruned].max() <= magnitudes[~pruned].min()
+    assert report["nonzero_parameters"] == dense_nonzero - report["total"]["zeros"]
+
+
+def test_ties_are_broken_by_position():
+    masks = smallest_mask([torch.ones(2, 3), torch.ones(4)], 0.5)  # 5 of 10 equal scores
+    assert masks[0].tolist() == [[True, True, True], [True, True, False]]
+    assert not masks[1].any()
+    one = smallest_mask([torch.tensor([2.0, 1.0, 1.0, 1.0, 3.0])], 0.4)[0]
+    assert one.tolist() == [False, True, True, False, False]
+
+
+# --------------------------------------------------------------------------- Wanda
+
+
+def test_wanda_scores_equal_a_hand_calculation():
+    linear = nn.Linear(3, 2, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(torch.tensor([[1.0, -2.0, 3.0], [-4.0, 5.0, -6.0]]))
+    x = torch.tensor([[[1.0, 0.0, 2.0], [2.0, 0.0, -1.0]], [[0.0, 3.0, 0.0], [0.0, 4.0, 0.0]]])
+    norms = activation_norms({"l": linear}, lambda: linear(x))["l"]
+    # ||X_j||_2 over the 4 tokens: sqrt(1+4), sqrt(9+16), sqrt(4+1)
+    assert torch.allclose(norms, torch.tensor([math.sqrt(5), 5.0, math.sqrt(5)]))
+    scores = wanda_scores(linear.weight, norms)
+    r5 = math.sqrt(5)
+    assert torch.allclose(scores, torch.tensor([[r5, 10.0, 3 * r5], [4 * r5, 25.0, 6 * r5]]))
+    prune_rows(linear.weight, scores, 1 / 3)  # one weight per row: the lowest score
+    assert linear.weight.tolist() == [[0.0, -2.0, 3.0], [0.0, 5.0, -6.0]]
+
+
+def test_wanda_prunes_every_row_to_the_exact_sparsity(model, tiny_model):
+    calibration = calibration_ids(tiny_model.tokenizer, TEXT, n_samples=3, seq_len=24)
+    assert calibration.shape == (3, 24)
+    wanda_prune(model, 0.5, calibration=calibration, batch_size=2)
+    for linear in target_linears(model).values():
+        zeros_per_row = (linear.weight == 0).sum(dim=1)
+        assert (zeros_per_row == round(0.5 * linear.in_features)).all()
+    magnitude = copy.deepcopy(tiny_model.model)
+    magnitude_prune(magnitude, 0.5)
+    masks = [(m.weight == 0) for m in target_linears(model).values()]
+    other = [(m.weight == 0) for m in target_linears(magnitude).values()]
+    assert any(not torch.equal(a, b) for a, b in zip(masks, other))  # activations matter
+
+
+def test_wanda_layer_by_layer_equals_pruning_after_full_forward_passes(model, tiny_model):
+    """Layer l's norms come from the model with layers < l already pruned: the same masks as
+    collecting them with hooks during a full forward pass after each layer is pruned."""
+    calibration = calibration_ids(tiny_model.tokenizer, TEXT, n_samples=4, seq_len=16, seed=1)
+    reference = copy.deepcopy(model)
+    wanda_prune(model, 0.5, calibration=calibration, batch_size=3)
+    for layer in reference.model.layers:
+        linears = {n: m for n, m in layer.named_modules() if isinstance(m, nn.Linear)}
+        norms = activation_norms(linears, lambda: reference(input_ids=calibration))
+        for name, linear in linears.items():
+            prune_rows(linear.weight, wanda_scores(linear.weight, norms[name]), 0.5)
+    for ours, theirs in zip(target_linears(model).values(), target_linears(reference).values()):
+        assert torch.equal(ours.weight == 0, theirs.weight == 0)
+
+
+# --------------------------------------------------------------------------- neurons
+
+
+def test_neuron_pruning_removes_zero_neurons_without_changing_outputs(
+    model, ids, tiny_model_dir, tmp_path
+):
+    from transformers import AutoModelForCausalLM
+
+    dead = torch.arange(0, 64, 4)  # 16 of 64 neurons per layer: ratio 0.25
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.mlp.gate_proj.weight[dead] = 0
+            layer.mlp.up_proj.weight[dead] = 0
+            layer.mlp.down_proj.weight[:, dead] = 0
+    expected = _logits(model, ids)
+    before = sparsity_report(model)["parameters"]
+    prune_neurons(model, 0.25)
+    mlp = model.model.layers[0].mlp
+    assert (mlp.gate_proj.out_features, mlp.up_proj.out_features) == (48, 48)
+    assert mlp.down_proj.in_features == 48 and model.config.intermediate_size == 48
+    assert sparsity_report(model)["parameters"] == before - 2 * 16 * 3 * 32
+    assert torch.allclose(_logits(model, ids), expected, atol=1e-5)
+
+    saved = save_compressed(model, None, tmp_path / "pruned")
+    size = (saved / "model.safetensors").stat().st_size
+    assert size < (Path(tiny_model_dir) / "model.safetensors").stat().st_size
+    reloaded = AutoModelForCausalLM.from_pretrained(saved)
+    assert reloaded.config.intermediate_size == 48
+    assert torch.equal(_logits(reloaded, ids), _logits(model, ids))
+
+
+def test_neuron_pruning_of_random_weights_runs(model, ids):
+    prune_neurons(model, 0.5)
+    assert model.model.layers[1].mlp.down_proj.weight.shape == (32, 32)
+    assert torch.isfinite(_logits(model, ids)).all()
+
+
+# --------------------------------------------------------------------------- quantization
+
+
+def test_int8_weight_linear_error_is_within_half_a_step():
+    """|W_ij - s_i q_ij| <= s_i / 2 with s_i = max_j |W_ij| / 127, so for every output
+    |y_i - y^_i| <= s_i / 2 * ||x||_1 (plus float32 rounding)."""
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 16)
+    with torch.no_grad():
+        linear.weight[:, :8] = 0  # pruned weights stay exactly zero
+        linear.weight[3] = 0  # an all-zero row gets no NaN scale
+    x = torch.randn(5, 64)
+    quantized = Int8WeightLinear.from_linear(linear)
+    assert (quantized.weight_int8[:, :8] == 0).all() and (quantized.weight_int8[3] == 0).all()
+    step = linear.weight.abs().amax(dim=1) / 127
+    bound = step[None, :] / 2 * x.abs().sum(dim=1, keepdim=True) + 1e-5
+    with torch.no_grad():
+        assert ((quantized(x) - linear(x)).abs() <= bound).all()
+
+
+def test_int8_dynamic_linear_error_is_within_its_bound():
+    """Weights: per-channel symmetric, |dW_ij| <= s_i / 2, s_i <= max_j |W_ij| / 127.
+    Activations: per batch, range [min(x, 0), max(x, 0)] on at least 127 steps, so
+    |dx_j| <= s_x / 2. Then |dy_i| <= s_i / 2 * ||x||_1 + s_x / 2 * ||W^_i||_1."""
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 16)
+    x = torch.randn(5, 64)
+    with torch.no_grad():
+        expected = linear(x)
+    model = nn.Sequential(linear)
+    get_quantizer("int8-dynamic").apply(model, ["0"])
+    step_w = linear.weight.abs().amax(dim=1) / 127
+    step_x = (x.max().clamp(min=0) - x.min().clamp(max=0)) / 127
+    rows = linear.weight.abs().sum(dim=1) + 64 * step_w / 2  # ||W^_i||_1 <= ||W_i||_1 + n s_i/2
+    bound = (step_w[None, :] * x.abs().sum(dim=1, keepdim=True) + step_x * rows[None, :]) / 2
+    with torch.no_grad():
+        assert ((model(x) - expected).abs() <= bound + 1e-5).all()
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_quantized_model_is_close_to_float_and_round_trips(scheme, model, ids, tiny_model,
+                                                          tmp_path):
+    """Each int8 weight is within 1/254 of its row's largest weight, each int8 activation
+    within 1/254 of its batch's range (the Linear tests above); on this 2-layer model such
+    per-Linear errors add up to about 1% of the logits' norm, so a 5% bound holds with room
+    while a real bug (wrong scale, transposed or lost weights) gives errors near 100%."""
+    reference = _logits(model, ids)
+    quantize(model, scheme)
+    assert len(quantized_modules(model)) == 14  # 2 layers x (q, k, v, o, gate, up, down)
+    logits = _logits(model, ids)
+    assert (logits - reference).norm() / reference.norm() < 0.05
+
+    saved = save_compressed(model, tiny_model.tokenizer, tmp_path / scheme)
+    meta = read_json(saved / "compression.json")
+    assert set(meta["modules"].values()) == {scheme} and len(meta["modules"]) == 14
+    assert not list(saved.glob("*.bin")) and not list(saved.glob("*.pt"))
+    reloaded = load_compressed(saved)
+    assert torch.equal(_logits(reloaded.model, ids), logits)
+
+
+def test_pruned_model_round_trips_as_a_transformers_directory(model, ids, tiny_model, tmp_path):
+    from lmboost.models import load_model
+
+    magnitude_prune(model, 0.5)
+    saved = save_compressed(model, tiny_model.tokenizer, tmp_path / "pruned")
+    assert not (saved / "compression.json").exists()
+    reloaded = load_model(str(saved), device="cpu").model
+    assert sparsity_report(reloaded)["total"]["sparsity"] == 0.5
+    assert torch.equal(_logits(reloaded, ids), _logits(model, ids))
+
+
+def test_benchmark_compares_the_schemes(tiny_model, ids):
+    results = benchmark_quantizers(tiny_model.model, ids, ["int8-dynamic", "int8-weight"], 1)
+    assert list(results) == ["float", "int8-dynamic", "int8-weight"]
+    assert all(r["tokens_per_s"] > 0 and r["max_rel_error"] < 0.1 for r in results.values())
+    assert all(m.weight.dtype == torch.float32 for m in target_linears(tiny_model.model).values())
+
+
+# --------------------------------------------------------------------------- perplexity
+
+
+def test_perplexity_is_exp_of_the_mean_token_nll(tiny_model):
+    model = tiny_model.model
+    text_ids = token_ids(tiny_model.tokenizer, TEXT, 30)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=text_ids[None]).logits[0, :-1], dim=-1)
+    nll = -logp.gather(1, text_ids[1:, None])[:, 0]
+    whole = perplexity(model, text_ids, window=64, stride=32)
+    assert whole["tokens"] == 29 and whole["windows"] == 1
+    assert whole["perplexity"] == pytest.approx(math.exp(nll.mean().item()), rel=1e-5)
+
+    # Two disjoint windows of 15 tokens: the first token of each has no context.
+    halves = [text_ids[:15], text_ids[15:]]
+    by_hand = []
+    for half in halves:
+        with torch.no_grad():
+            lp = torch.log_softmax(model(input_ids=half[None]).logits[0, :-1], dim=-1)
+        by_hand.append(-lp.gather(1, half[1:, None])[:, 0])
+    disjoint = perplexity(model, text_ids, window=15, stride=15)
+    assert disjoint["tokens"] == 28 and disjoint["windows"] == 2
+    assert disjoint["perplexity"] == pytest.approx(math.exp(torch.cat(by_hand).mean()), rel=1e-5)
+
+    strided = perplexity(model, text_ids, window=16, stride=4)
+    assert strided["tokens"] == 29
+
+
+def test_wikitext2_test_text_is_raw_with_unix_newlines():
+    try:
+        text = wikitext2("test")
+    except DataNotFoundError:
+        pytest.skip("the shared data folder is not available")
+    assert text.lstrip().startswith("= Robert Boulter =") and "\r" not in text
+
+
+# --------------------------------------------------------------------------- runner, CLI
+
+
+def test_compress_neurons_makes_a_smaller_model(tiny_model_dir, tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text(TEXT)
+    results = compress(
+        CompressConfig(
+            model=tiny_model_dir, prune="neurons:0.25", ppl_text=text, ppl_tokens=60,
+            ppl_window=32, ppl_stride=16, speed_len=16, speed_repeats=1, out=tmp_path / "run",
+        ),
+        progress=False,
+    )
+    before, after = results["before"], results["after"]
+    assert after["parameters"] < before["parameters"]
+    assert after["weight_bytes"] < before["weight_bytes"]
+    assert after["perplexity"]["tokens"] == before["perplexity"]["tokens"] == 59
+    assert load_compressed(tmp_path / "run" / "model").model.config.intermediate_size == 48
+
+
+def test_cli_end_to_end(tiny_model_dir, tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text(TEXT)
+    out = tmp_path / "run"
+    code = main([
+        "compress", "--model", tiny_model_dir, "--prune", "wanda:0.5", "--quantize",
+        "int8-weight", "--sweep", "magnitude,wanda:0.25,0.5", "--ppl-text", str(text),
+        "--ppl-tokens", "60", "--ppl-window", "32", "--ppl-stride", "16", "--calib-text",
+        str(text), "--calib-samples", "2", "--calib-len", "16", "--out", str(out),
+    ])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| perplexity |" in printed and "report:" in printed
+    report = (out / "report.md").read_text()
+    assert "| sparsity of decoder Linears | 0.0% | 50.0% |" in report
+    assert "sweep.png" in report and (out / "sweep.png").stat().st_size > 0
+    results = read_json(out / "results.json")
+    assert [(r["method"], r["amount"]) for r in results["sweep"]] == [
+        ("magnitude", 0.25), ("magnitude", 0.5), ("wanda", 0.25), ("wanda", 0.5)
+    ]
+    assert results["sweep"][1]["linear_sparsity"] == 0.5
+    assert results["after"]["weight_bytes"] < results["before"]["weight_bytes"]
+    assert read_json(out / "model" / "compression.json")["modules"]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: parse_prune_spec("magnitude:1.5"), r"in \[0, 1\)"),
+        (lambda: parse_prune_spec("foo:0.5"), "Unknown pruning method 'foo'.*magnitude"),
+        (lambda: parse_prune_spec("wanda"), "METHOD:AMOUNT"),
+        (lambda: parse_prune_spec("wanda:half"), "not 'half'"),
+        (lambda: get_quantizer("int4"), "Unknown quantization 'int4'.*int8-weight"),
+        (lambda: parse_sweep("magnitude"), "METHODS:AMOUNTS"),
+        (lambda: magnitude_prune(nn.Linear(2, 2), 0.5), "no list of decoder layers"),
+    ],
+)
+def test_bad_specs_are_clear_errors(call, message):
+    with pytest.raises(LmboostError, match=message):
+        call()
+
+
+@pytest.mark.skipif(torchao_available(), reason="torchao is installed")
+def test_torchao_scheme_without_torchao_says_how_to_install_it(model, tmp_path):
+    with pytest.raises(LmboostError, match="pip install torchao"):
+        quantize(model, "int8-dynamic-torchao")
+    with pytest.raises(LmboostError, match="pip install torchao"):
+        CompressConfig(quantize="int8-dynamic-torchao", out=tmp_path).validate()
+
+
+def test_cli_reports_bad_specs(tiny_model_dir, tmp_path, capsys):
+    for flags, message in (
+        (["--prune", "magnitude:1.5"], "[0, 1)"),
+        (["--prune", "foo:0.5"], "Unknown pruning method 'foo'"),
+        (["--quantize", "int4"], "Unknown quantization 'int4'"),
+        ([], "Nothing to do"),
+    ):
+        assert main(["compress", "--model", tiny_model_dir, *flags, "--out", str(tmp_path)]) == 2
+        assert message in capsys.readouterr().err
