@@ -28,7 +28,7 @@ from lmboost.compression import Pruner, get_pruner, parse_amount, parse_prune_sp
 from lmboost.compression.magnitude import SCOPES
 from lmboost.compression.perplexity import forward_throughput, perplexity, token_ids, wikitext2
 from lmboost.compression.quantize import get_quantizer, quantize, torchao_available
-from lmboost.compression.save import FORMAT_FILE, save_compressed, weight_bytes
+from lmboost.compression.save import load_compressed, save_compressed, weight_bytes
 from lmboost.compression.sparsity import sparsity_report
 from lmboost.compression.wanda import calibration_ids
 from lmboost.errors import LmboostError
@@ -267,18 +267,11 @@ def _needs_calibration(config: CompressConfig) -> bool:
 
 
 def _icl(config: CompressConfig, saved: Path, progress: bool) -> dict[str, Any]:
-    """SST-2 4-shot accuracy (uncalibrated and BC) of the original and the saved model.
-
-    ``run_icl`` loads a model by spec, so a quantized model (which has no transformers
-    directory) is reported as n/a.
-    """
+    """SST-2 4-shot accuracy (uncalibrated and BC) of the original and the saved model."""
     stages = {"before": config.model, "after": str(saved)}
     result: dict[str, Any] = {"task": ICL_TASK, "shots": ICL_SHOTS, "limit": config.icl_limit,
                               "seeds": config.icl_seeds}
     for stage, spec in stages.items():
-        if stage == "after" and (saved / FORMAT_FILE).exists():
-            result[stage] = {"status": "n/a", "reason": "run_icl cannot load a quantized model"}
-            continue
         icl = run_icl(
             ICLConfig(
                 task=ICL_TASK, model=spec, shots=[ICL_SHOTS], seeds=config.icl_seeds,
@@ -286,11 +279,9 @@ def _icl(config: CompressConfig, saved: Path, progress: bool) -> dict[str, Any]:
                 out=Path(config.out) / "icl" / stage,
             ),
             progress=progress,
+            loaded=load_compressed(saved) if stage == "after" else None,
         )
-        result[stage] = {
-            "status": "ok",
-            **{row["method"]: row["accuracy"] for row in icl["summary"]},
-        }
+        result[stage] = {row["method"]: row["accuracy"] for row in icl["summary"]}
     return result
 
 
@@ -329,11 +320,10 @@ def write_report(results: dict[str, Any], out: str | Path) -> Path:
     ]
     icl = results["icl"]
     if icl:
-        note = "" if icl["after"]["status"] == "ok" else f" After: n/a, {icl['after']['reason']}."
         lines += [
             f"ICL: {icl['task']}, {icl['shots']} shots, {icl['seeds']} seeds, "
             f"{icl['limit'] or 'all'} eval examples; uncalibrated (none) and batch calibration "
-            f"(bc), mean ± std over seeds.{note}",
+            "(bc), mean ± std over seeds.",
             "",
         ]
     lines += [
@@ -386,10 +376,10 @@ def _row(label: str, before: float, after: float, fmt: str) -> str:
 def _icl_rows(icl: dict[str, Any]) -> list[str]:
     lines = []
     for method in ICL_METHODS:
-        cells = []
-        for stage in ("before", "after"):
-            stat = icl[stage].get(method) if icl[stage]["status"] == "ok" else None
-            cells.append(f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}" if stat else "n/a")
+        cells = [
+            f"{100 * icl[stage][method]['mean']:.1f} ± {100 * icl[stage][method]['std']:.1f}"
+            for stage in ("before", "after")
+        ]
         lines.append(
             f"| {icl['task']} {icl['shots']}-shot accuracy, {method} (%) | "
             f"{cells[0]} | {cells[1]} | |"

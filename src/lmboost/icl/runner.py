@@ -61,7 +61,7 @@ from lmboost.icl.prompts import (
     select_demonstrations,
 )
 from lmboost.models import DEFAULT_MODEL, load_model
-from lmboost.models.loading import DTYPES
+from lmboost.models.loading import DTYPES, LoadedModel
 from lmboost.scoring import Scorer
 from lmboost.tasks import ClassificationTask, Example, get_task
 
@@ -260,9 +260,16 @@ def score_run(
     )
 
 
-def run_icl(config: ICLConfig, progress: bool = True) -> dict[str, Any]:
+def run_icl(
+    config: ICLConfig, progress: bool = True, loaded: LoadedModel | None = None
+) -> dict[str, Any]:
     """Run the experiment ``config`` describes; returns the results object, exactly as written
-    to ``out/results.json`` (JSON types only); the report goes to ``out/report.md``."""
+    to ``out/results.json`` (JSON types only); the report goes to ``out/report.md``.
+
+    ``loaded`` scores with a model already in memory (a compressed one, say); ``config.model``
+    then only names it in the record and the fingerprints. Otherwise the model is loaded only
+    if some scores are not stored yet.
+    """
     config.validate()
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
@@ -275,7 +282,7 @@ def run_icl(config: ICLConfig, progress: bool = True) -> dict[str, Any]:
 
     scorer = functools.cache(
         lambda: Scorer(
-            load_model(config.model, dtype=config.dtype),
+            loaded or load_model(config.model, dtype=config.dtype),
             batch_size=config.batch_size,
             truncation=config.truncation,
             progress=progress,
