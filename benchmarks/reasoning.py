@@ -1,0 +1,95 @@
+"""Reasoning benchmark: direct vs zero-shot CoT vs few-shot CoT vs CoT + self-consistency.
+
+For each model and each task (capped subsets of GSM8K, BBH and MMLU) it runs
+``lmboost.reasoning.run_reasoning`` in four settings — ``direct``, ``zs-cot``, ``fs-cot`` and
+``fs-cot`` with self-consistency over ``--sc`` sampled chains (early stop on) — into
+``--results/<model>/<task>-<setting>/``. Each run appends finished items to its own log, so an
+interrupted benchmark resumes where it stopped. At the end it writes
+``--results/summary.md``: accuracy, seconds per item, the cost of n samples relative to one
+greedy chain, and the samples saved by early stopping.
+
+    .venv/bin/python benchmarks/reasoning.py --models smollm2-135m-instruct \\
+        --gsm8k-limit 50 --bbh-limit 3 --mmlu-limit 2 --sc 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lmboost.reasoning import ReasoningConfig, run_reasoning
+
+SETTINGS = {  # name -> (mode, self-consistency samples or None for greedy)
+    "direct": ("direct", None),
+    "zs-cot": ("zs-cot", None),
+    "fs-cot": ("fs-cot", None),
+    "fs-cot+sc": ("fs-cot", "sc"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="smollm2-135m-instruct", help="comma list")
+    parser.add_argument("--gsm8k-limit", type=int, default=50, help="GSM8K test items")
+    parser.add_argument("--bbh-limit", type=int, default=3, help="items per BBH task (27 tasks)")
+    parser.add_argument("--mmlu-limit", type=int, default=2, help="items per MMLU subject (57)")
+    parser.add_argument("--sc", type=int, default=5, help="chains for self-consistency")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--settings", default=",".join(SETTINGS))
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results/reasoning"))
+    args = parser.parse_args(argv)
+
+    tasks = {"gsm8k": args.gsm8k_limit, "bbh": args.bbh_limit, "mmlu": args.mmlu_limit}
+    rows = []
+    for model in args.models.split(","):
+        for task, limit in tasks.items():
+            if not limit:
+                continue
+            for setting in args.settings.split(","):
+                mode, sc = SETTINGS[setting]
+                print(f"== {model} / {task} / {setting}", flush=True)
+                results = run_reasoning(
+                    ReasoningConfig(
+                        task=task,
+                        model=model,
+                        mode=mode,
+                        self_consistency=args.sc if sc else 1,
+                        early_stop=bool(sc),
+                        limit=limit,
+                        max_new_tokens=args.max_new_tokens,
+                        batch_size=args.batch_size,
+                        out=args.results / model / f"{task}-{setting}",
+                        progress=True,
+                    )
+                )
+                rows.append((model, task, setting, results))
+    text = render(rows, args.sc)
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "summary.md").write_text(text)
+    print(text)
+    return 0
+
+
+def render(rows: list[tuple[str, str, str, dict]], n: int) -> str:
+    """One Markdown table: accuracy, seconds per item and sampling cost per run."""
+    lines = [
+        "| model | task | setting | items | accuracy (%) | s / item | cost vs fs-cot | "
+        f"samples used / saved (of {n} per item) |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    greedy = {(m, t): r["seconds_per_item"] for m, t, s, r in rows if s == "fs-cot"}
+    for model, task, setting, r in rows:
+        base = greedy.get((model, task))
+        cost = f"{r['seconds_per_item'] / base:.1f}x" if base else "—"
+        samples = f"{r['samples_used']} / {r['samples_saved']}" if setting.endswith("sc") else "—"
+        lines.append(
+            f"| {model} | {task} | {setting} | {r['n_items']} | {100 * r['accuracy']:.1f} | "
+            f"{r['seconds_per_item']:.1f} | {cost} | {samples} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
