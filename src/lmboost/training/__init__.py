@@ -1,0 +1,50 @@
+"""Training on the Hugging Face Trainer: classification heads, continued pretraining, SFT,
+LoRA and adversarial training, from YAML recipes.
+
+    >>> from lmboost.training import load_recipe, train
+    >>> config = load_recipe("recipes/classify-sst2-lora.yaml", {"output_dir": "runs/sst2"})
+    >>> record = train(config)          # also written to runs/sst2/results.json
+    >>> record["eval"]["accuracy"], record["parameters"]["trainable"]
+
+=========  ==================================================================================
+recipe     what is trained
+=========  ==================================================================================
+classify   a sequence-classification head on a causal LM or the MiniLM encoder (task or file)
+lm         the causal LM on raw text: TAPT (a task's inputs) or DAPT (a corpus file)
+sft        the causal LM on prompt/completion pairs, loss on the completion only
+=========  ==================================================================================
+
+Modules: :mod:`~lmboost.training.recipes` (config), :mod:`~lmboost.training.data`,
+:mod:`~lmboost.training.models`, :mod:`~lmboost.training.lora`,
+:mod:`~lmboost.training.adversarial` (FGM, PGD, FreeLB, SMART, one module each) and
+:mod:`~lmboost.training.trainer` (the run). Multi-GPU runs go through ``accelerate launch -m
+lmboost.cli train ...``; that path is not tested here (see :mod:`lmboost.training.trainer`).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_API = {
+    "ADVERSARIES": "lmboost.training.adversarial",
+    "AdversarialMethod": "lmboost.training.adversarial",
+    "get_adversary": "lmboost.training.adversarial",
+    "AdversarialSettings": "lmboost.training.recipes",
+    "LoraSettings": "lmboost.training.recipes",
+    "RecipeError": "lmboost.training.recipes",
+    "TrainConfig": "lmboost.training.recipes",
+    "build_config": "lmboost.training.recipes",
+    "load_recipe": "lmboost.training.recipes",
+    "parse_overrides": "lmboost.training.recipes",
+    "LmboostTrainer": "lmboost.training.trainer",
+    "train": "lmboost.training.trainer",
+}
+
+__all__ = list(_API)
+
+
+def __getattr__(name: str):
+    """Import the public names lazily, so reading a recipe does not load transformers."""
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'lmboost.training' has no attribute {name!r}")

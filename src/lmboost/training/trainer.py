@@ -1,0 +1,371 @@
+"""``train(config)``: one training run on the Hugging Face Trainer, evaluated and recorded.
+
+Steps: resolve the model, tokenize the recipe's data (:mod:`lmboost.training.data`), load the
+model with the recipe's head (:mod:`lmboost.training.models`), wrap it with LoRA adapters if
+asked (:mod:`lmboost.training.lora`), and run :class:`LmboostTrainer`, a
+``transformers.Trainer`` that adds class-weighted classification loss and an adversarial step
+(:mod:`lmboost.training.adversarial`). The Trainer evaluates on dev every ``eval_steps``,
+checkpoints every ``save_steps`` to ``OUT/checkpoints`` (resumable with ``resume``), stops early
+after ``early_stopping_patience`` evaluations without improvement and ends on the best
+checkpoint (``load_best_model_at_end``, ``metric_for_best_model``). Afterwards the model is
+evaluated with lmboost's metrics (accuracy and macro-F1, or loss and perplexity), saved
+(``OUT/model``, or ``OUT/adapter`` and optionally ``OUT/merged`` for LoRA) and the run record
+``OUT/results.json`` is written atomically, with the trainable parameter count, seconds per
+optimizer step (evaluation and checkpointing excluded) and peak memory (CUDA: the allocator's
+peak; CPU: the process's peak resident set size from ``getrusage``, loading included).
+
+Scaling out: because the loop is the Trainer's, ``accelerate launch -m lmboost.cli train ...``
+runs the same command data-parallel on several GPUs. That path cannot be tested here (one CPU
+machine, no GPU). In particular PGD and SMART take gradients with respect to the perturbation
+alone between forward passes, which DistributedDataParallel may reject; this is untried.
+TensorBoard logs go to ``OUT/checkpoints/runs/``; MLflow logs to the file store
+``OUT/mlruns`` unless ``MLFLOW_TRACKING_URI`` is set.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import (
+    EarlyStoppingCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from lmboost import __version__
+from lmboost.errors import LmboostError
+from lmboost.evaluation import accuracy, macro_f1
+from lmboost.evaluation.records import to_jsonable, write_json
+from lmboost.training.adversarial import AdversarialMethod, PerturbedBatch, get_adversary
+from lmboost.training.data import PadCollator, TrainData, build_data
+from lmboost.training.lora import apply_lora, count_parameters, merge_and_save, save_adapter
+from lmboost.training.models import (
+    class_weights,
+    classification_loss,
+    load_for_training,
+    load_tokenizer,
+    loss_from_logits,
+    resolve_model,
+)
+from lmboost.training.recipes import RecipeError, TrainConfig
+
+REPORTER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "mlflow": ("mlflow",)}
+
+
+class LmboostTrainer(Trainer):
+    """A ``transformers.Trainer`` with two additions.
+
+    ``class_weights`` (K weights): classification loss sum_i w[y_i] CE_i / sum_i w[y_i] instead
+    of the model's plain cross-entropy, in training and evaluation.
+    ``adversary``: an :class:`~lmboost.training.adversarial.AdversarialMethod` that replaces the
+    forward/backward of every training batch (evaluation is unchanged).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        adversary: AdversarialMethod | None = None,
+        class_weights: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.adversary = adversary
+        self.class_weights = class_weights
+        if class_weights is not None:
+            self.loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides it
+        if adversary is not None:
+            self.add_callback(AdversaryHooks(adversary))
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        """The Trainer's loss, or the class-weighted cross-entropy when weights are set."""
+        if self.class_weights is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = classification_loss(outputs.logits, labels, self.class_weights)
+        return (loss, outputs) if return_outputs else loss
+
+    def training_step(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
+        """The Trainer's step, or the adversary's forward/backward passes when one is set."""
+        if self.adversary is None:
+            return super().training_step(model, inputs, num_items_in_batch)
+        model.train()
+        if callable(getattr(self.optimizer, "train", None)):
+            self.optimizer.train()
+        inputs = self._prepare_inputs(inputs)
+        scale = self.current_gradient_accumulation_steps
+        batch = PerturbedBatch(
+            model=model,
+            inputs=inputs,
+            loss_fn=partial(loss_from_logits, weights=self.class_weights),
+            embeddings=self.accelerator.unwrap_model(model).get_input_embeddings(),
+            autocast=self.compute_loss_context_manager,
+        )
+        result = self.adversary.step(batch, lambda loss: self.accelerator.backward(loss / scale))
+        return result.loss / scale
+
+
+class AdversaryHooks(TrainerCallback):
+    """Tells an adversarial method when training starts and after each optimizer step."""
+
+    def __init__(self, adversary: AdversarialMethod) -> None:
+        self.adversary = adversary
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Let the method copy or inspect the model before the first step."""
+        self.adversary.prepare(kwargs["model"])
+
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Let the method follow the updated weights (SMART's EMA copy)."""
+        self.adversary.on_optimizer_step(kwargs["model"])
+
+
+class StepTimer(TrainerCallback):
+    """Wall-clock seconds of each optimizer step (forward, backward, update), evaluation and
+    checkpointing excluded."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Start the clock."""
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Stop the clock (after the GPU has finished)."""
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def classification_scores(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 of the argmax of N x K ``logits`` (lmboost's metrics)."""
+    predictions = np.asarray(logits).argmax(-1)
+    n_classes = int(np.asarray(logits).shape[-1])
+    return {
+        "accuracy": accuracy(labels, predictions),
+        "macro_f1": macro_f1(labels, predictions, n_classes=n_classes),
+    }
+
+
+def _trainer_metrics(eval_pred: Any) -> dict[str, float]:
+    logits = eval_pred.predictions
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return classification_scores(logits, eval_pred.label_ids)
+
+
+def training_arguments(config: TrainConfig, output_dir: str | Path) -> TrainingArguments:
+    """The ``transformers.TrainingArguments`` of ``config``, checkpointing to ``output_dir``."""
+    metric = config.dev_metric()
+    try:
+        return TrainingArguments(
+            output_dir=str(output_dir),
+            learning_rate=config.learning_rate,
+            num_train_epochs=config.num_train_epochs,
+            max_steps=config.max_steps,
+            per_device_train_batch_size=config.per_device_train_batch_size,
+            per_device_eval_batch_size=config.per_device_eval_batch_size,
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            warmup_steps=config.warmup_steps,
+            weight_decay=config.weight_decay,
+            lr_scheduler_type=config.lr_scheduler_type,
+            max_grad_norm=config.max_grad_norm,
+            eval_strategy="steps",
+            eval_steps=config.eval_steps,
+            save_strategy="steps",
+            save_steps=config.save_steps or config.eval_steps,
+            save_total_limit=config.save_total_limit,
+            logging_steps=config.logging_steps,
+            load_best_model_at_end=config.load_best_model_at_end,
+            metric_for_best_model=metric,
+            greater_is_better=metric != "loss",
+            seed=config.seed,
+            report_to=config.report_to,
+            bf16=config.precision == "bf16",
+            fp16=config.precision == "fp16",
+            use_cpu=config.device == "cpu",
+            disable_tqdm=not config.progress,
+            remove_unused_columns=False,
+            label_names=["labels"],
+            prediction_loss_only=config.recipe != "classify",
+            dataloader_pin_memory=torch.cuda.is_available(),
+            **({"gradient_checkpointing": True} if config.gradient_checkpointing else {}),
+        )
+    except ValueError as err:
+        raise RecipeError(f"transformers rejects the training settings: {err}") from None
+
+
+def train(config: TrainConfig, *, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
+    """Run the training ``config`` describes; returns the run record, exactly as written to
+    ``OUT/results.json``. ``callbacks`` are extra ``transformers.TrainerCallback`` objects."""
+    config.validate()
+    started = datetime.now(timezone.utc)
+    clock = time.perf_counter()
+    out = Path(config.output_dir)
+    checkpoints = out / "checkpoints"
+    resume_from = _checkpoint_to_resume(checkpoints, config.resume)
+    _check_reporter(config.report_to, out)
+
+    set_seed(config.seed)
+    source = resolve_model(config.model)
+    tokenizer = load_tokenizer(source)
+    data = build_data(config, tokenizer)
+    model = load_for_training(source, config.recipe, tokenizer, data.labels)
+    if config.lora.enabled:
+        model = apply_lora(model, config.lora, source.model_type, config.recipe)
+    trainable, total = count_parameters(model)
+    adversary = (
+        get_adversary(config.adversarial.method, **config.adversarial.params)
+        if config.adversarial.method
+        else None
+    )
+    weights = (
+        class_weights(data.train_labels, len(data.labels), config.class_weights)
+        if config.class_weights is not None
+        else None
+    )
+    timer = StepTimer()
+    extra: list[TrainerCallback] = [timer, *callbacks]
+    if config.early_stopping_patience is not None:
+        extra.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    trainer = LmboostTrainer(
+        model=model,
+        args=training_arguments(config, checkpoints),
+        train_dataset=data.train,
+        eval_dataset=data.eval,
+        data_collator=PadCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        compute_metrics=_trainer_metrics if config.recipe == "classify" else None,
+        callbacks=extra,
+        adversary=adversary,
+        class_weights=weights,
+    )
+    device = trainer.args.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    output = trainer.train(resume_from_checkpoint=resume_from)
+    memory = _peak_memory(device)
+    evaluation = _evaluate(trainer, data, config.recipe)
+    saved = _save(trainer, tokenizer, config, out)
+
+    record = to_jsonable({
+        "kind": "training",
+        "lmboost_version": __version__,
+        "config": config.to_dict(),
+        "model": {
+            "spec": source.spec, "path": source.path, "model_type": source.model_type,
+            "is_encoder": source.is_encoder,
+        },
+        "data": data.sources,
+        "parameters": {
+            "trainable": trainable, "total": total, "trainable_fraction": trainable / total,
+        },
+        "class_weights": weights.tolist() if weights is not None else None,
+        "train": {
+            "global_step": output.global_step,
+            "train_loss": output.training_loss,
+            "steps_timed": len(timer.seconds),
+            "seconds_per_step": sum(timer.seconds) / len(timer.seconds) if timer.seconds else None,
+            "train_runtime_s": output.metrics.get("train_runtime"),
+            "resumed_from": resume_from,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "best_metric": trainer.state.best_metric,
+            "dev_metric": config.dev_metric(),
+        },
+        "eval": evaluation,
+        "memory": memory,
+        "device": str(device),
+        "saved": saved,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": round(time.perf_counter() - clock, 3),
+    })
+    write_json(out / "results.json", record)
+    return record
+
+
+def _checkpoint_to_resume(checkpoints: Path, resume: bool) -> str | None:
+    """The last checkpoint when resuming (None: start fresh); refuses to mix runs otherwise."""
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if last is not None and not resume:
+        raise LmboostError(
+            f"{checkpoints} already holds checkpoints of a run: pass --resume (resume: true) to "
+            "continue it, or choose another output folder."
+        )
+    return last
+
+
+def _check_reporter(report_to: str, out: Path) -> None:
+    """Fail early when the chosen logger's package is missing; point MLflow at OUT/mlruns."""
+    packages = REPORTER_PACKAGES.get(report_to, ())
+    if packages and not any(importlib.util.find_spec(p) for p in packages):
+        raise LmboostError(f"report_to {report_to} needs its package: pip install {packages[0]}.")
+    if report_to == "mlflow":
+        os.environ.setdefault("MLFLOW_TRACKING_URI", (out / "mlruns").resolve().as_uri())
+
+
+def _evaluate(trainer: Trainer, data: TrainData, recipe: str) -> dict[str, Any]:
+    """Dev metrics of the final model: accuracy, macro-F1 and loss, or loss and perplexity."""
+    if recipe == "classify":
+        prediction = trainer.predict(data.eval)
+        logits = prediction.predictions
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        scores = classification_scores(logits, np.asarray(data.eval_labels))
+        return {**scores, "loss": prediction.metrics.get("test_loss"), "n": len(data.eval)}
+    loss = trainer.evaluate()["eval_loss"]
+    return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "n": len(data.eval)}
+
+
+def _save(trainer: Trainer, tokenizer: Any, config: TrainConfig, out: Path) -> dict[str, str]:
+    """Save the final model (full weights, or adapters and optionally the merged model)."""
+    if not config.lora.enabled:
+        trainer.save_model(str(out / "model"))
+        return {"model": str(out / "model")}
+    saved = {"adapter": str(save_adapter(trainer.model, tokenizer, out / "adapter"))}
+    if config.lora.merge:
+        saved["merged"] = str(merge_and_save(trainer.model, tokenizer, out / "merged"))
+    return saved
+
+
+def _peak_memory(device: torch.device) -> dict[str, Any]:
+    """Peak memory in MiB: CUDA allocator peak on GPU, process peak RSS on CPU."""
+    if device.type == "cuda":
+        return {
+            "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20,
+            "source": "torch.cuda.max_memory_allocated",
+        }
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return {"peak_mb": None, "source": "unavailable"}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return {"peak_mb": rss * scale / 2**20, "source": "getrusage ru_maxrss (process peak RSS)"}

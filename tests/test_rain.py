@@ -1,0 +1,303 @@
+"""lmboost.decoding (RAIN): the tree rules on hand-built trees, the commit rule and the exhausted
+budget with stub evaluators, the self-evaluator's option tokens and order averaging, a seeded
+search on the tiny random Llama, and ``lmboost generate`` end to end."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from lmboost.cli import main
+from lmboost.decoding import (
+    Goal,
+    ModelEmbedder,
+    Node,
+    RainConfig,
+    SelfEvaluator,
+    label_token_ids,
+    rain_generate,
+    resolve_goal,
+)
+from lmboost.decoding.rain import (
+    ValueBounds,
+    backup,
+    puct_score,
+    ready_to_commit,
+    select_child,
+    should_widen,
+)
+from lmboost.evaluation.records import read_json
+from lmboost.generation import GenerationConfig, GenerationError, generate
+from lmboost.models import LoadedModel
+
+PROMPT = "Review: a great movie"
+SMALL = RainConfig(max_new_tokens=7, max_iterations=6, num_candidates=3, simulation_tokens=6)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """The tiny model runs far faster on one thread than on two contended CPU cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def constant_evaluator(value: float):
+    """A stub judge that gives every text the same value."""
+    return lambda prompt, response: value
+
+
+def orthogonal_embedder():
+    """A stub embedder: every distinct text gets its own one-hot vector (similarity 0)."""
+    index: dict[str, int] = {}
+
+    def embed(texts):
+        rows = [torch.nn.functional.one_hot(torch.tensor(index.setdefault(t, len(index))), 512)
+                for t in texts]
+        return torch.stack(rows).float()
+
+    return embed
+
+
+def alike_embedder(texts):
+    """A stub embedder: every text looks the same (similarity 1)."""
+    return torch.ones(len(texts), 4)
+
+
+def _embedded(v: float, n: float, embedding: list[float]) -> Node:
+    return Node(n=n, v=v, visits=int(n), embedding=torch.tensor(embedding))
+
+
+# --- the tree rules --------------------------------------------------------------------------
+
+
+def test_selection_picks_the_highest_puct_score():
+    parent = Node(n=9, children=[
+        Node(prior=0.5, n=4, v=0.2),  # (0.2 + 1) / 2 + 2 * 0.5 * 3 / 5 = 0.6 + 0.6 = 1.2
+        Node(prior=0.3, n=1, v=0.6),  # (0.6 + 1) / 2 + 2 * 0.3 * 3 / 2 = 0.8 + 0.9 = 1.7
+        Node(prior=0.2, n=0, v=0.0),  # unvisited: 0 + 2 * 0.2 * 3 / 1 = 1.2
+    ])
+    bounds = ValueBounds(-1.0, 1.0)
+    scores = [puct_score(child, parent.n, 2.0, bounds) for child in parent.children]
+    assert scores == pytest.approx([1.2, 1.7, 1.2])
+    assert select_child(parent, 2.0, bounds) is parent.children[1]
+    # Normalised by the running bounds: with values seen in [0, 0.6], 0.2 -> 1/3, 0.6 -> 1.
+    narrow = ValueBounds(0.0, 0.6)
+    assert puct_score(parent.children[0], 9, 2.0, narrow) == pytest.approx(1 / 3 + 0.6)
+    assert puct_score(parent.children[1], 9, 2.0, narrow) == pytest.approx(1.0 + 0.9)
+
+
+def test_backup_updates_counts_and_means_up_to_the_root():
+    leaf = Node(n=0, v=0.0)
+    middle = Node(n=1, v=0.0, visits=1, children=[leaf])
+    root = Node(n=2, v=0.5, children=[middle])
+    bounds = ValueBounds(-1.0, 1.0)
+    embeddings = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])]
+    backup([root, middle, leaf], 1.0, embeddings, bounds, threshold=0.95, weight=0.2)
+    assert (root.n, root.v) == (3, pytest.approx(0.5 + 0.5 / 3))
+    assert (middle.n, middle.v) == (2, pytest.approx(0.5))
+    assert (leaf.n, leaf.v) == (1, pytest.approx(1.0))
+    assert torch.equal(leaf.embedding, torch.tensor([0.0, 1.0]))
+    assert middle.visits == 2 and leaf.visits == 1
+    # A node's embedding is the mean of its continuations' embeddings.
+    middle.embedding = torch.tensor([0.0, 2.0])
+    backup([root, middle], 1.0, [torch.tensor([2.0, 0.0])], bounds, 0.95, 0.2)
+    assert torch.allclose(middle.embedding, torch.tensor([2 / 3, 4 / 3]))
+
+
+def test_similar_siblings_share_the_value_with_weight_gamma_times_similarity():
+    node = Node(n=0, v=0.0)
+    near = _embedded(v=0.0, n=1, embedding=[0.96, 0.28])  # cosine 0.96 with [1, 0]
+    far = _embedded(v=0.0, n=1, embedding=[0.9, math.sqrt(1 - 0.81)])  # cosine 0.90
+    unseen = Node(n=0, v=0.0)  # no embedding yet: never updated
+    root = Node(n=1, children=[node, near, far, unseen])
+    backup([root, node], 1.0, [torch.tensor([1.0, 0.0])], ValueBounds(-1, 1), 0.95, 0.2)
+    assert near.n == pytest.approx(1 + 0.2 * 0.96)
+    assert near.v == pytest.approx(0.2 * 0.96 * 1.0 / (1 + 0.2 * 0.96))
+    assert (far.n, far.v) == (1, 0.0)
+    assert (unseen.n, unseen.v) == (0, 0.0)
+
+
+def test_widening_only_when_children_are_alike_and_poor():
+    def parent(values, embeddings, count=None):
+        kids = [_embedded(v, 1, e) for v, e in zip(values, embeddings)]
+        return Node(n=3, children=kids[:count] if count else kids)
+
+    alike = [[1.0, 0.0], [0.99, 0.05], [0.98, 0.1]]
+    assert should_widen(parent([-0.5, -0.2, -0.9], alike), 20, 0.95, 0.0)
+    assert not should_widen(parent([-0.5, 0.1, -0.9], alike), 20, 0.95, 0.0)  # one is good
+    different = [[1.0, 0.0], [0.0, 1.0], [0.98, 0.1]]
+    assert not should_widen(parent([-0.5, -0.2, -0.9], different), 20, 0.95, 0.0)
+    assert not should_widen(parent([-0.5, -0.2, -0.9], alike), 3, 0.95, 0.0)  # at the cap
+    unembedded = parent([-0.5, -0.2, -0.9], alike)
+    unembedded.children.append(Node())
+    assert not should_widen(unembedded, 20, 0.95, 0.0)
+
+
+def test_commit_thresholds():
+    assert not ready_to_commit(Node(n=6, v=1.0), min_visits=6, value_threshold=0.8)
+    assert not ready_to_commit(Node(n=7, v=0.8), min_visits=6, value_threshold=0.8)
+    assert ready_to_commit(Node(n=7, v=0.81), min_visits=6, value_threshold=0.8)
+
+
+# --- the search on the tiny model, stub judges ----------------------------------------------
+
+
+def test_commit_as_soon_as_visits_and_value_pass_the_thresholds(tiny_model):
+    config = RainConfig(max_new_tokens=7, max_iterations=20, num_candidates=3, min_visits=2,
+                        simulation_tokens=4)
+    result = rain_generate(tiny_model, PROMPT, config, evaluator=constant_evaluator(1.0),
+                           embedder=orthogonal_embedder())
+    assert result.steps == 3  # token sets of 1, 2 and 4 tokens
+    for record in result.trace:
+        chosen = record["children"][record["chosen"]]
+        assert record["stop"] == "thresholds"
+        assert record["iterations"] < config.max_iterations
+        assert chosen["visits"] == 3  # the first count above min_visits = 2: not one later
+        assert chosen["value"] == 1.0
+    assert result.tokens == 7
+
+
+def test_low_values_exhaust_the_budget_and_commit_the_most_visited(tiny_model):
+    config = RainConfig(max_new_tokens=3, max_iterations=10, min_new_iterations=3,
+                        num_candidates=3, simulation_tokens=4)
+    result = rain_generate(tiny_model, PROMPT, config, evaluator=constant_evaluator(-1.0),
+                           embedder=alike_embedder)
+    assert result.steps == 2 and result.text
+    first, second = result.trace
+    assert first["iterations"] == 10
+    assert 3 <= second["iterations"] <= 10  # inherited visits count, at least 3 new searches
+    for record in result.trace:
+        assert record["stop"] == "budget"
+        visits = [child["visits"] for child in record["children"]]
+        assert record["children"][record["chosen"]]["visits"] == max(visits)
+    # Alike children that all score -1 got widened beyond the 3 proposed ones.
+    assert len(first["children"]) > config.num_candidates
+
+
+@pytest.mark.filterwarnings("ignore:A judge prompt")
+def test_seeded_search_is_deterministic(tiny_model):
+    goal = resolve_goal("Is it kind?")
+    runs = [
+        rain_generate(tiny_model, PROMPT, SMALL, goal=goal, embedder=ModelEmbedder(tiny_model))
+        for _ in range(2)
+    ]
+    assert runs[0].text == runs[1].text
+    assert runs[0].trace == runs[1].trace
+    assert runs[0].iterations == sum(r["iterations"] for r in runs[0].trace) > 0
+
+
+def test_candidates_reuse_the_prompt_cache(tiny_model):
+    """The prompt is encoded once; every other forward runs only a few new tokens."""
+    widths: list[int] = []
+    handle = tiny_model.model.register_forward_pre_hook(
+        lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    try:
+        rain_generate(tiny_model, PROMPT * 3, SMALL, evaluator=constant_evaluator(0.0),
+                      embedder=orthogonal_embedder())
+    finally:
+        handle.remove()
+    prompt_len = len(tiny_model.tokenizer(PROMPT * 3)["input_ids"])
+    assert widths[0] == prompt_len
+    assert max(widths[1:]) < prompt_len
+
+
+# --- self-evaluation ---------------------------------------------------------------------------
+
+
+def test_option_tokens_come_from_the_tokenizer(tiny_model):
+    tokenizer = tiny_model.tokenizer
+    a, b = label_token_ids(tokenizer, ("A", "B"))
+    assert a != b
+    assert tokenizer("The answer is: (A", add_special_tokens=False)["input_ids"][-1] == a
+    with pytest.raises(GenerationError, match="encodes to no tokens"):
+        label_token_ids(tokenizer, ("", "B"))
+    with pytest.raises(GenerationError, match="same token"):
+        label_token_ids(tokenizer, ("yes", "yes sir"))
+
+
+class _FixedLogits(torch.nn.Module):
+    """A stand-in LM whose last-position logits are fixed per batch row."""
+
+    def __init__(self, config, last: torch.Tensor) -> None:
+        super().__init__()
+        self.config = config
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.last = last
+        self.shapes: list[tuple[int, ...]] = []
+
+    def forward(self, input_ids, **kwargs):
+        self.shapes.append(tuple(input_ids.shape))
+        logits = torch.zeros(*input_ids.shape, self.last.shape[-1])
+        logits[:, -1] = self.last
+        return SimpleNamespace(logits=logits)
+
+
+def test_evaluator_averages_both_option_orders(tiny_model):
+    tokenizer = tiny_model.tokenizer
+    a, b = label_token_ids(tokenizer, ("A", "B"))
+    last = torch.full((2, len(tokenizer)), -1e4)
+    last[0, a], last[0, b] = math.log(0.9), math.log(0.1)  # good = (A): P(good) = 0.9
+    last[1, a], last[1, b] = math.log(0.6), math.log(0.4)  # good = (B): P(good) = 0.4
+    stub = _FixedLogits(tiny_model.model.config, last)
+    loaded = LoadedModel(model=stub, tokenizer=tokenizer, spec="stub", path=None)
+    goal = Goal("short", "Is it nice?", "{prompt}{response}", "Nice.", "Not nice.")
+    evaluator = SelfEvaluator(loaded, goal)
+    assert evaluator("Hi", " there") == pytest.approx(2 * (0.9 + 0.4) / 2 - 1)  # 0.3
+    assert evaluator("Hi", " there") == pytest.approx(0.3)  # memoised: no second forward
+    assert len(stub.shapes) == 1 and stub.shapes[0][0] == 2  # both orders in one batch
+    hard = SelfEvaluator(loaded, goal, hard=True)
+    assert hard("Hi", " there") == pytest.approx(0.0)  # votes: 1 (0.9 > 0.5) and 0 (0.4)
+    assert goal.judge("Hi", " there", good_first=True)[0].endswith("(A) Nice.\n(B) Not nice.\n")
+    assert goal.judge("Hi", " there", good_first=False)[0].endswith("(A) Not nice.\n(B) Nice.\n")
+
+
+def test_goals_and_config_errors():
+    assert resolve_goal("harmless").good.endswith("harmless.")
+    assert resolve_goal("Is it polite? ").good == "Yes."
+    with pytest.raises(GenerationError, match="Unknown goal"):
+        resolve_goal("polite")
+    with pytest.raises(GenerationError, match="max_iterations"):
+        RainConfig(max_iterations=0).validate()
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:A judge prompt")
+def test_cli_rain_end_to_end(tiny_model_dir, tmp_path, capsys):
+    argv = ["generate", "--model", tiny_model_dir, "--device", "cpu", "--rain", "--goal",
+            "positive", "--prompt", PROMPT, "--max-new-tokens", "3", "--max-iterations", "3",
+            "--candidates", "3", "--trace", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    record = read_json(tmp_path / "results.json")
+    assert record["settings"]["decoding"] == "rain" and record["settings"]["goal"] == "positive"
+    (item,) = record["results"]
+    assert isinstance(item["text"], str) and item["seconds"] > 0
+    assert item["steps"] == len(item["trace"]) == 2
+    assert all(step["iterations"] == 3 for step in item["trace"])
+    assert main(argv) == 0  # a rerun finds the prompt done
+    assert read_json(tmp_path / "results.json") == record
+
+
+def test_cli_greedy_equals_generate(tiny_model, tiny_model_dir, tmp_path):
+    prompts = [PROMPT, "Article: markets fell"]
+    (tmp_path / "prompts.txt").write_text("\n".join(prompts) + "\n")
+    out = tmp_path / "out"
+    argv = ["generate", "--model", tiny_model_dir, "--device", "cpu", "--prompts",
+            str(tmp_path / "prompts.txt"), "--max-new-tokens", "6", "--out", str(out)]
+    assert main(argv) == 0
+    texts = [item["text"] for item in read_json(out / "results.json")["results"]]
+    expected = generate(tiny_model, prompts, GenerationConfig(max_new_tokens=6))
+    assert texts == [e[0] for e in expected]
+
+
+def test_cli_rejects_a_missing_prompts_file(tmp_path, capsys):
+    argv = ["generate", "--prompts", str(tmp_path / "none.txt"), "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "Prompts file not found" in capsys.readouterr().err
