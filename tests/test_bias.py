@@ -27,15 +27,6 @@ from lmboost.evaluation.records import read_json
 from lmboost.models.loading import LoadedModel
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Keep torch on one CPU thread (the tests are small; the machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _have_data() -> bool:
     try:
         available_tests()

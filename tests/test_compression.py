@@ -52,14 +52,6 @@ SCHEMES = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Keep the CPU use of these tests small and their timings irrelevant."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture
 def model(tiny_model):

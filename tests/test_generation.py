@@ -22,14 +22,6 @@ from lmboost.models import LoadedModel
 PROMPTS = ["Review: a great movie\nSentiment:", "Article: markets fell"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny model runs far faster on one thread than on two contended CPU cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture
 def forward_calls(tiny_model):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from lmboost.calibration import CALIBRATORS
 from lmboost.calibration.domain import domain_context_strings
@@ -74,14 +73,6 @@ def _config(tiny_model_dir: str, task: Path, out: Path, **changes) -> ICLConfig:
     )
     return replace(base, **changes)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny model runs far faster on one thread than on two contended CPU cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

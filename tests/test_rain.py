@@ -37,14 +37,6 @@ PROMPT = "Review: a great movie"
 SMALL = RainConfig(max_new_tokens=7, max_iterations=6, num_candidates=3, simulation_tokens=6)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny model runs far faster on one thread than on two contended CPU cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def constant_evaluator(value: float):
     """A stub judge that gives every text the same value."""

@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 import lmboost.reasoning.runner as runner_module
 from lmboost.cli import main
@@ -33,14 +32,6 @@ ITEM_KEYS = {
     "samples_used", "samples_saved", "seconds",
 }
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny model runs far faster on one thread than on two contended CPU cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -27,15 +27,6 @@ from lmboost.training.models import class_weights, classification_loss
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Share the CPU politely: one intra-op thread for this module."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def reviews(tmp_path_factory) -> Path:
     """A 24-row two-class CSV."""
