@@ -62,7 +62,8 @@ needs_data = pytest.mark.skipif(not _have_data(), reason="shared/data not found 
 
 
 def test_builtin_names_registered():
-    assert set(EXPECTED_EVAL) == set(list_tasks())
+    """Every built-in task is registered (other tests may add their own tasks)."""
+    assert set(EXPECTED_EVAL) <= set(list_tasks())
 
 
 @needs_data
