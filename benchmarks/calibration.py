@@ -81,62 +81,68 @@ def main(argv: list[str] | None = None) -> int:
             "n": results["eval"]["n"],
             "rows": results["summary"],
         }
-    table = summary_table(summaries, shots)
+    tables = {m: summary_table(summaries, shots, m) for m in ("accuracy", "macro_f1")}
     write_json(root / "summary.json", {"model": args.model, "shots": shots, "seeds": args.seeds,
                                        "limit": args.limit, "tasks": summaries,
                                        "timings_s": timings})
-    text = render(args, shots, table, timings)
+    text = render(args, shots, tables, timings)
     (root / "summary.md").write_text(text)
     print(text)
     return 0
 
 
-def summary_table(summaries: dict, shots: list[int]) -> dict:
-    """{shots: {task: {method: mean accuracy or None}}}"""
+def summary_table(summaries: dict, shots: list[int], metric: str) -> dict:
+    """{shots: {task: {method: mean of ``metric`` over seeds, or None where n/a}}}"""
     table: dict = {k: {} for k in shots}
     for task, summary in summaries.items():
         for row in summary["rows"]:
-            acc = row["accuracy"]["mean"] if row["status"] == "ok" else None
+            acc = row[metric]["mean"] if row["status"] == "ok" else None
             table[row["shots"]].setdefault(task, {})[row["method"]] = acc
     return table
 
 
-def render(args, shots: list[int], table: dict, timings: dict) -> str:
-    """Markdown tables: accuracy (%) per task and method, and the average over tasks."""
+def render(args, shots: list[int], tables: dict, timings: dict) -> str:
+    """Markdown tables per metric and shot count: % per task and method, and the averages."""
     lines = [
         f"# Calibration on {args.model}",
         "",
-        f"Accuracy (%), mean over {args.seeds} seeds; {args.limit} eval examples per task "
-        "(fixed stratified sample; fewer where the set is smaller). n/a: the method does not "
-        "apply (COPA's options are per example, so CC and DC have no content-free input).",
+        f"Mean over {args.seeds} seeds; {args.limit} eval examples per task (fixed stratified "
+        "sample; fewer where the set is smaller). n/a: the method does not apply (COPA's options "
+        "are per example, so CC and DC have no content-free input). Best per row in bold.",
         "",
     ]
-    for k in shots:
-        lines += [f"## {k}-shot", "", "| task | " + " | ".join(METHODS) + " |",
-                  "|---|" + "---|" * len(METHODS)]
-        for task, accs in table[k].items():
-            cells = [f"{100 * accs[m]:.1f}" if accs.get(m) is not None else "n/a" for m in METHODS]
-            best = max((accs[m] for m in METHODS if accs.get(m) is not None), default=None)
-            cells = [f"**{c}**" if accs.get(m) == best else c for c, m in zip(cells, METHODS)]
-            lines.append(f"| {task} | " + " | ".join(cells) + " |")
-        common = [t for t, a in table[k].items() if all(a.get(m) is not None for m in METHODS)]
-        means = [np.mean([table[k][t][m] for t in common]) for m in METHODS]
-        lines.append(
-            f"| **mean of the {len(common)} tasks every method applies to** | "
-            + " | ".join(f"{100 * v:.1f}" for v in means)
-            + " |"
-        )
-        applicable = [[a[m] for a in table[k].values() if a.get(m) is not None] for m in METHODS]
-        lines.append(
-            "| mean over the tasks each method applies to | "
-            + " | ".join(f"{100 * np.mean(v):.1f} ({len(v)})" for v in applicable)
-            + " |"
-        )
-        lines.append("")
+    for metric, table in tables.items():
+        for k in shots:
+            lines += [f"## {metric}, {k}-shot", ""] + _table(table[k]) + [""]
     total = sum(timings.values())
     lines.append(f"Scoring wall time: {total / 60:.1f} min in all; per task (s): "
                  + ", ".join(f"{t} {s:.0f}" for t, s in timings.items()))
     return "\n".join(lines) + "\n"
+
+
+def _table(rows: dict) -> list[str]:
+    lines = ["| task | " + " | ".join(METHODS) + " |", "|---|" + "---:|" * len(METHODS)]
+    for task, values in rows.items():
+        best = max((values[m] for m in METHODS if values.get(m) is not None), default=None)
+        cells = [
+            "n/a" if values.get(m) is None
+            else f"**{100 * values[m]:.1f}**" if values[m] == best
+            else f"{100 * values[m]:.1f}"
+            for m in METHODS
+        ]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    common = [t for t, v in rows.items() if all(v.get(m) is not None for m in METHODS)]
+    means = [np.mean([rows[t][m] for t in common]) for m in METHODS]
+    lines.append(
+        f"| **mean, {len(common)} tasks where all apply** | "
+        + " | ".join(f"{100 * v:.1f}" for v in means) + " |"
+    )
+    applicable = [[v[m] for v in rows.values() if v.get(m) is not None] for m in METHODS]
+    lines.append(
+        "| mean, tasks where each applies (count) | "
+        + " | ".join(f"{100 * np.mean(v):.1f} ({len(v)})" for v in applicable) + " |"
+    )
+    return lines
 
 
 if __name__ == "__main__":
