@@ -31,7 +31,7 @@ import argparse
 from pathlib import Path
 
 from lmboost.bias import POOLINGS, BiasConfig, run_bias, summary_table
-from lmboost.models.loading import DTYPES
+from lmboost.cli.options import add_dtype, add_out
 
 NAME = "bias"
 HELP = "WEAT/SEAT social-bias association tests (effect sizes, p-values)"
@@ -54,8 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=32, metavar="N", help="texts encoded at once (32)"
     )
-    parser.add_argument("--dtype", default="float32", choices=list(DTYPES), help="(float32)")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    add_dtype(parser)
+    add_out(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,11 +27,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lmboost.cli.options import add_dtype, add_out
 from lmboost.compression import QUANTIZERS
 from lmboost.compression.magnitude import SCOPES
 from lmboost.compression.runner import CompressConfig, compress, summary_table
 from lmboost.models import DEFAULT_MODEL
-from lmboost.models.loading import DTYPES
 
 NAME = "compress"
 HELP = "prune (magnitude, Wanda, MLP neurons) and int8-quantize, with the cost measured"
@@ -69,9 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     icl.add_argument("--icl-limit", type=int, default=200, metavar="N",
                      help="eval examples (200)")
     icl.add_argument("--icl-seeds", type=int, default=3, metavar="N", help="seeds (3)")
-    parser.add_argument("--dtype", default="float32", choices=list(DTYPES), help="(float32)")
+    add_dtype(parser)
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    add_out(parser)
 
 
 def run(args: argparse.Namespace) -> int:

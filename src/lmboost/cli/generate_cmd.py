@@ -30,16 +30,15 @@ import json
 import time
 from pathlib import Path
 
+from lmboost.cli.options import CHAT, add_chat, add_device, add_dtype, add_out
 from lmboost.decoding import ModelEmbedder, RainConfig, SelfEvaluator, rain_generate, resolve_goal
 from lmboost.errors import LmboostError
 from lmboost.evaluation.records import read_json, write_json
 from lmboost.generation import GenerationConfig, generate
 from lmboost.models import DEFAULT_MODEL, load_model
-from lmboost.models.loading import DTYPES
 
 NAME = "generate"
 HELP = "greedy decoding, or RAIN self-aligned decoding (harmless, positive, your question)"
-CHAT = {"auto": None, "on": True, "off": False}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,13 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     rain.add_argument("--trace", action="store_true", help="record each step's search")
     rain.add_argument("--seed", type=int, default=0, help="(0)")
-    parser.add_argument(
-        "--chat", default="auto", choices=list(CHAT),
-        help="chat template: auto = when the tokenizer has one (auto)",
-    )
-    parser.add_argument("--dtype", default="float32", choices=list(DTYPES), help="(float32)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (auto)")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    add_chat(parser)
+    add_dtype(parser)
+    add_device(parser)
+    add_out(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,12 +27,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lmboost.cli.options import add_dtype, add_out
 from lmboost.errors import LmboostError
 from lmboost.evaluation.report import summary_table
 from lmboost.icl import ICLConfig, run_icl
 from lmboost.icl.runner import DEMO_STRATEGIES, TRUNCATIONS
 from lmboost.models import DEFAULT_MODEL
-from lmboost.models.loading import DTYPES
 from lmboost.tasks import register_task, task_from_file
 from lmboost.tasks.custom import SUFFIXES
 
@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=16, metavar="N", help="scoring batch size (16)"
     )
-    parser.add_argument("--dtype", default="float32", choices=list(DTYPES), help="(float32)")
+    add_dtype(parser)
     parser.add_argument(
         "--demos", default="random", choices=DEMO_STRATEGIES, help="demonstrations (random)"
     )
@@ -87,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--truncation", default="error", choices=TRUNCATIONS,
         help="prompts longer than the context window: error (default) or drop oldest tokens",
     )
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    add_out(parser)
 
 
 def run(args: argparse.Namespace) -> int:

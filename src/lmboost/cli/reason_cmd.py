@@ -24,13 +24,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lmboost.cli.options import CHAT, add_chat, add_device, add_dtype, add_out
 from lmboost.models import DEFAULT_MODEL
-from lmboost.models.loading import DTYPES
 from lmboost.reasoning import MODES, ReasoningConfig, run_reasoning
 
 NAME = "reason"
 HELP = "chain-of-thought reasoning, self-consistency (GSM8K, BBH, MMLU)"
-CHAT = {"auto": None, "on": True, "off": False}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,13 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sampling.add_argument("--top-k", type=int, default=40, help="0 = off (40)")
     sampling.add_argument("--top-p", type=float, default=1.0, help="(1.0)")
     sampling.add_argument("--seed", type=int, default=0, help="(0)")
-    parser.add_argument(
-        "--chat", default="auto", choices=list(CHAT),
-        help="chat template: auto = when the tokenizer has one (auto)",
-    )
-    parser.add_argument("--dtype", default="float32", choices=list(DTYPES), help="(float32)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (auto)")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    add_chat(parser)
+    add_dtype(parser)
+    add_device(parser)
+    add_out(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,6 +33,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from lmboost.cli.options import add_out
+
 NAME = "train"
 HELP = "fine-tune: classification head, TAPT/DAPT, SFT; LoRA; FGM/PGD/FreeLB/SMART"
 RECIPES = ("classify", "lm", "sft")
@@ -56,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue from the last checkpoint in OUT/checkpoints")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    add_out(parser)
 
 
 def run(args: argparse.Namespace) -> int:
