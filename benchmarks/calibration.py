@@ -111,6 +111,7 @@ def render(args, shots: list[int], tables: dict, timings: dict) -> str:
         "are per example, so CC and DC have no content-free input). Best per row in bold.",
         "",
     ]
+    lines += ["## Headline", ""] + _headline(tables, shots) + [""]
     for metric, table in tables.items():
         for k in shots:
             lines += [f"## {metric}, {k}-shot", ""] + _table(table[k]) + [""]
@@ -118,6 +119,33 @@ def render(args, shots: list[int], tables: dict, timings: dict) -> str:
     lines.append(f"Scoring wall time: {total / 60:.1f} min in all; per task (s): "
                  + ", ".join(f"{t} {s:.0f}" for t, s in timings.items()))
     return "\n".join(lines) + "\n"
+
+
+def _headline(tables: dict, shots: list[int]) -> list[str]:
+    """Means over the tasks where every method applies (paper's tasks run, then all run), with
+    BC's gain over no calibration, over the best of CC/DC/PC, and BCL's over BC."""
+    lines = [
+        "| shots | metric, tasks | " + " | ".join(METHODS)
+        + " | BC − none | BC − best of CC/DC/PC | BCL − BC |",
+        "|---|---|" + "---:|" * (len(METHODS) + 3),
+    ]
+    for metric, table in tables.items():
+        for k in shots:
+            rows = table[k]
+            common = [t for t, v in rows.items() if all(v.get(m) is not None for m in METHODS)]
+            paper = [t for t in common if t in PAPER_TASKS]
+            groups = [(f"paper's ({len(paper)})", paper), (f"all ({len(common)})", common)]
+            if len(paper) in (0, len(common)):
+                groups = groups[1:]
+            for label, names in groups:
+                mean = {m: 100 * np.mean([rows[t][m] for t in names]) for m in METHODS}
+                rival = max(("cc", "dc", "pc"), key=mean.get)
+                lines.append(
+                    f"| {k} | {metric}, {label} | " + " | ".join(f"{mean[m]:.1f}" for m in METHODS)
+                    + f" | {mean['bc'] - mean['none']:+.1f} | {mean['bc'] - mean[rival]:+.1f} "
+                    f"({rival}) | {mean['bcl'] - mean['bc']:+.1f} |"
+                )
+    return lines
 
 
 def _table(rows: dict) -> list[str]:

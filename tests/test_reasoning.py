@@ -25,7 +25,7 @@ from lmboost.reasoning import (
     run_reasoning,
     task_names,
 )
-from lmboost.reasoning.prompts import answer_trigger
+from lmboost.reasoning.prompts import answer_trigger, stop_strings
 
 ITEM_KEYS = {
     "uid", "task", "question", "target", "chains", "answers", "vote", "share", "correct",
@@ -124,6 +124,15 @@ def test_prompts():
     assert context.startswith("The following are multiple choice questions (with answers) about "
                               "anatomy.\n\n")
     assert context.count("\nAnswer:") == 6 and context.endswith("\nAnswer:")
+
+
+def test_stop_strings():
+    # A direct answer is one line, chat or not: a chat model that repeats "The answer is 16."
+    # paragraph after paragraph is cut at the first blank line, not at max_new_tokens.
+    assert "\n\n" in stop_strings("direct", chat=True)
+    assert "\n\n" in stop_strings("fs-cot", chat=False)
+    assert stop_strings("fs-cot", chat=True) == ("\nQ:",)
+    assert "\n\n" not in stop_strings("zs-cot", chat=False)
 
 
 def test_extract_dispatches_on_the_task():

@@ -101,8 +101,9 @@ def mmlu_context(item: ReasoningItem) -> str:
 
 def stop_strings(mode: str, chat: bool) -> tuple[str, ...]:
     """Where a first-stage completion ends: before the model starts a new "Q:" and, after
-    few-shot exemplars (which a blank line separates), at the first blank line."""
-    if chat:
+    few-shot exemplars (which a blank line separates) or a direct answer (one line), at the
+    first blank line. A chat model's CoT may lay its steps out in paragraphs, so it runs on."""
+    if chat and mode != "direct":
         return ("\nQ:",)
     if mode == "zs-cot":
         return ("\nQ:", "\n\n\n")
