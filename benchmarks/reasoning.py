@@ -18,8 +18,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from lmboost.evaluation.records import read_json
 from lmboost.reasoning import ReasoningConfig, run_reasoning
 
+TASKS = ("gsm8k", "bbh", "mmlu")
 SETTINGS = {  # name -> (mode, self-consistency samples or None for greedy)
     "direct": ("direct", None),
     "zs-cot": ("zs-cot", None),
@@ -42,7 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     tasks = {"gsm8k": args.gsm8k_limit, "bbh": args.bbh_limit, "mmlu": args.mmlu_limit}
-    rows = []
     for model in args.models.split(","):
         for task, limit in tasks.items():
             if not limit:
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             for setting in args.settings.split(","):
                 mode, sc = SETTINGS[setting]
                 print(f"== {model} / {task} / {setting}", flush=True)
-                results = run_reasoning(
+                run_reasoning(
                     ReasoningConfig(
                         task=task,
                         model=model,
@@ -64,12 +65,23 @@ def main(argv: list[str] | None = None) -> int:
                         progress=True,
                     )
                 )
-                rows.append((model, task, setting, results))
-    text = render(rows, args.sc)
     args.results.mkdir(parents=True, exist_ok=True)
+    text = render(collect(args.results), args.sc)
     (args.results / "summary.md").write_text(text)
     print(text)
     return 0
+
+
+def collect(root: Path) -> list[tuple[str, str, str, dict]]:
+    """Every finished run under ``root`` (this invocation's and earlier ones', so models or
+    tasks run separately at different sizes share one table), ordered by model, task, setting."""
+    rows = []
+    for path in sorted(root.glob("*/*/results.json")):
+        task, _, setting = path.parent.name.partition("-")
+        if setting in SETTINGS:
+            rows.append((path.parent.parent.name, task, setting, read_json(path)))
+    order = {name: i for i, name in enumerate([*TASKS, *SETTINGS])}
+    return sorted(rows, key=lambda r: (r[0], order.get(r[1], 99), order[r[2]]))
 
 
 def render(rows: list[tuple[str, str, str, dict]], n: int) -> str:
