@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lmboost-installed
 
-.PHONY: setup demo test test-fast lint bench-scoring bench-calibration bench-rain bench-training clean
+.PHONY: setup demo test test-fast lint bench-scoring bench-calibration bench-rain bench-training bench-reasoning clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,12 @@ bench-scoring: setup
 MODEL ?= smollm2-135m-instruct
 bench-calibration: setup
 	$(PY) benchmarks/calibration.py --model $(MODEL)
+
+# SmolLM2 on capped GSM8K / BBH / MMLU: direct, zs-cot, fs-cot, fs-cot + self-consistency (5);
+# about 2 hours on one core (docs/reasoning-results.md).
+bench-reasoning: setup
+	OMP_NUM_THREADS=1 $(PY) benchmarks/reasoning.py --models smollm2-135m-instruct \
+		--gsm8k-limit 30 --bbh-limit 1 --mmlu-limit 1 --sc 5
 
 # SmolLM2 and MiniLM on SST-2 and TREC; about 2 hours on 2 cores (sizes: see its --help).
 bench-training: setup
