@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/reasoning"))
     args = parser.parse_args(argv)
 
-    tasks = {"gsm8k": args.gsm8k_limit, "bbh": args.bbh_limit, "mmlu": args.mmlu_limit}
+    limits = dict(zip(TASKS, (args.gsm8k_limit, args.bbh_limit, args.mmlu_limit)))
     for model in args.models.split(","):
-        for task, limit in tasks.items():
+        for task, limit in limits.items():
             if not limit:
                 continue
             for setting in args.settings.split(","):
@@ -75,13 +75,14 @@ def main(argv: list[str] | None = None) -> int:
 def collect(root: Path) -> list[tuple[str, str, str, dict]]:
     """Every finished run under ``root`` (this invocation's and earlier ones', so models or
     tasks run separately at different sizes share one table), ordered by model, task, setting."""
-    rows = []
-    for path in sorted(root.glob("*/*/results.json")):
+    found = []
+    for path in root.glob("*/*/results.json"):
         task, _, setting = path.parent.name.partition("-")
-        if setting in SETTINGS:
-            rows.append((path.parent.parent.name, task, setting, read_json(path)))
-    order = {name: i for i, name in enumerate([*TASKS, *SETTINGS])}
-    return sorted(rows, key=lambda r: (r[0], order.get(r[1], 99), order[r[2]]))
+        if task in TASKS and setting in SETTINGS:
+            found.append((path.parent.parent.name, task, setting, path))
+    settings = list(SETTINGS)
+    found.sort(key=lambda r: (r[0], TASKS.index(r[1]), settings.index(r[2])))
+    return [(model, task, setting, read_json(path)) for model, task, setting, path in found]
 
 
 def render(rows: list[tuple[str, str, str, dict]], n: int) -> str:
