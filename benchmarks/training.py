@@ -18,9 +18,14 @@ tapt       TAPT (Gururangan et al. 2020): recipe ``lm`` (next-token loss) on the
            tokens), then ``full`` from those weights (causal LMs only: the packaged
            MiniLM has no masked-LM head and recipe ``lm`` trains causal LMs, so its row is
            n/a rather than a masked-LM objective with a randomly initialised head)
-fgm, pgd,  ``full`` plus the adversarial method with lmboost's default parameters
-freelb,    (FGM epsilon 1; PGD epsilon 1, alpha 0.3, 3 steps; FreeLB epsilon 1, alpha 0.1,
-smart      3 steps; SMART weight 1, epsilon 0.01, 1 step, no Bregman term)
+fgm, pgd,  ``full`` plus the adversarial method. Radius epsilon = ``--adv-radius`` (0.05)
+freelb,    times the median ||E[x]|| of the training examples under the base model's input
+smart      embeddings (``scale.json``; MiniLM about 6, so epsilon about 0.3): FGM one step
+           of epsilon; PGD 3 steps of 0.3 epsilon; FreeLB 3 steps of 0.1 epsilon; SMART
+           with lmboost's defaults (weight 1, epsilon 0.01, 1 step, no Bregman term). The
+           methods' absolute default (epsilon 1, ``--adv-radius 0``) is 16% of a MiniLM
+           SST-2 example's norm, and FGM at that radius left MiniLM at the majority class
+           after 32 steps; at 5% it keeps clean accuracy.
 =========  ============================================================================
 
 ``full`` and the four adversarial configurations are also attacked, on a seeded sample of
@@ -29,8 +34,9 @@ deterministic; an example counts as robust when it is classified correctly befor
 throughout the attack):
 
 - embedding PGD: ``--attack-steps`` steps in the per-example L2 ball of radius
-  ``--attack-epsilon`` around the input embeddings (the units the adversarial methods train
-  in; ``--attack-relative``: a fraction of ||E[x]||), step 2.5 epsilon / steps;
+  ``--attack-epsilon`` times the example's own ||E[x]|| (0.05, the training radius;
+  ``--no-attack-relative``: absolute, in the units the adversarial methods train in), step
+  2.5 epsilon / steps;
 - word substitution: greedy, at most ``--sub-words`` words per example (the most important by
   deletion), each replaced by the best of its ``--sub-candidates`` nearest neighbours in the
   base model's input-embedding space among the task's words that are one whole-word token.
@@ -44,16 +50,17 @@ StepTimer), peak RSS of the run's process up to the end of training (getrusage),
 clean and under each attack. ``--results/summary.md`` and ``summary.json`` put the published
 anchors beside ours. Learning rates (``LEARNING_RATES``) are reasonable picks, not tuned.
 
-Default sizes: 500 training examples per task (32 steps of 16), 400 dev examples (seeded
+Sizes. Defaults: 500 training examples per task (32 steps of 16), 400 dev examples (seeded
 samples of SST-2's 872 and TREC's 500), TAPT on the inputs of the same 500 examples for 3
-epochs, attacks on 50 dev examples (PGD: epsilon 1, 5 steps; substitution: 3 words, 5
-candidates). Timed per step on one core (the other one busy) and scaled, the default run takes
-about 3 hours on one thread and, at 1.6 to 1.8 times that speed, 1.7 to 1.9 hours on an idle
-2-core CPU with 2 threads; SmolLM2's training is two thirds of it, the attacks about 15%.
-The issue's 1000-2000 training examples would take over 3 hours (``--train-size 1000``)::
+epochs, attacks on 50 dev examples (PGD 5 steps; substitution 3 words, 5 candidates).
+docs/training-results.md was made with MiniLM at 2000 examples (125 steps; about 70 min on one
+thread for both tasks) and SmolLM2 at the defaults (SmolLM2 steps cost about 6 times
+MiniLM's; ~1 hour a task on one thread), each command given there::
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/training.py
-    .venv/bin/python benchmarks/training.py --models minilm-l6-v2 --tasks sst2 \\
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/training.py --models minilm-l6-v2 \
+        --train-size 2000
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/training.py --models smollm2-135m-instruct
+    .venv/bin/python benchmarks/training.py --models minilm-l6-v2 --tasks sst2 \
         --train-size 32 --eval-size 16 --attack-size 4 --max-steps 2     # a quick look
 """
 
@@ -116,11 +123,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--tapt-epochs", type=float, default=3.0)
     add("--tapt-block-size", type=int, default=64)
     add("--tapt-lr", type=float, default=5e-5)
+    add("--adv-radius", type=float, default=0.05,
+        help="FGM/PGD/FreeLB radius as a fraction of the median ||E[x]|| of the training "
+        "examples (scale.json); PGD's step 0.3 and FreeLB's 0.1 of it; 0: the methods' "
+        "absolute defaults")
     add("--attack-size", type=int, default=50, help="dev examples attacked (0: no attacks)")
-    add("--attack-epsilon", type=float, default=1.0, help="embedding PGD radius")
+    add("--attack-epsilon", type=float, default=0.05, help="embedding PGD radius")
     add("--attack-steps", type=int, default=5, help="embedding PGD steps")
-    add("--attack-relative", action="store_true",
-        help="epsilon as a fraction of each example's embedding norm")
+    add("--attack-relative", action=argparse.BooleanOptionalAction, default=True,
+        help="epsilon as a fraction of each example's embedding norm (default) or absolute")
     add("--sub-words", type=int, default=3, help="word substitution: words changed at most")
     add("--sub-candidates", type=int, default=5, help="word substitution: neighbours per word")
     add("--sub-min-similarity", type=float, default=0.0, help="neighbours' least cosine")
@@ -157,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             root = args.results / model / task
             if args.attack_size and set(configs) & set(ATTACKED):
                 write_neighbours(args, model, task, root / "neighbours.json")
+            if args.adv_radius and set(configs) & set(ADVERSARIAL):
+                write_scale(args, model, task, root / "scale.json")
             for config in configs:
                 if config == "tapt" and encoder:
                     continue
@@ -318,8 +331,44 @@ def classify_config(args: argparse.Namespace, spec: str, model: str, task: str, 
     if config == "lora":
         values["lora"] = dict(LORA)
     if config in ADVERSARIAL:
-        values["adversarial"] = {"method": config}
+        values["adversarial"] = {"method": config,
+                                 **adversarial_params(args, config, output_dir.parent.parent)}
     return build_config(merge(values, parse_overrides(args.set)))
+
+
+def adversarial_params(args: argparse.Namespace, config: str, root: Path) -> dict:
+    """The method's radius (and step) from ``--adv-radius`` and the task's embedding scale."""
+    if not args.adv_radius or config == "smart":
+        return {}
+    scale = json.loads((root / "scale.json").read_text())["median_norm"]
+    epsilon = args.adv_radius * scale
+    step = {"pgd": 0.3, "freelb": 0.1}
+    return {"epsilon": epsilon, **({"alpha": step[config] * epsilon} if config in step else {})}
+
+
+def write_scale(args: argparse.Namespace, spec: str, task_name: str, path: Path) -> None:
+    """The median L2 norm ||E[x]|| of the input embeddings of the training examples (the
+    tokens of each, as the classify recipe tokenizes them), with the base model's weights."""
+    if path.exists() and json.loads(path.read_text())["max_length"] == args.max_length:
+        return
+    import torch
+    from transformers import AutoModel
+
+    from lmboost.training.data import classification_examples, subset
+    from lmboost.training.models import load_tokenizer, resolve_model
+
+    config = classify_config(args, spec, spec, task_name, "full", path.parent / "unused")
+    task, train, _ = classification_examples(config)
+    train = subset(train, config.max_train_examples, config.seed)
+    source = resolve_model(spec)
+    tokenizer = load_tokenizer(source)
+    ids = tokenizer([task.render(ex) for ex in train], truncation=True,
+                    max_length=args.max_length)["input_ids"]
+    weight = AutoModel.from_pretrained(source.path).get_input_embeddings().weight.detach()
+    with torch.no_grad():
+        norms = [float(weight[torch.tensor(row)].norm()) for row in ids]
+    write_json(path, {"model": spec, "task": task_name, "max_length": args.max_length,
+                      "examples": len(norms), "median_norm": float(np.median(norms))})
 
 
 def tapt_config(args: argparse.Namespace, model: str, task: str, output_dir: Path):
@@ -516,8 +565,10 @@ def render(summary: dict[str, Any]) -> str:
     lines = [
         "# Training benchmark",
         "",
-        f"{s['train_size']} training examples per task (seeded subset of the train pool), "
-        f"{length}, batch {s['batch_size']}, max length {s['max_length']}, seed {s['seed']}; dev "
+        "Training examples (a seeded subset of the train pool) and optimizer steps: per row "
+        f"below. This call: {s['train_size']} examples, {length}, batch {s['batch_size']}, max "
+        f"length {s['max_length']}, seed {s['seed']}, FGM/PGD/FreeLB radius {s['adv_radius']} "
+        "of the median training ||E[x]|| (scale.json); dev "
         f"accuracy on a seeded subset of {s['eval_size']} dev examples. Attacks on "
         f"{s['attack_size']} of them: embedding PGD with epsilon {s['attack_epsilon']}"
         f"{' (relative to ||E[x]||)' if s['attack_relative'] else ''}, {s['attack_steps']} "
@@ -530,9 +581,9 @@ def render(summary: dict[str, Any]) -> str:
         "",
         "## Full fine-tuning vs LoRA, with and without TAPT",
         "",
-        "| model | task | config | dev acc | macro-F1 | trainable params | s/step | "
-        "peak RSS (MB) | train time (s) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| model | task | config | train ex. / steps | dev acc | macro-F1 | trainable params "
+        "| s/step | peak RSS (MB) | train time (s) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for model in summary["models"]:
         for task in summary["tasks"]:
@@ -541,14 +592,15 @@ def render(summary: dict[str, Any]) -> str:
                 if run is None:
                     encoder = summary["encoders"].get(model)
                     why = "n/a (encoder)" if config == "tapt" and encoder else "not run"
-                    lines.append(f"| {model} | {task} | {config} | {why} | | | | | |")
+                    lines.append(f"| {model} | {task} | {config} | | {why} | | | | | |")
                     continue
                 p, t = run["parameters"], run["train"]
                 runtime = t["train_runtime_s"] or 0
                 if config == "tapt":
                     runtime += run["tapt"]["train_runtime_s"] or 0
                 lines.append(
-                    f"| {model} | {task} | {config} | {_pct(run['dev']['accuracy'])} | "
+                    f"| {model} | {task} | {config} | {run['settings']['max_train_examples']} "
+                    f"/ {t['global_step']} | {_pct(run['dev']['accuracy'])} | "
                     f"{_pct(run['dev']['macro_f1'])} | {_params(p['trainable'])} "
                     f"({100 * p['trainable_fraction']:.2f}%) | {t['seconds_per_step']:.2f} | "
                     f"{run['peak_rss_mb']:.0f} | {runtime:.0f} |"
