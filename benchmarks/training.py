@@ -53,9 +53,9 @@ anchors beside ours. Learning rates (``LEARNING_RATES``) are reasonable picks, n
 Sizes. Defaults: 500 training examples per task (32 steps of 16), 400 dev examples (seeded
 samples of SST-2's 872 and TREC's 500), TAPT on the inputs of the same 500 examples for 3
 epochs, attacks on 50 dev examples (PGD 5 steps; substitution 3 words, 5 candidates).
-docs/training-results.md was made with MiniLM at 2000 examples (125 steps; about 70 min on one
-thread for both tasks) and SmolLM2 at the defaults (SmolLM2 steps cost about 6 times
-MiniLM's; ~1 hour a task on one thread), each command given there::
+docs/training-results.md was made with MiniLM at 2000 examples (125 steps; about 55 min on one
+thread for both tasks) and SmolLM2 at the defaults (SmolLM2 steps cost about 6-8 times
+MiniLM's; about 80 min a task on one thread), each command given there::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/training.py --models minilm-l6-v2 \
         --train-size 2000
