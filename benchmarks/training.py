@@ -57,10 +57,10 @@ docs/training-results.md was made with MiniLM at 2000 examples (125 steps; about
 thread for both tasks) and SmolLM2 at the defaults (SmolLM2 steps cost about 6-8 times
 MiniLM's; about 80 min a task on one thread), each command given there::
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/training.py --models minilm-l6-v2 \
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/training.py --models minilm-l6-v2 \\
         --train-size 2000
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/training.py --models smollm2-135m-instruct
-    .venv/bin/python benchmarks/training.py --models minilm-l6-v2 --tasks sst2 \
+    .venv/bin/python benchmarks/training.py --models minilm-l6-v2 --tasks sst2 \\
         --train-size 32 --eval-size 16 --attack-size 4 --max-steps 2     # a quick look
 """
 
@@ -348,27 +348,35 @@ def adversarial_params(args: argparse.Namespace, config: str, root: Path) -> dic
 
 def write_scale(args: argparse.Namespace, spec: str, task_name: str, path: Path) -> None:
     """The median L2 norm ||E[x]|| of the input embeddings of the training examples (the
-    tokens of each, as the classify recipe tokenizes them), with the base model's weights."""
-    if path.exists() and json.loads(path.read_text())["max_length"] == args.max_length:
+    tokens of each, as the classify recipe tokenizes them), with the base model's weights
+    (skipped when stored for the same examples)."""
+    settings = {"train_size": args.train_size, "seed": args.seed, "max_length": args.max_length}
+    if path.exists() and json.loads(path.read_text()).get("settings") == settings:
         return
     import torch
-    from transformers import AutoModel
 
     from lmboost.training.data import classification_examples, subset
-    from lmboost.training.models import load_tokenizer, resolve_model
 
     config = classify_config(args, spec, spec, task_name, "full", path.parent / "unused")
     task, train, _ = classification_examples(config)
     train = subset(train, config.max_train_examples, config.seed)
-    source = resolve_model(spec)
-    tokenizer = load_tokenizer(source)
+    tokenizer, weight = base_embeddings(spec)
     ids = tokenizer([task.render(ex) for ex in train], truncation=True,
                     max_length=args.max_length)["input_ids"]
-    weight = AutoModel.from_pretrained(source.path).get_input_embeddings().weight.detach()
-    with torch.no_grad():
-        norms = [float(weight[torch.tensor(row)].norm()) for row in ids]
-    write_json(path, {"model": spec, "task": task_name, "max_length": args.max_length,
+    norms = [float(weight[torch.tensor(row)].norm()) for row in ids]
+    write_json(path, {"model": spec, "task": task_name, "settings": settings,
                       "examples": len(norms), "median_norm": float(np.median(norms))})
+
+
+def base_embeddings(spec: str):
+    """The base model's tokenizer and input-embedding matrix (detached)."""
+    from transformers import AutoModel
+
+    from lmboost.training.models import load_tokenizer, resolve_model
+
+    source = resolve_model(spec)
+    weight = AutoModel.from_pretrained(source.path).get_input_embeddings().weight.detach()
+    return load_tokenizer(source), weight
 
 
 def tapt_config(args: argparse.Namespace, model: str, task: str, output_dir: Path):
@@ -493,8 +501,6 @@ def write_neighbours(args: argparse.Namespace, spec: str, task_name: str, path: 
                 "min_lift": args.sub_min_lift, "min_count": 5}
     if path.exists() and json.loads(path.read_text())["settings"] == settings:
         return
-    from transformers import AutoModel
-
     from lmboost.tasks import get_task
     from lmboost.training.attacks import (
         class_associations,
@@ -502,17 +508,13 @@ def write_neighbours(args: argparse.Namespace, spec: str, task_name: str, path: 
         same_association,
         whole_word_ids,
     )
-    from lmboost.training.models import load_tokenizer, resolve_model
 
     task = get_task(task_name)
     field = task.template_fields[-1]
     pool = task.load_pool()
     documents = [ex.fields[field].split() for ex in pool + task.load_eval()]
-    source = resolve_model(spec)
-    tokenizer = load_tokenizer(source)
+    tokenizer, weight = base_embeddings(spec)
     ids = whole_word_ids(tokenizer, [w for words in documents for w in words])
-    model = AutoModel.from_pretrained(source.path)
-    weight = model.get_input_embeddings().weight
     k = settings["k"]
     if settings["min_lift"] > 0:
         table = embedding_neighbours(weight, ids, k=4 * k,
@@ -524,7 +526,7 @@ def write_neighbours(args: argparse.Namespace, spec: str, task_name: str, path: 
         table = same_association(table, associations, k=k)
     else:
         table = embedding_neighbours(weight, ids, k=k, min_similarity=settings["min_similarity"])
-    del model, weight
+    del weight
     gc.collect()
     write_json(path, {"model": spec, "task": task_name, "field": field, "settings": settings,
                       "words": len(ids), "table": table})
