@@ -1,11 +1,14 @@
-"""Shared fixtures: a tiny random causal LM saved as a local transformers directory."""
+"""Shared fixtures: a tiny random causal LM saved as a local transformers directory, and a toy
+mean-pooling classifier whose gradients are known in closed form."""
 
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
+from torch import nn
 
 CORPUS = [
     "Review: a great movie\nSentiment: positive",
@@ -30,6 +33,26 @@ def _isolated_cache(tmp_path_factory):
     """Keep the converted-model cache out of the user's home unless LMBOOST_CACHE is set."""
     if "LMBOOST_CACHE" not in os.environ:
         os.environ["LMBOOST_CACHE"] = str(tmp_path_factory.mktemp("lmboost-cache"))
+
+
+class MeanPool(nn.Module):
+    """logits = W (masked mean of the token embeddings): the gradient is known in closed form."""
+
+    def __init__(self, vocab: int = 6, hidden: int = 3, classes: int = 2) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(vocab, hidden)
+        self.head = nn.Linear(hidden, classes, bias=False)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embed
+
+    def forward(self, input_ids, attention_mask=None):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        m = attention_mask.unsqueeze(-1).float()
+        pooled = (self.embed(input_ids) * m).sum(1) / m.sum(1)
+        return SimpleNamespace(logits=self.head(pooled))
 
 
 def build_tokenizer():

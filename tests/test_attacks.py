@@ -4,14 +4,11 @@ table and whole-word lookup."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import build_tokenizer
-from torch import nn
+from conftest import MeanPool, build_tokenizer
 
 from lmboost.training.attacks import (
     STOPWORDS,
@@ -25,24 +22,6 @@ from lmboost.training.attacks import (
 )
 
 # --------------------------------------------------------------------------- embedding PGD
-
-
-class MeanPool(nn.Module):
-    """logits = W (masked mean of the token embeddings): the gradient is known in closed form."""
-
-    def __init__(self, vocab: int = 6, hidden: int = 3, classes: int = 2) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.embed = nn.Embedding(vocab, hidden)
-        self.head = nn.Linear(hidden, classes, bias=False)
-
-    def get_input_embeddings(self) -> nn.Module:
-        return self.embed
-
-    def forward(self, input_ids, attention_mask):
-        m = attention_mask.unsqueeze(-1).float()
-        pooled = (self.embed(input_ids) * m).sum(1) / m.sum(1)
-        return SimpleNamespace(logits=self.head(pooled))
 
 
 IDS = torch.tensor([[1, 2, 3, 4], [5, 2, 0, 0]])

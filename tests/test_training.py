@@ -7,14 +7,12 @@ import csv
 import importlib.util
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import build_tokenizer
+from conftest import MeanPool, build_tokenizer
 from safetensors.torch import load_file
-from torch import nn
 from transformers import TrainerCallback
 
 from lmboost.errors import LmboostError
@@ -155,32 +153,21 @@ def test_encoder_classify_with_lora_and_fgm(tmp_path, reviews):
 # --------------------------------------------------------------------------- adversarial, by hand
 
 
-class ToyClassifier(nn.Module):
-    """logits = W mean_t(E[x_t] + delta_t): the gradient in delta is known in closed form."""
-
-    def __init__(self, vocab: int = 7, hidden: int = 4, classes: int = 3) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.embed = nn.Embedding(vocab, hidden)
-        self.head = nn.Linear(hidden, classes, bias=False)
-
-    def get_input_embeddings(self) -> nn.Module:
-        return self.embed
-
-    def forward(self, input_ids, attention_mask=None):
-        return SimpleNamespace(logits=self.head(self.embed(input_ids).mean(dim=1)))
+def _toy() -> MeanPool:
+    """The shared mean-pooling toy with 7 tokens, 4 dimensions and 3 classes."""
+    return MeanPool(vocab=7, hidden=4, classes=3)
 
 
 IDS = torch.tensor([[1, 4, 2, 6, 3]])
 LABEL = torch.tensor([2])
 
 
-def _batch(model: ToyClassifier) -> PerturbedBatch:
+def _batch(model: MeanPool) -> PerturbedBatch:
     inputs = {"input_ids": IDS, "labels": LABEL, "attention_mask": torch.ones_like(IDS)}
     return PerturbedBatch(model, inputs, classification_loss, model.get_input_embeddings())
 
 
-def _by_hand(model: ToyClassifier, delta: torch.Tensor):
+def _by_hand(model: MeanPool, delta: torch.Tensor):
     """(loss, d loss / d delta, d loss / d W) in closed form for one example."""
     with torch.no_grad():
         h = (model.embed(IDS) + delta).mean(dim=1)[0]  # H
@@ -195,13 +182,13 @@ def _unit(g: torch.Tensor) -> torch.Tensor:
     return g / g.norm()
 
 
-def _run(method, model: ToyClassifier):
+def _run(method, model: MeanPool):
     model.zero_grad()
     return method.step(_batch(model), lambda loss: loss.backward())
 
 
 def test_fgm_perturbation_and_gradient_by_hand():
-    model = ToyClassifier()
+    model = _toy()
     result = _run(FGM(epsilon=0.7), model)
     loss0, g0, grad_w0 = _by_hand(model, torch.zeros(1, 5, 4))
     r = 0.7 * _unit(g0)
@@ -213,7 +200,7 @@ def test_fgm_perturbation_and_gradient_by_hand():
 
 
 def test_pgd_steps_and_projection_by_hand():
-    model = ToyClassifier()
+    model = _toy()
     eps, alpha, steps = 0.5, 0.4, 3  # alpha * steps > eps: the projection must act
     result = _run(PGD(epsilon=eps, alpha=alpha, steps=steps), model)
     _, grad, grad_w0 = _by_hand(model, torch.zeros(1, 5, 4))
@@ -230,7 +217,7 @@ def test_pgd_steps_and_projection_by_hand():
 
 
 def test_freelb_gradient_is_the_average_over_steps():
-    model = ToyClassifier()
+    model = _toy()
     eps, alpha, steps = 0.6, 0.25, 4
     result = _run(FreeLB(epsilon=eps, alpha=alpha, steps=steps), model)
     delta = torch.zeros(1, 5, 4)
@@ -279,7 +266,7 @@ def test_symmetric_kl_by_hand():
 
 
 def test_smart_loss_and_ema_by_hand():
-    model = ToyClassifier()
+    model = _toy()
     method = SMART(weight=2.0, epsilon=0.05, step_size=0.01, noise_std=1e-3, mu=0.5, beta=0.9)
     method.prepare(model)
     with torch.no_grad():  # the model moves away from its EMA copy, as after some training
