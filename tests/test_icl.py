@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from lmboost.calibration import CALIBRATORS
 from lmboost.calibration.domain import domain_context_strings
 from lmboost.errors import LmboostError
 from lmboost.evaluation.records import (
+    RunTimer,
     atomic_file,
     load_arrays,
     read_json,
@@ -377,3 +379,11 @@ def test_atomic_writes_leave_old_file_or_new_file(tmp_path):
     arrays = load_arrays(tmp_path / "r" / "s.npz")
     assert arrays["names"].tolist() == ["a", "b"] and arrays["x"].shape == (2, 2)
     assert sorted(p.name for p in path.parent.iterdir()) == ["results.json", "s.npz"]
+
+
+def test_run_timer_fields_are_utc_iso_times_and_seconds():
+    timer = RunTimer()
+    fields = timer.fields()
+    started = datetime.fromisoformat(fields["started"])
+    assert started.utcoffset() == timedelta(0) and fields["started"] == started.isoformat()
+    assert fields["started"] <= fields["finished"] and 0 <= fields["wall_time_s"] < 5

@@ -13,9 +13,7 @@ runs :func:`lmboost.bias.weat.weat` on each test, and writes
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,13 @@ from lmboost.bias.encoders import POOLINGS, check_pooling, encode
 from lmboost.bias.seat import load_test, resolve_tests
 from lmboost.bias.weat import weat
 from lmboost.errors import LmboostError
-from lmboost.evaluation.records import atomic_file, to_jsonable, write_json, write_text
+from lmboost.evaluation.records import (
+    RunTimer,
+    atomic_file,
+    to_jsonable,
+    write_json,
+    write_text,
+)
 from lmboost.models import load_model
 from lmboost.models.loading import DTYPES
 
@@ -86,8 +90,7 @@ def run_bias(config: BiasConfig, progress: bool = True) -> dict[str, Any]:
     """Run the tests ``config`` names on its model; returns the results object, exactly as
     written to ``out/results.json``; the report goes to ``out/report.md``."""
     config.validate()
-    started = datetime.now(timezone.utc)
-    clock = time.perf_counter()
+    timer = RunTimer()
     tests = [load_test(name) for name in resolve_tests(config.tests)]
     loaded = load_model(config.model, dtype=config.dtype)
     check_pooling(loaded, config.pooling)
@@ -129,9 +132,7 @@ def run_bias(config: BiasConfig, progress: bool = True) -> dict[str, Any]:
         "texts_encoded": len(texts),
         "significance": SIGNIFICANCE,
         "tests": records,
-        "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_time_s": round(time.perf_counter() - clock, 3),
+        **timer.fields(),
     })
     out = Path(config.out)
     write_json(out / "results.json", results)

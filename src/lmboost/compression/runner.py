@@ -12,10 +12,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,13 @@ from lmboost.compression.save import load_compressed, save_compressed, weight_by
 from lmboost.compression.sparsity import sparsity_report
 from lmboost.compression.wanda import calibration_ids
 from lmboost.errors import LmboostError
-from lmboost.evaluation.records import atomic_file, to_jsonable, write_json, write_text
+from lmboost.evaluation.records import (
+    RunTimer,
+    atomic_file,
+    to_jsonable,
+    write_json,
+    write_text,
+)
 from lmboost.icl import ICLConfig, run_icl
 from lmboost.models import DEFAULT_MODEL, load_model
 from lmboost.models.loading import DTYPES
@@ -142,8 +146,7 @@ def compress(config: CompressConfig, progress: bool = True) -> dict[str, Any]:
     """Run the experiment ``config`` describes; returns the results object, exactly as written
     to ``out/results.json``; the report goes to ``out/report.md``."""
     config.validate()
-    started = datetime.now(timezone.utc)
-    clock = time.perf_counter()
+    timer = RunTimer()
     out = Path(config.out)
     loaded = load_model(config.model, dtype=config.dtype, device=config.device)
     model, tokenizer = loaded.model, loaded.tokenizer
@@ -185,9 +188,7 @@ def compress(config: CompressConfig, progress: bool = True) -> dict[str, Any]:
         "saved_model": str(saved),
         "sweep": sweep,
         "icl": icl,
-        "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_time_s": round(time.perf_counter() - clock, 3),
+        **timer.fields(),
     })
     write_json(out / "results.json", results)
     write_report(results, out)

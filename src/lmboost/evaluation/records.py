@@ -1,4 +1,4 @@
-"""Run records written atomically: JSON documents and numpy archives.
+"""Run records written atomically: JSON documents and numpy archives; a run's timing fields.
 
 Each writer puts the data in a temporary file in the destination folder, flushes it to disk and
 renames it over the final name with ``os.replace`` (atomic on POSIX and Windows). A reader
@@ -12,12 +12,31 @@ import json
 import math
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+
+class RunTimer:
+    """Started when a run begins; ``fields()`` gives the record's ``started``, ``finished`` (UTC,
+    ISO 8601) and ``wall_time_s``."""
+
+    def __init__(self) -> None:
+        self.started = datetime.now(timezone.utc)
+        self._clock = time.perf_counter()
+
+    def fields(self) -> dict[str, Any]:
+        """The timing fields as of now."""
+        return {
+            "started": self.started.isoformat(timespec="seconds"),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "wall_time_s": round(time.perf_counter() - self._clock, 3),
+        }
 
 
 def write_json(path: str | Path, obj: Any) -> Path:

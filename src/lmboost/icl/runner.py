@@ -23,12 +23,10 @@ import functools
 import hashlib
 import json
 import random
-import time
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +49,13 @@ from lmboost.evaluation import (
     macro_f1,
     reliability_diagram,
 )
-from lmboost.evaluation.records import load_arrays, save_arrays, to_jsonable, write_json
+from lmboost.evaluation.records import (
+    RunTimer,
+    load_arrays,
+    save_arrays,
+    to_jsonable,
+    write_json,
+)
 from lmboost.evaluation.report import write_report
 from lmboost.icl.prompts import (
     CONTENT_FREE_INPUTS,
@@ -271,8 +275,7 @@ def run_icl(
     if some scores are not stored yet.
     """
     config.validate()
-    started = datetime.now(timezone.utc)
-    clock = time.perf_counter()
+    timer = RunTimer()
     task = get_task(config.task)
     all_eval = task.load_eval()
     eval_examples = _limit(all_eval, config.limit)
@@ -318,9 +321,7 @@ def run_icl(
         "methods": {m: _method_info(get_calibrator(m)) for m in config.calibration},
         "runs": records,
         "summary": _summarise(records, config.calibration, config.shots),
-        "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_time_s": round(time.perf_counter() - clock, 3),
+        **timer.fields(),
     })
     write_json(out / "results.json", results)
     write_report(results, out)

@@ -30,7 +30,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from lmboost import __version__
 from lmboost.errors import LmboostError
 from lmboost.evaluation import accuracy, macro_f1
-from lmboost.evaluation.records import to_jsonable, write_json
+from lmboost.evaluation.records import RunTimer, to_jsonable, write_json
 from lmboost.training.adversarial import AdversarialMethod, PerturbedBatch, get_adversary
 from lmboost.training.data import PadCollator, TrainData, build_data
 from lmboost.training.lora import apply_lora, count_parameters, merge_and_save, save_adapter
@@ -227,8 +226,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[TrainerCallback] = ()) -> 
     """Run the training ``config`` describes; returns the run record, exactly as written to
     ``OUT/results.json``. ``callbacks`` are extra ``transformers.TrainerCallback`` objects."""
     config.validate()
-    started = datetime.now(timezone.utc)
-    clock = time.perf_counter()
+    run_timer = RunTimer()
     out = Path(config.output_dir)
     checkpoints = out / "checkpoints"
     resume_from = _checkpoint_to_resume(checkpoints, config.resume)
@@ -304,9 +302,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[TrainerCallback] = ()) -> 
         "memory": memory,
         "device": str(device),
         "saved": saved,
-        "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "wall_time_s": round(time.perf_counter() - clock, 3),
+        **run_timer.fields(),
     })
     write_json(out / "results.json", record)
     return record
