@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         models[variant] = training[variant]["saved"]["merged"]
     seen = {s for stats in mixtures.values() for s in stats["per_source"]}
     evals = []
-    for name in MODELS:
+    for name in split(args.eval_models):
+        if name not in MODELS:
+            raise SystemExit(f"--eval-models: {name!r} is not one of {', '.join(MODELS)}.")
         for task in split(args.icl_tasks):
             print(f"== {name} / {task} zero-shot", flush=True)
             evals.append(icl_eval(name, models[name], task, root / "eval" / name, args))
@@ -111,6 +113,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reason-tasks", default="gsm8k,bbh,mmlu",
                         help="gsm8k, bbh[:task], mmlu[:subject] (comma list)")
     parser.add_argument("--modes", default="direct,zs-cot", help="reasoning modes")
+    parser.add_argument("--eval-models", default=",".join(MODELS),
+                        help="models to evaluate (a second process can take one of them; a "
+                        "final run with all three reuses the stored evaluations)")
     parser.add_argument("--gsm8k-limit", type=int, default=30, help="GSM8K test items")
     parser.add_argument("--bbh-limit", type=int, default=2, help="items per BBH task")
     parser.add_argument("--mmlu-limit", type=int, default=1, help="items per MMLU subject")
