@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {name} / {task} zero-shot", flush=True)
             evals.append(icl_eval(name, models[name], task, root / "eval" / name, args))
         for task in split(args.reason_tasks):
-            for mode in split(args.modes):
+            for mode in split(args.mmlu_modes if task.startswith("mmlu") else args.modes):
                 print(f"== {name} / {task} {mode}", flush=True)
                 evals.append(reason_eval(name, models[name], task, mode, root / "eval" / name,
                                          args))
@@ -112,7 +112,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--icl-limit", type=int, default=200, help="eval examples per task")
     parser.add_argument("--reason-tasks", default="gsm8k,bbh,mmlu",
                         help="gsm8k, bbh[:task], mmlu[:subject] (comma list)")
-    parser.add_argument("--modes", default="direct,zs-cot", help="reasoning modes")
+    parser.add_argument("--modes", default="direct,zs-cot", help="reasoning modes (GSM8K, BBH)")
+    parser.add_argument("--mmlu-modes", default="direct",
+                        help="MMLU's modes (direct: 5-shot scored, the figure Flan reports)")
     parser.add_argument("--eval-models", default=",".join(MODELS),
                         help="models to evaluate (a second process can take one of them; a "
                         "final run with all three reuses the stored evaluations)")
@@ -254,6 +256,19 @@ def summarise(
             for v, r in training.items()
         },
         "evals": list(rows.values()),
+        "mean_held_out": _mean_held_out(list(rows.values())),
+    }
+
+
+def _mean_held_out(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each model's unweighted mean accuracy over the held-out evaluations that every model has
+    (Flan's headline figure is such an average)."""
+    models = set.intersection(*(set(r["accuracy"]) for r in rows)) if rows else set()
+    kept = [r for r in rows if r["held_out"]]
+    return {
+        "n_evaluations": len(kept),
+        "accuracy": {m: sum(r["accuracy"][m] for r in kept) / len(kept) for m in models}
+        if kept else {},
     }
 
 
@@ -281,6 +296,10 @@ def render(summary: dict[str, Any]) -> str:
         label = row["task"] + ("" if row["held_out"] else " (seen)")
         cells = [_pct(row["accuracy"].get(m)) for m in MODELS]
         lines.append(f"| {label} | {row['mode']} | {row['n']} | {' | '.join(cells)} |")
+    mean = summary["mean_held_out"]
+    cells = [_pct(mean["accuracy"].get(m)) for m in MODELS]
+    lines.append(f"| **mean of the {mean['n_evaluations']} held-out rows** | | | "
+                 f"{' | '.join(cells)} |")
     lines += ["", "| mixture | records | sources | steps | train loss | dev loss | s / step |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for variant, mix in summary["mixtures"].items():
