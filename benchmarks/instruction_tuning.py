@@ -99,17 +99,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", default="smollm2-135m-instruct", help="base model spec")
     parser.add_argument("--held-out", default="nli,word_sense,commonsense,math",
                         help=f"groups left out of both mixtures ({', '.join(HELD_OUT_GROUPS)})")
-    parser.add_argument("--size", type=int, default=2000, help="records per mixture")
+    parser.add_argument("--size", type=int, default=800, help="records per mixture")
     parser.add_argument("--seed", type=int, default=0, help="mixture and training seed")
     parser.add_argument("--dev-size", type=int, help="records held out as dev (recipe: 100)")
     parser.add_argument("--max-steps", type=int, default=-1, help="-1: one epoch")
-    parser.add_argument("--max-length", type=int, default=256, help="tokens per training record")
+    parser.add_argument("--max-length", type=int, default=192, help="tokens per training record")
     parser.add_argument("--chat", choices=("off", "on"), default="off",
                         help="train and reason with the chat template (icl always scores plain "
                         "text)")
     parser.add_argument("--icl-tasks", default="anli-r1,qnli,wic,copa",
                         help="held-out classification tasks, scored zero-shot")
-    parser.add_argument("--icl-limit", type=int, default=200, help="eval examples per task")
+    parser.add_argument("--icl-limit", type=int, default=100, help="eval examples per task")
     parser.add_argument("--reason-tasks", default="gsm8k,bbh,mmlu",
                         help="gsm8k, bbh[:task], mmlu[:subject] (comma list)")
     parser.add_argument("--modes", default="direct,zs-cot", help="reasoning modes (GSM8K, BBH)")
@@ -118,8 +118,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-models", default=",".join(MODELS),
                         help="models to evaluate (a second process can take one of them; a "
                         "final run with all three reuses the stored evaluations)")
-    parser.add_argument("--gsm8k-limit", type=int, default=30, help="GSM8K test items")
-    parser.add_argument("--bbh-limit", type=int, default=2, help="items per BBH task")
+    parser.add_argument("--gsm8k-limit", type=int, default=20, help="GSM8K test items")
+    parser.add_argument("--bbh-limit", type=int, default=1, help="items per BBH task")
     parser.add_argument("--mmlu-limit", type=int, default=1, help="items per MMLU subject")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="chain length limit")
     parser.add_argument("--batch-size", type=int, default=8, help="scoring/generation batch")

@@ -3,6 +3,7 @@ rates, stats, clear errors, the CLI, and a tiny-model SFT run on a built mixture
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from collections import Counter
@@ -288,3 +289,35 @@ def test_tiny_model_sft_on_a_built_mixture(tiny_model_dir, tmp_path):
     assert record["train"]["global_step"] == 2
     assert (record["data"]["n_train"], record["data"]["n_eval"]) == (8, 4)
     assert math.isfinite(record["eval"]["loss"]) and (tmp_path / "sft" / "adapter").is_dir()
+
+
+def test_ablation_benchmark_end_to_end_on_a_tiny_model_and_resumes(tiny_model_dir, tmp_path):
+    """benchmarks/instruction_tuning.py: both mixtures, both LoRA runs, three models evaluated,
+    the summary table; a second run reuses every stage (no retraining)."""
+    spec = importlib.util.spec_from_file_location(
+        "instruction_tuning", REPO / "benchmarks" / "instruction_tuning.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = ["--model", tiny_model_dir, "--size", "16", "--dev-size", "4", "--max-steps", "1",
+            "--max-length", "64", "--icl-tasks", "wic,copa", "--icl-limit", "4",
+            "--reason-tasks", "", "--results", str(tmp_path)]  # (GSM8K prompts > 128 tokens)
+    assert bench.main(argv) == 0
+    root = tmp_path / Path(tiny_model_dir).name
+    summary = json.loads((root / "summary.json").read_text())
+    assert [(r["task"], r["mode"], r["held_out"]) for r in summary["evals"]] == [
+        ("wic", "zero-shot", True), ("copa", "zero-shot", True)
+    ]
+    for row in summary["evals"]:
+        assert set(row["accuracy"]) == {"base", "nocot", "cot"}
+    mean = summary["mean_held_out"]
+    assert mean["n_evaluations"] == 2 and mean["accuracy"]["cot"] == pytest.approx(
+        sum(r["accuracy"]["cot"] for r in summary["evals"]) / 2
+    )
+    assert {v: t["steps"] for v, t in summary["training"].items()} == {"nocot": 1, "cot": 1}
+    assert "cot:strategyqa" in summary["mixtures"]["cot"]["per_source"]
+    assert not any(s.startswith("cot:") for s in summary["mixtures"]["nocot"]["per_source"])
+    assert "| wic | zero-shot | 4 |" in (root / "summary.md").read_text()
+    trained = (root / "train" / "cot" / "results.json").stat().st_mtime_ns
+    assert bench.main(argv) == 0
+    assert (root / "train" / "cot" / "results.json").stat().st_mtime_ns == trained
