@@ -213,8 +213,10 @@ def reason_eval(
             batch_size=args.batch_size, chat=args.chat == "on", progress=True,
         )
     )
+    words = [len(chain.split()) for item in results["items"] for chain in item["chains"]]
     return {"model": name, "kind": "reason", "task": task, "mode": mode,
-            "n": results["n_items"], "accuracy": results["accuracy"]}
+            "n": results["n_items"], "accuracy": results["accuracy"],
+            "chain_words": sum(words) / len(words), "empty_chains": words.count(0) / len(words)}
 
 
 # --------------------------------------------------------------------------- summary
@@ -237,6 +239,9 @@ def summarise(
             "held_out": not (set(_sources_of(e["task"])) & seen), "accuracy": {},
         })
         row["accuracy"][e["model"]] = e["accuracy"]
+        if "chain_words" in e:  # what the model wrote: how long its chains, how many empty
+            row.setdefault("chain_words", {})[e["model"]] = e["chain_words"]
+            row.setdefault("empty_chains", {})[e["model"]] = e["empty_chains"]
     return {
         "model": args.model,
         "held_out_groups": held_out,
@@ -300,6 +305,17 @@ def render(summary: dict[str, Any]) -> str:
     cells = [_pct(mean["accuracy"].get(m)) for m in MODELS]
     lines.append(f"| **mean of the {mean['n_evaluations']} held-out rows** | | | "
                  f"{' | '.join(cells)} |")
+    cot_rows = [r for r in summary["evals"] if r["mode"].endswith("cot") and "chain_words" in r]
+    if cot_rows:
+        lines += ["", "Chains written in the CoT rows: mean words per chain, and the share of "
+                  "empty chains (the model answered without reasoning).", "",
+                  "| evaluation | mode | words: base | no CoT | CoT | empty: base | no CoT | CoT |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for row in cot_rows:
+            words = [_num(row["chain_words"].get(m)) for m in MODELS]
+            empty = [_pct(row["empty_chains"].get(m)) for m in MODELS]
+            lines.append(f"| {row['task']} | {row['mode']} | {' | '.join(words)} | "
+                         f"{' | '.join(empty)} |")
     lines += ["", "| mixture | records | sources | steps | train loss | dev loss | s / step |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for variant, mix in summary["mixtures"].items():
@@ -314,6 +330,10 @@ def render(summary: dict[str, Any]) -> str:
 
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}"
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
 
 
 if __name__ == "__main__":

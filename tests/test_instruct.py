@@ -301,23 +301,30 @@ def test_ablation_benchmark_end_to_end_on_a_tiny_model_and_resumes(tiny_model_di
     spec.loader.exec_module(bench)
     argv = ["--model", tiny_model_dir, "--size", "16", "--dev-size", "4", "--max-steps", "1",
             "--max-length", "64", "--icl-tasks", "wic,copa", "--icl-limit", "4",
-            "--reason-tasks", "", "--results", str(tmp_path)]  # (GSM8K prompts > 128 tokens)
+            "--reason-tasks", "bbh:boolean_expressions", "--bbh-limit", "2", "--modes",
+            "zs-cot", "--max-new-tokens", "6", "--results", str(tmp_path)]
     assert bench.main(argv) == 0
     root = tmp_path / Path(tiny_model_dir).name
     summary = json.loads((root / "summary.json").read_text())
     assert [(r["task"], r["mode"], r["held_out"]) for r in summary["evals"]] == [
-        ("wic", "zero-shot", True), ("copa", "zero-shot", True)
+        ("wic", "zero-shot", True), ("copa", "zero-shot", True),
+        ("bbh:boolean_expressions", "zs-cot", True),
     ]
     for row in summary["evals"]:
         assert set(row["accuracy"]) == {"base", "nocot", "cot"}
     mean = summary["mean_held_out"]
-    assert mean["n_evaluations"] == 2 and mean["accuracy"]["cot"] == pytest.approx(
-        sum(r["accuracy"]["cot"] for r in summary["evals"]) / 2
+    assert mean["n_evaluations"] == 3 and mean["accuracy"]["cot"] == pytest.approx(
+        sum(r["accuracy"]["cot"] for r in summary["evals"]) / 3
     )
+    items = (root / "eval" / "cot" / "bbh_boolean_expressions-zs-cot" / "items.jsonl")
+    words = [len(c.split()) for line in items.read_text().splitlines()
+             for c in json.loads(line)["chains"]]
+    assert summary["evals"][2]["chain_words"]["cot"] == pytest.approx(sum(words) / 2)
     assert {v: t["steps"] for v, t in summary["training"].items()} == {"nocot": 1, "cot": 1}
     assert "cot:strategyqa" in summary["mixtures"]["cot"]["per_source"]
     assert not any(s.startswith("cot:") for s in summary["mixtures"]["nocot"]["per_source"])
-    assert "| wic | zero-shot | 4 |" in (root / "summary.md").read_text()
+    report = (root / "summary.md").read_text()
+    assert "| wic | zero-shot | 4 |" in report and "| bbh:boolean_expressions | zs-cot |" in report
     trained = (root / "train" / "cot" / "results.json").stat().st_mtime_ns
     assert bench.main(argv) == 0
     assert (root / "train" / "cot" / "results.json").stat().st_mtime_ns == trained
