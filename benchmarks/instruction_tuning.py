@@ -33,6 +33,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from scipy.stats import binomtest
+
 from lmboost.evaluation.records import read_json, write_json, write_text
 from lmboost.icl import ICLConfig, run_icl
 from lmboost.instruct import (
@@ -216,7 +218,8 @@ def reason_eval(
     words = [len(chain.split()) for item in results["items"] for chain in item["chains"]]
     return {"model": name, "kind": "reason", "task": task, "mode": mode,
             "n": results["n_items"], "accuracy": results["accuracy"],
-            "chain_words": sum(words) / len(words), "empty_chains": words.count(0) / len(words)}
+            "chain_words": sum(words) / len(words), "empty_chains": words.count(0) / len(words),
+            "correct": {item["uid"]: item["correct"] for item in results["items"]}}
 
 
 # --------------------------------------------------------------------------- summary
@@ -242,6 +245,10 @@ def summarise(
         if "chain_words" in e:  # what the model wrote: how long its chains, how many empty
             row.setdefault("chain_words", {})[e["model"]] = e["chain_words"]
             row.setdefault("empty_chains", {})[e["model"]] = e["empty_chains"]
+            row.setdefault("correct", {})[e["model"]] = e["correct"]
+    for row in rows.values():
+        if "correct" in row:
+            row["paired"] = _paired_tests(row.pop("correct"))
     return {
         "model": args.model,
         "held_out_groups": held_out,
@@ -275,6 +282,20 @@ def _mean_held_out(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "accuracy": {m: sum(r["accuracy"][m] for r in kept) / len(kept) for m in models}
         if kept else {},
     }
+
+
+def _paired_tests(correct: dict[str, dict[str, bool]]) -> dict[str, dict[str, Any]]:
+    """Exact McNemar tests on the same items: for each pair of models (A, B), the items only A
+    got right, the items only B got right, and the two-sided binomial p-value of that split."""
+    tests = {}
+    for a, b in (("base", "nocot"), ("base", "cot"), ("nocot", "cot")):
+        if a in correct and b in correct:
+            uids = correct[a].keys() & correct[b].keys()
+            only_a = sum(correct[a][u] and not correct[b][u] for u in uids)
+            only_b = sum(correct[b][u] and not correct[a][u] for u in uids)
+            p = float(binomtest(only_a, only_a + only_b).pvalue) if only_a + only_b else 1.0
+            tests[f"{a}-{b}"] = {"only_first": only_a, "only_second": only_b, "p": p}
+    return tests
 
 
 def _sources_of(task: str) -> list[str]:
@@ -316,6 +337,16 @@ def render(summary: dict[str, Any]) -> str:
             empty = [_pct(row["empty_chains"].get(m)) for m in MODELS]
             lines.append(f"| {row['task']} | {row['mode']} | {' | '.join(words)} | "
                          f"{' | '.join(empty)} |")
+    paired = [r for r in summary["evals"] if r.get("paired")]
+    if paired:
+        lines += ["", "Paired on the same items (exact McNemar): items only the first model got "
+                  "right / only the second, and the two-sided p-value.", "",
+                  "| evaluation | mode | base vs no CoT | base vs CoT | no CoT vs CoT |",
+                  "|---|---|---|---|---|"]
+        for row in paired:
+            cells = [_mcnemar(row["paired"].get(k)) for k in ("base-nocot", "base-cot",
+                                                                "nocot-cot")]
+            lines.append(f"| {row['task']} | {row['mode']} | {' | '.join(cells)} |")
     lines += ["", "| mixture | records | sources | steps | train loss | dev loss | s / step |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for variant, mix in summary["mixtures"].items():
@@ -330,6 +361,12 @@ def render(summary: dict[str, Any]) -> str:
 
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}"
+
+
+def _mcnemar(test: dict[str, Any] | None) -> str:
+    if test is None:
+        return "—"
+    return f"{test['only_first']} / {test['only_second']}, p {test['p']:.2g}"
 
 
 def _num(value: float | None) -> str:

@@ -320,6 +320,7 @@ def test_ablation_benchmark_end_to_end_on_a_tiny_model_and_resumes(tiny_model_di
     words = [len(c.split()) for line in items.read_text().splitlines()
              for c in json.loads(line)["chains"]]
     assert summary["evals"][2]["chain_words"]["cot"] == pytest.approx(sum(words) / 2)
+    assert set(summary["evals"][2]["paired"]) == {"base-nocot", "base-cot", "nocot-cot"}
     assert {v: t["steps"] for v, t in summary["training"].items()} == {"nocot": 1, "cot": 1}
     assert "cot:strategyqa" in summary["mixtures"]["cot"]["per_source"]
     assert not any(s.startswith("cot:") for s in summary["mixtures"]["nocot"]["per_source"])
