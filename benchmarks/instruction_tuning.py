@@ -215,11 +215,14 @@ def reason_eval(
             batch_size=args.batch_size, chat=args.chat == "on", progress=True,
         )
     )
+    record = {"model": name, "kind": "reason", "task": task, "mode": mode,
+              "n": results["n_items"], "accuracy": results["accuracy"],
+              "correct": {item["uid"]: item["correct"] for item in results["items"]}}
     words = [len(chain.split()) for item in results["items"] for chain in item["chains"]]
-    return {"model": name, "kind": "reason", "task": task, "mode": mode,
-            "n": results["n_items"], "accuracy": results["accuracy"],
-            "chain_words": sum(words) / len(words), "empty_chains": words.count(0) / len(words),
-            "correct": {item["uid"]: item["correct"] for item in results["items"]}}
+    if words:  # generated answers or chains (MMLU's scored direct mode writes none)
+        record |= {"chain_words": sum(words) / len(words),
+                   "empty_chains": words.count(0) / len(words)}
+    return record
 
 
 # --------------------------------------------------------------------------- summary
@@ -242,10 +245,11 @@ def summarise(
             "held_out": not (set(_sources_of(e["task"])) & seen), "accuracy": {},
         })
         row["accuracy"][e["model"]] = e["accuracy"]
+        if "correct" in e:
+            row.setdefault("correct", {})[e["model"]] = e["correct"]
         if "chain_words" in e:  # what the model wrote: how long its chains, how many empty
             row.setdefault("chain_words", {})[e["model"]] = e["chain_words"]
             row.setdefault("empty_chains", {})[e["model"]] = e["empty_chains"]
-            row.setdefault("correct", {})[e["model"]] = e["correct"]
     for row in rows.values():
         if "correct" in row:
             row["paired"] = _paired_tests(row.pop("correct"))
