@@ -49,6 +49,7 @@ from lmboost.instruct import (
     load_mixture_config,
     write_mixture,
 )
+from lmboost.reasoning import MODES as REASON_MODES
 from lmboost.reasoning import ReasoningConfig, run_reasoning
 from lmboost.training import load_recipe, train
 
@@ -80,8 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     seen = {s for stats in mixtures.values() for s in stats["per_source"]}
     evals = []
     for name in split(args.eval_models):
-        if name not in MODELS:
-            raise SystemExit(f"--eval-models: {name!r} is not one of {', '.join(MODELS)}.")
         for task in split(args.icl_tasks):
             print(f"== {name} / {task} zero-shot", flush=True)
             evals.append(icl_eval(name, models[name], task, root / "eval" / name, args))
@@ -133,7 +132,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path,
                         default=REPO / "benchmarks" / "results" / "instruction_tuning",
                         help="results root; a folder per model goes under it")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # checked here, not hours later when the evaluations reach them
+    for flag, values, allowed in (("--eval-models", args.eval_models, MODELS),
+                                  ("--modes", args.modes, REASON_MODES),
+                                  ("--mmlu-modes", args.mmlu_modes, REASON_MODES)):
+        unknown = [v for v in split(values) if v not in allowed]
+        if unknown:
+            parser.error(f"{flag}: {', '.join(unknown)} not among {', '.join(allowed)}")
+    return args
 
 
 def model_name(spec: str) -> str:
@@ -223,8 +230,8 @@ def reason_eval(
     record = {"model": name, "kind": "reason", "task": task, "mode": mode,
               "n": results["n_items"], "accuracy": results["accuracy"],
               "correct": {item["uid"]: item["correct"] for item in results["items"]}}
-    words = [len(chain.split()) for item in results["items"] for chain in item["chains"]]
-    if words:  # generated answers or chains (MMLU's scored direct mode writes none)
+    if mode != "direct":  # what the model reasoned: how long its chains, how many empty
+        words = [len(chain.split()) for item in results["items"] for chain in item["chains"]]
         record |= {"chain_words": sum(words) / len(words),
                    "empty_chains": words.count(0) / len(words)}
     return record
@@ -252,7 +259,7 @@ def summarise(
         row["accuracy"][e["model"]] = e["accuracy"]
         if "correct" in e:
             row.setdefault("correct", {})[e["model"]] = e["correct"]
-        if "chain_words" in e:  # what the model wrote: how long its chains, how many empty
+        if "chain_words" in e:
             row.setdefault("chain_words", {})[e["model"]] = e["chain_words"]
             row.setdefault("empty_chains", {})[e["model"]] = e["empty_chains"]
     for row in rows.values():
@@ -284,12 +291,11 @@ def summarise(
 def _mean_held_out(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Each model's unweighted mean accuracy over the held-out evaluations that every model has
     (Flan's headline figure is such an average)."""
-    models = set.intersection(*(set(r["accuracy"]) for r in rows)) if rows else set()
     kept = [r for r in rows if r["held_out"]]
+    models = set.intersection(*(set(r["accuracy"]) for r in kept)) if kept else set()
     return {
         "n_evaluations": len(kept),
-        "accuracy": {m: sum(r["accuracy"][m] for r in kept) / len(kept) for m in models}
-        if kept else {},
+        "accuracy": {m: sum(r["accuracy"][m] for r in kept) / len(kept) for m in models},
     }
 
 
@@ -335,7 +341,7 @@ def render(summary: dict[str, Any]) -> str:
     cells = [_pct(mean["accuracy"].get(m)) for m in MODELS]
     lines.append(f"| **mean of the {mean['n_evaluations']} held-out rows** | | | "
                  f"{' | '.join(cells)} |")
-    cot_rows = [r for r in summary["evals"] if r["mode"].endswith("cot") and "chain_words" in r]
+    cot_rows = [r for r in summary["evals"] if "chain_words" in r]
     if cot_rows:
         lines += ["", "Chains written in the CoT rows: mean words per chain, and the share of "
                   "empty chains (the model answered without reasoning).", "",
