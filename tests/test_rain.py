@@ -5,6 +5,7 @@ on the tiny random Llama, and ``lmboost generate`` end to end."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from types import SimpleNamespace
 
@@ -215,20 +216,64 @@ def test_seeded_search_is_deterministic(tiny_model):
 
 
 def test_seeded_search_with_the_cached_judge_prefix(tiny_model):
-    """The judge's prompt prefix is cached during the search, the search stays reproducible, and
-    every value it judged equals that of a plain forward of the whole question."""
-    runs = []
+    """The judge's prompt prefix is run once per search and reused by every later judgement (the
+    forwards the judge asks for are short), the search stays reproducible, and every value it
+    judged equals that of a plain forward of the whole question."""
+    runs, judged = [], []
     for _ in range(2):
         evaluator = SelfEvaluator(tiny_model, SHORT)
-        runs.append(rain_generate(tiny_model, PROMPT, SMALL, evaluator=evaluator,
-                                  embedder=ModelEmbedder(tiny_model)))
+        judged.clear()
+        with recorded_widths(tiny_model.model) as widths, judge_forwards(evaluator, widths, judged):
+            runs.append(rain_generate(tiny_model, PROMPT, SMALL, evaluator=evaluator,
+                                      embedder=ModelEmbedder(tiny_model)))
     assert runs[0].text == runs[1].text and runs[0].trace == runs[1].trace
-    assert evaluator._prefix is not None and len(evaluator.memo) > 3
+    assert len(evaluator.memo) > 3
+    (rows, prefix_len), = [shape for _, _, calls in judged for shape in calls if shape[0] == 1]
+    assert rows == 1 and prefix_len > 10 and judged[0][2][0] == (1, prefix_len)  # once, first
+    assert len(judged) > 3
+    for prompt, response, calls in judged:
+        full = len(encode_prompt(tiny_model.tokenizer,
+                                 SHORT.judge(prompt, response, good_first=True), False))
+        batch, width = calls[-1]  # both orders in one batch, after the cached prefix
+        assert batch == 2 and width <= full - prefix_len
     for (prompt, response), value in evaluator.memo.items():
         assert value == pytest.approx(
             float(2 * plain_p_good(tiny_model, SHORT, prompt, response).mean() - 1),
             abs=1e-5,
         )
+
+
+@contextlib.contextmanager
+def recorded_widths(model):
+    """Record (batch, tokens) of every forward the model runs."""
+    widths: list[tuple[int, int]] = []
+    handle = model.register_forward_pre_hook(
+        lambda module, args, kwargs: widths.append(tuple(kwargs["input_ids"].shape)),
+        with_kwargs=True,
+    )
+    try:
+        yield widths
+    finally:
+        handle.remove()
+
+
+@contextlib.contextmanager
+def judge_forwards(evaluator, widths, judged):
+    """Collect into ``judged`` (prompt, response, forwards run) for each judgement."""
+    original = evaluator.p_good
+
+    def p_good(prompt, response):
+        start = len(widths)
+        try:
+            return original(prompt, response)
+        finally:
+            judged.append((prompt, response, widths[start:]))
+
+    evaluator.p_good = p_good
+    try:
+        yield
+    finally:
+        del evaluator.p_good
 
 
 def test_candidates_reuse_the_prompt_cache(tiny_model):
@@ -292,35 +337,31 @@ def plain_p_good(loaded, goal, prompt, response) -> torch.Tensor:
 
 
 def test_self_evaluator_equals_a_plain_forward_of_the_whole_question(tiny_model):
+    """Values equal a plain forward of each whole question; the tokens before the response are
+    run once per prompt (a 1-row forward) and every question after it runs only its rest."""
     evaluator = SelfEvaluator(tiny_model, SHORT)
-    widths: list[tuple[int, int]] = []
-    handle = tiny_model.model.register_forward_pre_hook(
-        lambda module, args, kwargs: widths.append(tuple(kwargs["input_ids"].shape)),
-        with_kwargs=True,
-    )
-    try:
-        pairs = [(PROMPT, " indeed"), (PROMPT, ""), (PROMPT, "!"), (PROMPT, " and long, long"),
-                 ("Review: boring", " film"), ("Hi", " there")]
-        for prompt, response in pairs:
-            widths.clear()
+    pairs = [(PROMPT, " indeed"), (PROMPT, ""), (PROMPT, "!"), (PROMPT, " and long, long"),
+             ("Review: boring", " film"), ("Hi", " there")]
+    with recorded_widths(tiny_model.model) as widths:
+        prefix_len = 0
+        for i, (prompt, response) in enumerate(pairs):
             expected = plain_p_good(tiny_model, SHORT, prompt, response)
-            reference = len(widths)
+            start = len(widths)
             got = evaluator.p_good(prompt, response)
             assert torch.allclose(got, expected, atol=1e-5)
-            # The question's beginning is cached: both orders run after it, as one batch.
+            calls = widths[start:]
+            fresh = i == 0 or prompt != pairs[i - 1][0]
+            assert len(calls) == (2 if fresh else 1)  # the prefix once per prompt
+            if fresh:
+                (rows, prefix_len), calls = calls[0], calls[1:]
+                assert rows == 1 and prefix_len > 10
             full = len(encode_prompt(tiny_model.tokenizer,
                                      SHORT.judge(prompt, response, good_first=True), False))
-            prefix = evaluator._prefix.tokens
-            assert len(prefix) > 10
-            batch, width = widths[-1]
-            assert batch == 2 and width <= full - len(prefix)
-            fresh = prompt != pairs[0][0] or response == pairs[0][1]
-            assert len(widths) - reference == (2 if fresh else 1)  # the prefix once per prompt
+            (batch, width), = calls  # both orders in one batch, after the cached prefix
+            assert batch == 2 and width <= full - prefix_len
             assert evaluator(prompt, response) == pytest.approx(
                 float(2 * expected.mean() - 1), abs=1e-5
             )
-    finally:
-        handle.remove()
 
 
 def test_model_embedder_equals_the_full_models_last_hidden_states(tiny_model):
@@ -344,6 +385,7 @@ def test_model_embedder_equals_the_full_models_last_hidden_states(tiny_model):
             assert torch.allclose(row, out.hidden_states[-1][0].mean(0), atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:_FixedLogits takes a KV cache under none")
 def test_evaluator_averages_both_option_orders(tiny_model):
     tokenizer = tiny_model.tokenizer
     a, b = label_token_ids(tokenizer, ("A", "B"))
@@ -356,7 +398,8 @@ def test_evaluator_averages_both_option_orders(tiny_model):
     evaluator = SelfEvaluator(loaded, goal)
     assert evaluator("Hi", " there") == pytest.approx(2 * (0.9 + 0.4) / 2 - 1)  # 0.3
     assert evaluator("Hi", " there") == pytest.approx(0.3)  # memoised: no second forward
-    assert len(stub.shapes) == 1 and stub.shapes[0][0] == 2  # both orders in one batch
+    judged = [shape for shape in stub.shapes if shape[0] > 1]  # 1-row forwards probe the stub
+    assert len(judged) == 1 and judged[0][0] == 2  # both orders in one batch
     hard = SelfEvaluator(loaded, goal, hard=True)
     assert hard("Hi", " there") == pytest.approx(0.0)  # votes: 1 (0.9 > 0.5) and 0 (0.4)
     assert goal.judge("Hi", " there", good_first=True)[0].endswith("(A) Nice.\n(B) Not nice.\n")

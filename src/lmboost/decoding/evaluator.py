@@ -31,8 +31,6 @@ an ``Evaluator`` too, so an external judge can also steer RAIN.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,6 +46,7 @@ from lmboost.generation import (
     format_prompt,
     resolve_chat,
 )
+from lmboost.models.calls import cache_argument, cache_kwargs, takes_logits_to_keep
 from lmboost.models.loading import LoadedModel
 from lmboost.scoring import EncodedRequest, Scorer
 
@@ -134,7 +133,7 @@ class SelfEvaluator:
         prompt), which every question about ``prompt`` shares: kept from the last evaluation
         while every row still begins with its tokens, else computed anew (a new prompt). None
         when the model takes no KV cache or the rows would not fit its sliding window."""
-        if not _forward_takes(self.loaded.model, "past_key_values"):
+        if cache_argument(self.loaded.model) is None:
             return None
         sliding = getattr(self.loaded.model.config.get_text_config(), "sliding_window", None)
         if sliding and max(map(len, rows)) >= sliding:
@@ -274,8 +273,8 @@ class CachedPrefix:
 
         ids = torch.tensor([list(tokens)], dtype=torch.long, device=loaded.device)
         cache = DynamicCache(config=loaded.model.config)
-        out = _run(loaded.model, input_ids=ids, past_key_values=cache, use_cache=True)
-        layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        _run(loaded.model, input_ids=ids, use_cache=True, **cache_kwargs(loaded.model, cache))
+        layers = [(layer.keys, layer.values) for layer in cache.layers]
         return cls(tuple(tokens), layers)
 
     def cache(self, config, rows: int):
@@ -300,7 +299,7 @@ def last_logits(
     extra = {}
     if prefix is not None:
         mask = torch.cat([mask.new_ones(len(rows), start), mask], 1)
-        extra["past_key_values"] = prefix.cache(loaded.model.config, len(rows))
+        extra = cache_kwargs(loaded.model, prefix.cache(loaded.model.config, len(rows)))
     return next_token_logits(
         loaded.model, input_ids=ids, attention_mask=mask, position_ids=positions, **extra
     )
@@ -315,19 +314,9 @@ def next_token_logits(model, **inputs) -> torch.Tensor:
 
 def _run(model, **inputs):
     """``model(**inputs)``, asking for the logits of the last position only when it can."""
-    if _forward_takes(model, "logits_to_keep"):
+    if takes_logits_to_keep(model):
         inputs["logits_to_keep"] = 1
     return model(**inputs)
-
-
-@functools.cache
-def _forward_parameters(cls: type) -> frozenset[str]:
-    return frozenset(inspect.signature(cls.forward).parameters)
-
-
-def _forward_takes(model, name: str) -> bool:
-    """Whether ``model``'s forward names the argument ``name`` (its class's signature)."""
-    return name in _forward_parameters(type(model))
 
 
 def _decoder(model):

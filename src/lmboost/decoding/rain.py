@@ -59,6 +59,7 @@ from lmboost.generation import (
     encode_prompt,
     resolve_chat,
 )
+from lmboost.models.calls import cache_kwargs
 from lmboost.models.loading import LoadedModel
 
 #: (prompt, response) -> value in [-1, 1]: how well the response meets the goal.
@@ -437,7 +438,9 @@ class _Search:
         """Run ``ids`` (rows x tokens) after the cached text, extending ``cache``; the
         next-token logits (rows x vocabulary, float32), the output head run there only."""
         ids = torch.as_tensor(ids, dtype=torch.long, device=self.device)
-        return next_token_logits(self.model, input_ids=ids, past_key_values=cache, use_cache=True)
+        return next_token_logits(
+            self.model, input_ids=ids, use_cache=True, **cache_kwargs(self.model, cache)
+        )
 
     def _decode(self, ids: list[int]) -> str:
         cut = next((i for i, t in enumerate(ids) if t in self.eos), len(ids))

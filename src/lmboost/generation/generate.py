@@ -15,7 +15,6 @@ What this adds to ``model.generate``:
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from lmboost.errors import LmboostError
+from lmboost.models.calls import cache_kwargs, takes_logits_to_keep
 from lmboost.models.loading import LoadedModel
 
 #: A prompt is the text to continue, or (user message, start of the model's reply). Under a chat
@@ -178,10 +178,10 @@ def _generate_batch(
         # Encode the prompt once (all but its last token); every sample reuses this cache.
         cache = DynamicCache(config=model.config)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        kwargs = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
+        kwargs = {"logits_to_keep": 1} if takes_logits_to_keep(model) else {}
         model(
             input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
-            past_key_values=cache, use_cache=True, **kwargs,
+            use_cache=True, **cache_kwargs(model, cache), **kwargs,
         )
         cache.batch_repeat_interleave(n)
     if n > 1:
@@ -193,9 +193,9 @@ def _generate_batch(
     out = model.generate(
         input_ids=ids,
         attention_mask=mask,
-        past_key_values=cache,
         generation_config=_hf_config(model, tokenizer, config, max_new),
         stopping_criteria=stopping,
+        **cache_kwargs(model, cache),
     )
     texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
     texts = [cut_at_stop(t, config.stop) for t in texts]
@@ -248,6 +248,3 @@ def _pad_id(tokenizer) -> int:
     pad = tokenizer.pad_token_id
     return pad if pad is not None else (tokenizer.eos_token_id or 0)
 
-
-def _accepts(model, name: str) -> bool:
-    return name in inspect.signature(model.forward).parameters

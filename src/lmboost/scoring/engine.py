@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lmboost.errors import ScoringError
+from lmboost.models.calls import cache_kwargs
 from lmboost.models.loading import LoadedModel
 from lmboost.scoring.requests import EncodedRequest, encode_request
 
@@ -214,17 +215,12 @@ class Scorer:
     # ------------------------------------------------------------------ model plumbing
     def _forward(self, ids, mask, positions, cache):
         """Run the decoder body; returns last hidden states (and the updated cache)."""
-        if self._manual_head:
-            out = self.model.base_model(
-                input_ids=ids, attention_mask=mask, position_ids=positions,
-                past_key_values=cache, use_cache=True,
-            )
-            return out.last_hidden_state, out.past_key_values
-        out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions,
-            past_key_values=cache, use_cache=True,
+        module = self.model.base_model if self._manual_head else self.model
+        out = module(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+            **cache_kwargs(module, cache),
         )
-        return out.logits, out.past_key_values
+        return out[0], cache  # the last hidden states (or logits); the cache is filled in place
 
     def _log_softmax_head(self, hidden: torch.Tensor) -> torch.Tensor:
         """Apply the output head to selected positions only, then log-softmax in float32."""
@@ -260,8 +256,10 @@ class Scorer:
         if self._prefix is not None and self._prefix[0] == prefix:
             return self._prefix[1]
         ids = torch.tensor([prefix], device=self.model.device)
-        out = self.model.base_model(input_ids=ids, use_cache=True)
-        layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        cache = _make_cache(self.model.config, None, 1)
+        body = self.model.base_model
+        body(input_ids=ids, use_cache=True, **cache_kwargs(body, cache))
+        layers = [(layer.keys, layer.values) for layer in cache.layers]
         self._prefix = (prefix, layers)
         return layers
 

@@ -1,0 +1,120 @@
+"""How a model is called is decided by what it does: a transformers release that renames the KV
+cache argument (5.24: ``cache``), or a model that swallows unknown arguments, must neither switch
+prefix caching off silently nor trigger a deprecation warning from lmboost's own calls."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from transformers import LlamaForCausalLM
+
+from lmboost.decoding import SelfEvaluator
+from lmboost.decoding.goals import Goal
+from lmboost.generation import encode_prompt
+from lmboost.models import LoadedModel
+from lmboost.models.calls import cache_argument, takes_logits_to_keep
+
+GOAL = Goal("short", "Is it nice?", "{prompt}{response}", "Nice.", "Not nice.")
+PAIRS = [("Review: a great movie", " indeed"), ("Review: a great movie", "!"), ("Hi", " there")]
+
+
+class RenamedCache(LlamaForCausalLM):
+    """A later transformers' API: the cache is passed as ``cache``; the old name still works
+    but is deprecated (a FutureWarning)."""
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.inner = cache_argument(LlamaForCausalLM(config))  # the installed parent's name
+
+    def forward(self, input_ids=None, cache=None, **kwargs):
+        if "past_key_values" in kwargs:
+            warnings.warn("`past_key_values` is deprecated", FutureWarning, stacklevel=2)
+            cache = kwargs.pop("past_key_values")
+        return super().forward(input_ids=input_ids, **{self.inner: cache}, **kwargs)
+
+
+class NoCache(LlamaForCausalLM):
+    """Swallows the cache under every name (and logits_to_keep) without an error."""
+
+    def forward(self, input_ids=None, **kwargs):
+        for name in ("cache", "past_key_values", "logits_to_keep"):
+            kwargs.pop(name, None)
+        kwargs["use_cache"] = False
+        return super().forward(input_ids=input_ids, **kwargs)
+
+
+def _as(cls, loaded: LoadedModel) -> LoadedModel:
+    model = cls(loaded.model.config).eval()
+    model.load_state_dict(loaded.model.state_dict())
+    return LoadedModel(model=model, tokenizer=loaded.tokenizer, spec=cls.__name__, path=None)
+
+
+@torch.inference_mode()
+def _plain_values(loaded: LoadedModel) -> list[float]:
+    """Each pair's value from plain forwards of the whole questions (no cache)."""
+    from lmboost.decoding.evaluator import label_token_ids
+
+    a, b = label_token_ids(loaded.tokenizer, GOAL.labels)
+    values = []
+    for prompt, response in PAIRS:
+        good = []
+        for first in (True, False):
+            ids = encode_prompt(loaded.tokenizer, GOAL.judge(prompt, response, good_first=first),
+                                False)
+            pair = loaded.model(input_ids=torch.tensor([ids])).logits[0, -1, [a, b]].softmax(-1)
+            good.append(float(pair[0] if first else pair[1]))
+        values.append(sum(good) - 1)
+    return values
+
+
+def _judge(loaded: LoadedModel) -> tuple[list[float], list[tuple[int, int]]]:
+    """The self-evaluator's values and the (batch, tokens) of every forward it ran."""
+    evaluator = SelfEvaluator(loaded, GOAL)
+    widths: list[tuple[int, int]] = []
+    handle = loaded.model.register_forward_pre_hook(
+        lambda module, args, kwargs: widths.append(tuple(kwargs["input_ids"].shape)),
+        with_kwargs=True,
+    )
+    try:
+        values = [evaluator(prompt, response) for prompt, response in PAIRS]
+    finally:
+        handle.remove()
+    return values, widths
+
+
+def test_the_tiny_llama_takes_a_cache_and_keeps_only_the_last_logits(tiny_model):
+    assert cache_argument(tiny_model.model) in ("cache", "past_key_values")
+    assert takes_logits_to_keep(tiny_model.model)
+
+
+def test_a_renamed_cache_argument_is_found_and_used_without_deprecation(tiny_model):
+    renamed = _as(RenamedCache, tiny_model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cache_argument(renamed.model) == "cache"
+        assert takes_logits_to_keep(renamed.model)
+        values, widths = _judge(renamed)
+    assert values == pytest.approx(_plain_values(tiny_model), abs=1e-5)
+    # Prefix caching is on: one 1-row forward per prompt (its prefix), then one short 2-row
+    # forward (both option orders) per question.
+    prefix_runs = [w for w in widths if w[0] == 1]
+    assert len(prefix_runs) == 2 and prefix_runs[0][1] > 10
+    questions = [w for w in widths if w[0] == 2]
+    assert len(questions) == len(PAIRS)
+    for (prompt, response), (_, width), prefix in zip(
+        PAIRS, questions, (prefix_runs[0], prefix_runs[0], prefix_runs[1])
+    ):
+        question = GOAL.judge(prompt, response, good_first=True)
+        assert width <= len(encode_prompt(renamed.tokenizer, question, False)) - prefix[1]
+
+
+def test_a_model_that_takes_no_cache_is_reported_not_silently_slow(tiny_model):
+    plain = _as(NoCache, tiny_model)
+    with pytest.warns(UserWarning, match="takes a KV cache under none of cache, past_key_values"):
+        assert cache_argument(plain.model) is None
+    assert not takes_logits_to_keep(plain.model)
+    values, widths = _judge(plain)
+    assert values == pytest.approx(_plain_values(tiny_model), abs=1e-5)
+    assert [w[0] for w in widths] == [2] * len(PAIRS)  # whole questions, no prefix runs
