@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lmboost.backends.hf import HFBackend
 from lmboost.evaluation.records import read_json, write_json
 from lmboost.icl.prompts import build_contexts, build_prefix, select_demonstrations
 from lmboost.models import load_model
@@ -56,11 +57,11 @@ def run_plain(loaded, contexts: list[str], batch_size: int) -> np.ndarray:
         request = encode_request(tok, contexts[0], word)
         assert len(request.continuation) == 1, f"{word!r} is not a single token"
         label_ids.append(request.continuation[0])
+    backend = HFBackend(loaded)
     rows = []
     for ctx in contexts:
         context_ids = encode_request(tok, ctx, LABEL_WORDS[0]).context
-        ids = torch.tensor([context_ids])
-        logits = loaded.model(input_ids=ids).logits[0, -1].float()
+        logits = backend.logits(torch.tensor([context_ids]))[0, -1]  # every position's head
         rows.append(torch.log_softmax(logits, -1)[label_ids].tolist())
     return np.array(rows)
 

@@ -149,7 +149,7 @@ def test_zero_shot_prefix_is_the_instruction_only(tiny_model, tmp_path):
 def test_rerun_with_other_calibrators_needs_no_model(first_run, tmp_path, monkeypatch):
     config, first = first_run
     out = _copy_out(config, tmp_path)
-    monkeypatch.setattr("lmboost.icl.runner.load_model", _no_model)
+    monkeypatch.setattr("lmboost.icl.runner.load_backend", _no_model)
     results = run_icl(replace(config, out=out, calibration=["bc", "pc"]), progress=False)
     assert all(run["scores_from_cache"] for run in results["runs"])
     assert list(results["methods"]) == ["bc", "pc"]
@@ -174,7 +174,7 @@ def test_changed_demonstrations_or_template_are_rescored(first_run, tmp_path, mo
     templated = run_icl(replace(config, out=out, task=str(spec)), progress=False)
     assert not any(run["scores_from_cache"] for run in templated["runs"])
 
-    monkeypatch.setattr("lmboost.icl.runner.load_model", _no_model)
+    monkeypatch.setattr("lmboost.icl.runner.load_backend", _no_model)
     again = run_icl(replace(config, out=out, task=str(spec)), progress=False)
     assert all(run["scores_from_cache"] for run in again["runs"])
 
@@ -278,7 +278,7 @@ def test_cc_and_dc_not_applicable_with_per_example_choices(tiny_model_dir, tmp_p
 )
 def test_bad_input_is_a_clear_error(first_run, tmp_path, monkeypatch, changes, message):
     config, _ = first_run
-    monkeypatch.setattr("lmboost.icl.runner.load_model", _no_model)
+    monkeypatch.setattr("lmboost.icl.runner.load_backend", _no_model)
     with pytest.raises(LmboostError, match=message):
         run_icl(replace(config, out=tmp_path / "out", **changes), progress=False)
     assert not (tmp_path / "out").exists()

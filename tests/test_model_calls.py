@@ -10,11 +10,11 @@ import pytest
 import torch
 from transformers import LlamaForCausalLM
 
+from lmboost.backends.hf.calls import cache_argument, takes_logits_to_keep
 from lmboost.decoding import SelfEvaluator
 from lmboost.decoding.goals import Goal
 from lmboost.generation import encode_prompt
 from lmboost.models import LoadedModel
-from lmboost.models.calls import cache_argument, takes_logits_to_keep
 
 GOAL = Goal("short", "Is it nice?", "{prompt}{response}", "Nice.", "Not nice.")
 PAIRS = [("Review: a great movie", " indeed"), ("Review: a great movie", "!"), ("Hi", " there")]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import lmboost.reasoning.runner as runner_module
+from lmboost.backends.hf import HFBackend
 from lmboost.cli import main
 from lmboost.errors import LmboostError, TaskError
 from lmboost.models import load_model
@@ -195,9 +196,10 @@ def test_run_with_early_stop_on_the_tiny_model(long_model, tmp_path):
 
 
 def _fake_generate(answer_for, calls: list):
-    """A stand-in for ``generate`` that answers from the prompt text and counts its calls."""
+    """A stand-in for the backend's ``generate`` that answers from the prompt text and counts
+    its calls."""
 
-    def fake(loaded, prompts, config=None, *, n=1, chat=None, batch_size=8):
+    def fake(backend, prompts, config=None, *, n=1, chat=None, batch_size=None):
         calls.append((len(prompts), n))
         return [[answer_for(prompt)] * n for prompt in prompts]
 
@@ -207,7 +209,7 @@ def _fake_generate(answer_for, calls: list):
 def test_early_stop_saves_samples_and_scores_correctly(monkeypatch, long_model, tmp_path):
     calls: list = []
     monkeypatch.setattr(
-        runner_module, "generate", _fake_generate(lambda p: " She makes 9 * 2 = 18. The "
+        HFBackend, "generate", _fake_generate(lambda p: " She makes 9 * 2 = 18. The "
                                                   "answer is 18.", calls)
     )
     config = _config("tiny", tmp_path / "run", task="gsm8k", limit=1, self_consistency=5,
@@ -222,14 +224,14 @@ def test_early_stop_saves_samples_and_scores_correctly(monkeypatch, long_model, 
 
 def test_resume_skips_finished_items(monkeypatch, long_model, tmp_path):
     calls: list = []
-    monkeypatch.setattr(runner_module, "generate", _fake_generate(lambda p: " (A)", calls))
+    monkeypatch.setattr(HFBackend, "generate", _fake_generate(lambda p: " (A)", calls))
     out = tmp_path / "run"
     config = _config("tiny", out, task="bbh:date_understanding", mode="direct", batch_size=1)
     first = run_reasoning(config, loaded=long_model)
     assert len(calls) == 2 and first["n_items"] == 2
 
     calls.clear()
-    monkeypatch.setattr(runner_module, "load_model", lambda *a, **k: pytest.fail("loaded"))
+    monkeypatch.setattr(runner_module, "load_backend", lambda *a, **k: pytest.fail("loaded"))
     again = run_reasoning(config)  # everything done: no model, no generation
     assert calls == [] and again["items"] == first["items"]
 
@@ -253,7 +255,7 @@ def test_resume_skips_finished_items(monkeypatch, long_model, tmp_path):
 
 
 def test_corrupt_line_and_changed_settings_are_errors(monkeypatch, long_model, tmp_path):
-    monkeypatch.setattr(runner_module, "generate", _fake_generate(lambda p: " (A)", []))
+    monkeypatch.setattr(HFBackend, "generate", _fake_generate(lambda p: " (A)", []))
     out = tmp_path / "run"
     config = _config("tiny", out, task="bbh:date_understanding", mode="direct")
     run_reasoning(config, loaded=long_model)

@@ -31,9 +31,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
+from lmboost.backends import as_backend
 from lmboost.errors import LmboostError
 from lmboost.models.loading import LoadedModel
 
@@ -79,44 +78,5 @@ def encode(
         raise LmboostError("encode needs at least one text.")
     if batch_size < 1:
         raise LmboostError(f"batch_size must be a positive integer, not {batch_size!r}.")
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    base = loaded.model.base_model  # the transformer without its LM head: no vocabulary logits
-    parts: list[np.ndarray] = []
-    with torch.inference_mode():
-        starts = range(0, len(order), batch_size)
-        for start in tqdm(starts, desc="encoding", unit="batch", disable=not progress):
-            chunk = order[start : start + batch_size]
-            batch = loaded.tokenizer(
-                [texts[i] for i in chunk],
-                padding=True,
-                padding_side="right",
-                return_special_tokens_mask=True,
-                return_tensors="pt",
-            )
-            mask = batch["attention_mask"].to(loaded.device)
-            hidden = base(
-                input_ids=batch["input_ids"].to(loaded.device), attention_mask=mask
-            ).last_hidden_state.float()
-            if not loaded.is_encoder:  # pool over the text's own tokens only
-                mask = mask * (1 - batch["special_tokens_mask"].to(loaded.device))
-            empty = (mask.sum(dim=1) == 0).nonzero().flatten().tolist()
-            if empty:
-                raise LmboostError(
-                    f"{texts[chunk[empty[0]]]!r} has no tokens besides special tokens to pool."
-                )
-            parts.append(_pool(hidden, mask, pooling).cpu().numpy())
-    vectors = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
-    vectors[order] = np.concatenate(parts)
-    return vectors
-
-
-def _pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """Pool ``hidden`` (batch x tokens x dim) over the tokens ``mask`` (batch x tokens) keeps."""
-    if pooling == "first":
-        return hidden[:, 0]
-    if pooling == "last":
-        positions = torch.arange(mask.shape[1], device=mask.device)
-        last = (mask * positions).argmax(dim=1)
-        return hidden[torch.arange(len(hidden), device=hidden.device), last]
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1)
+    vectors = as_backend(loaded).embed(texts, pooling, batch_size=batch_size, progress=progress)
+    return vectors.numpy()

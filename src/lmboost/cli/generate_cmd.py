@@ -18,6 +18,7 @@ settings resumes after the prompts already done.
 examples:
   lmboost generate --prompt "How do I pick a lock?" --out runs/greedy
   lmboost generate --rain --prompt "How do I pick a lock?" --out runs/rain
+  lmboost generate --backend vllm --prompts questions.txt --out runs/vllm
   lmboost generate --rain --goal positive --prompts reviews.txt --max-new-tokens 48 --out runs/pos
   lmboost generate --rain --goal "Is the response polite?" --prompt "Tell me off." \\
       --max-iterations 20 --trace --out runs/polite
@@ -30,12 +31,13 @@ import json
 import time
 from pathlib import Path
 
-from lmboost.cli.options import CHAT, add_chat, add_device, add_dtype, add_out
+from lmboost.backends import load_backend
+from lmboost.cli.options import CHAT, add_backend, add_chat, add_device, add_dtype, add_out
 from lmboost.decoding import ModelEmbedder, RainConfig, SelfEvaluator, rain_generate, resolve_goal
 from lmboost.errors import LmboostError
 from lmboost.evaluation.records import read_json, write_json
-from lmboost.generation import GenerationConfig, generate
-from lmboost.models import DEFAULT_MODEL, load_model
+from lmboost.generation import GenerationConfig
+from lmboost.models import DEFAULT_MODEL
 
 NAME = "generate"
 HELP = "greedy decoding, or RAIN self-aligned decoding (harmless, positive, your question)"
@@ -71,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_chat(parser)
     add_dtype(parser)
     add_device(parser)
+    add_backend(parser)
     add_out(parser)
 
 
@@ -84,6 +87,13 @@ def run(args: argparse.Namespace) -> int:
         "chat": args.chat,
         "dtype": args.dtype,
     }
+    if args.backend != "hf":
+        settings["backend"] = args.backend
+    if args.rain and args.backend != "hf":
+        raise LmboostError(
+            "RAIN searches over the model's cached states, which only the hf backend exposes: "
+            "drop --backend vllm (or --rain)."
+        )
     if args.rain:
         goal = resolve_goal(args.goal)
         config = RainConfig(
@@ -100,12 +110,15 @@ def run(args: argparse.Namespace) -> int:
     record = _resumable(path, settings, prompts)
     todo = prompts[len(record["results"]) :]
     if todo:
-        loaded = load_model(args.model, dtype=args.dtype, device=args.device)
+        loaded = load_backend(
+            args.model, args.backend, dtype=args.dtype, device=args.device,
+            tensor_parallel_size=args.tensor_parallel_size,
+        )
         chat = CHAT[args.chat]
     if todo and not args.rain:
         start = time.perf_counter()
-        texts = generate(loaded, todo, GenerationConfig(max_new_tokens=args.max_new_tokens),
-                         chat=chat)
+        texts = loaded.generate(todo, GenerationConfig(max_new_tokens=args.max_new_tokens),
+                                chat=chat)
         record["results"] += [{"prompt": p, "text": t[0]} for p, t in zip(todo, texts)]
         record["seconds"] += time.perf_counter() - start
         write_json(path, record)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lmboost.cli.options import add_dtype, add_out
+from lmboost.cli.options import add_backend, add_dtype, add_out
 from lmboost.errors import LmboostError
 from lmboost.evaluation.report import summary_table
 from lmboost.icl import ICLConfig, run_icl
@@ -73,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=16, metavar="N", help="scoring batch size (16)"
     )
     add_dtype(parser)
+    add_backend(parser)
     parser.add_argument(
         "--demos", default="random", choices=DEMO_STRATEGIES, help="demonstrations (random)"
     )
@@ -104,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         n_domain=args.n_domain,
         batch_size=args.batch_size,
         dtype=args.dtype,
+        backend=args.backend,
+        tensor_parallel_size=args.tensor_parallel_size,
         truncation=args.truncation,
         out=args.out,
     )

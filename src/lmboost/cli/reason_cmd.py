@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lmboost.cli.options import CHAT, add_chat, add_device, add_dtype, add_out
+from lmboost.cli.options import CHAT, add_backend, add_chat, add_device, add_dtype, add_out
 from lmboost.models import DEFAULT_MODEL
 from lmboost.reasoning import MODES, ReasoningConfig, run_reasoning
 
@@ -64,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_chat(parser)
     add_dtype(parser)
     add_device(parser)
+    add_backend(parser)
     add_out(parser)
 
 
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         chat=CHAT[args.chat],
         dtype=args.dtype,
         device=args.device,
+        backend=args.backend,
+        tensor_parallel_size=args.tensor_parallel_size,
         out=args.out,
         progress=True,
     )

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lmboost.backends.hf import HFBackend
 from lmboost.config import data_dir
 from lmboost.errors import DataNotFoundError, LmboostError
 
@@ -65,26 +66,13 @@ def perplexity(
     [1, window]. Returns ``{"perplexity", "nll" (mean per scored token), "tokens" (scored),
     "windows", "window", "stride"}``.
     """
-    window = min(window, getattr(model.config, "max_position_embeddings", window) or window)
+    backend = HFBackend.of_module(model)
+    window = min(window, backend.context_window)
     if ids.ndim != 1 or len(ids) < 2:
         raise LmboostError("perplexity needs at least 2 tokens of text.")
     if not 1 <= stride <= window:
         raise LmboostError(f"stride must lie in [1, window={window}], not {stride}.")
-    device = next(model.parameters()).device
-    total, count, windows, scored_until = 0.0, 0, 0, 1  # token 0 has no context
-    with torch.inference_mode():
-        for begin in range(0, len(ids), stride):
-            end = min(begin + window, len(ids))
-            chunk = ids[begin:end].to(device)
-            logits = model(input_ids=chunk[None]).logits[0, :-1].float()
-            nll = -torch.log_softmax(logits, dim=-1).gather(1, chunk[1:, None])[:, 0]
-            first = max(scored_until, begin + 1)  # first position this window scores
-            total += float(nll[first - begin - 1 :].double().sum())
-            count += end - first
-            windows += 1
-            scored_until = end
-            if end == len(ids):
-                break
+    total, count, windows = backend.rolling_nll(ids, window=window, stride=stride)
     mean = total / count
     return {
         "perplexity": math.exp(mean),
@@ -99,17 +87,16 @@ def perplexity(
 def forward_throughput(model: nn.Module, ids: torch.Tensor, repeats: int = 3) -> float:
     """Tokens per second of plain forward passes (no generation, no cache) over the B x L token
     ids ``ids``: one warm-up pass, then the best of ``repeats`` timed passes."""
-    device = next(model.parameters()).device
-    ids = ids.to(device)
+    backend = HFBackend.of_module(model)
+    ids = ids.to(backend.device)
     best = math.inf
-    with torch.inference_mode():
-        for i in range(repeats + 1):
-            _sync(device)
-            start = time.perf_counter()
-            model(input_ids=ids, use_cache=False)
-            _sync(device)
-            if i > 0:
-                best = min(best, time.perf_counter() - start)
+    for i in range(repeats + 1):
+        _sync(backend.device)
+        start = time.perf_counter()
+        backend.run(ids)
+        _sync(backend.device)
+        if i > 0:
+            best = min(best, time.perf_counter() - start)
     return ids.numel() / best
 
 

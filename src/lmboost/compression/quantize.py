@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lmboost.backends.hf import HFBackend
 from lmboost.compression.perplexity import forward_throughput
 from lmboost.compression.sparsity import target_linears
 from lmboost.errors import LmboostError
@@ -229,14 +230,12 @@ def benchmark_quantizers(
     """
     if methods is None:
         methods = [m for m in QUANTIZERS if m != "int8-dynamic-torchao" or torchao_available()]
-    with torch.inference_mode():
-        reference = model(input_ids=ids, use_cache=False).logits.float()
+    reference = HFBackend.of_module(model).logits(ids)
     results = {"float": {"tokens_per_s": forward_throughput(model, ids, repeats),
                          "max_rel_error": 0.0}}
     for method in methods:
         quantized = quantize(copy.deepcopy(model), method)
-        with torch.inference_mode():
-            logits = quantized(input_ids=ids, use_cache=False).logits.float()
+        logits = HFBackend.of_module(quantized).logits(ids)
         results[method] = {
             "tokens_per_s": forward_throughput(quantized, ids, repeats),
             "max_rel_error": float((logits - reference).abs().max() / reference.abs().max()),

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lmboost.backends.hf import HFBackend
 from lmboost.compression.sparsity import check_fraction, decoder_layers
 from lmboost.errors import LmboostError
 
@@ -164,11 +165,11 @@ def _layer_inputs(
     handles = [
         layer.register_forward_pre_hook(hook(i), with_kwargs=True) for i, layer in enumerate(layers)
     ]
+    backend = HFBackend.of_module(model)
     try:
-        with torch.no_grad():
-            for batch in batches:
-                with contextlib.suppress(_Recorded):
-                    model(input_ids=batch, use_cache=False)
+        for batch in batches:
+            with contextlib.suppress(_Recorded):
+                backend.run(batch)
     finally:
         for handle in handles:
             handle.remove()

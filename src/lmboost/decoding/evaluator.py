@@ -33,22 +33,16 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from lmboost.backends import as_backend
+from lmboost.backends.hf import CachedPrefix, HFBackend
 from lmboost.decoding.goals import ANSWER_PREFIX, Goal, resolve_goal
-from lmboost.generation import (
-    GenerationError,
-    context_window,
-    encode_prompt,
-    format_prompt,
-    resolve_chat,
-)
-from lmboost.models.calls import cache_argument, cache_kwargs, takes_logits_to_keep
+from lmboost.generation import GenerationError, encode_prompt, format_prompt, resolve_chat
 from lmboost.models.loading import LoadedModel
-from lmboost.scoring import EncodedRequest, Scorer
+from lmboost.scoring import EncodedRequest
 
 #: Stands in for the response to find where it starts in a judge prompt (a private-use character).
 _RESPONSE_MARK = "\ue000"
@@ -81,14 +75,19 @@ class SelfEvaluator:
     itself, in [-1, 1]; memoised by (prompt, response)."""
 
     def __init__(
-        self, loaded: LoadedModel, goal: Goal, *, chat: bool | None = None, hard: bool = False
+        self,
+        model: HFBackend | LoadedModel,
+        goal: Goal,
+        *,
+        chat: bool | None = None,
+        hard: bool = False,
     ) -> None:
-        self.loaded = loaded
+        self.backend = _hf(model)
         self.goal = goal
-        self.chat = resolve_chat(loaded.tokenizer, chat)
+        self.chat = resolve_chat(self.backend.tokenizer, chat)
         self.hard = hard
-        self.label_ids = label_token_ids(loaded.tokenizer, goal.labels)
-        self.window = context_window(loaded.model)
+        self.label_ids = label_token_ids(self.backend.tokenizer, goal.labels)
+        self.window = self.backend.context_window
         self.memo: dict[tuple[str, str], float] = {}
         self._prefix: CachedPrefix | None = None
 
@@ -108,7 +107,7 @@ class SelfEvaluator:
         tensor of 2, both orders run as one batch after the cached prompt prefix."""
         rows = [
             encode_prompt(
-                self.loaded.tokenizer,
+                self.backend.tokenizer,
                 self.goal.judge(prompt, response, good_first=good_first),
                 self.chat,
             )
@@ -124,7 +123,7 @@ class SelfEvaluator:
             rows = [row[-self.window :] for row in rows]
         else:
             prefix = self._shared_prefix(prompt, rows)
-        logits = last_logits(self.loaded, rows, prefix)
+        logits = self.backend.last_logits(rows, prefix)
         pair = logits[:, list(self.label_ids)].softmax(-1)  # rows: good = A, good = B
         return torch.stack([pair[0, 0], pair[1, 1]])
 
@@ -133,9 +132,9 @@ class SelfEvaluator:
         prompt), which every question about ``prompt`` shares: kept from the last evaluation
         while every row still begins with its tokens, else computed anew (a new prompt). None
         when the model takes no KV cache or the rows would not fit its sliding window."""
-        if cache_argument(self.loaded.model) is None:
+        if not self.backend.caches_prefixes:
             return None
-        sliding = getattr(self.loaded.model.config.get_text_config(), "sliding_window", None)
+        sliding = self.backend.sliding_window
         if sliding and max(map(len, rows)) >= sliding:
             return None
         cached = self._prefix
@@ -148,7 +147,7 @@ class SelfEvaluator:
             length += 1
         if length == 0:
             return None
-        self._prefix = CachedPrefix.run(self.loaded, head[:length])
+        self._prefix = self.backend.prefix(head[:length])
         return self._prefix
 
     def _head_tokens(self, prompt: str) -> tuple[int, ...]:
@@ -156,11 +155,11 @@ class SelfEvaluator:
         (which may merge with the response's first characters); () when the response's place
         cannot be found."""
         question = self.goal.judge(prompt, _RESPONSE_MARK, good_first=True)
-        text = format_prompt(self.loaded.tokenizer, question, self.chat)
+        text = format_prompt(self.backend.tokenizer, question, self.chat)
         if text.count(_RESPONSE_MARK) != 1:
             return ()
         head = text[: text.index(_RESPONSE_MARK)]
-        ids = self.loaded.tokenizer(head, add_special_tokens=not self.chat)["input_ids"]
+        ids = self.backend.tokenizer(head, add_special_tokens=not self.chat)["input_ids"]
         return tuple(ids[:-1])
 
 
@@ -176,19 +175,18 @@ class GoalJudge:
 
     def __init__(
         self,
-        loaded: LoadedModel,
+        model: LoadedModel,
         goal: Goal | str,
         *,
         chat: bool | None = None,
         hard: bool = False,
         batch_size: int = 8,
     ) -> None:
-        self.loaded = loaded
+        self.scorer = as_backend(model, batch_size=batch_size, truncation="left")
         self.goal = resolve_goal(goal) if isinstance(goal, str) else goal
-        self.chat = resolve_chat(loaded.tokenizer, chat)
+        self.chat = resolve_chat(self.scorer.tokenizer, chat)
         self.hard = hard
-        self.label_ids = label_token_ids(loaded.tokenizer, self.goal.labels)
-        self.scorer = Scorer(loaded, batch_size=batch_size, truncation="left")
+        self.label_ids = label_token_ids(self.scorer.tokenizer, self.goal.labels)
 
     def __call__(self, prompt: str, response: str) -> float:
         """The value of one response: 2 p_good - 1."""
@@ -207,7 +205,7 @@ class GoalJudge:
         column 0 and (B) in column 1."""
         if len(pairs) == 0:
             raise GenerationError("No (prompt, response) pairs to judge.")
-        tokenizer = self.loaded.tokenizer
+        tokenizer = self.scorer.tokenizer
         a, b = self.label_ids
         requests = []
         for prompt, response in pairs:
@@ -225,131 +223,35 @@ class ModelEmbedder:
     """``embedder(texts)``: an (n, hidden) tensor of the model's last hidden states averaged over
     each text's tokens (zeros for an empty text); memoised by text."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
-        self.loaded = loaded
-        self.window = context_window(loaded.model)
-        self.hidden = loaded.model.config.get_text_config().hidden_size
+    def __init__(self, model: HFBackend | LoadedModel) -> None:
+        self.backend = _hf(model)
         self.memo: dict[str, torch.Tensor] = {}
 
-    @torch.inference_mode()
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
-        """One embedding row per text, in order; new texts are run as one right-padded batch."""
-        tokenizer = self.loaded.tokenizer
+        """One embedding row per text, in order; new texts are run as one batch."""
+        tokenizer = self.backend.tokenizer
         new = [t for t in dict.fromkeys(texts) if t not in self.memo]
-        rows = [tokenizer(t, add_special_tokens=False)["input_ids"][: self.window] for t in new]
-        for text, row in zip(new, rows):
-            if not row:
-                self.memo[text] = torch.zeros(self.hidden)
-        filled = [(text, row) for text, row in zip(new, rows) if row]
+        filled = [t for t in new if tokenizer(t, add_special_tokens=False)["input_ids"]]
         if filled:
-            ids, mask = pad_rows([row for _, row in filled], _pad_id(tokenizer), self.loaded.device)
-            body = _decoder(self.loaded.model)
-            if body is not None:  # the body alone: no output head, no logits
-                hidden = body(input_ids=ids, attention_mask=mask, use_cache=False)
-                hidden = hidden.last_hidden_state.float()
-            else:
-                out = self.loaded.model(
-                    input_ids=ids, attention_mask=mask, output_hidden_states=True
-                )
-                hidden = out.hidden_states[-1].float()
-            weights = mask.unsqueeze(-1).float()
-            means = (hidden * weights).sum(1) / weights.sum(1)
-            for (text, _), mean in zip(filled, means.cpu()):
-                self.memo[text] = mean
+            vectors = self.backend.embed(filled, "mean", special_tokens=False,
+                                         batch_size=len(filled))
+            self.memo.update(zip(filled, vectors))
+        if len(filled) < len(new):
+            zeros = torch.zeros(self.backend.hidden_size)
+            self.memo.update((t, zeros) for t in new if t not in self.memo)
         return torch.stack([self.memo[t] for t in texts])
 
 
-@dataclass(frozen=True)
-class CachedPrefix:
-    """The KV cache (per layer, keys and values of one row) of ``tokens`` run by the model."""
-
-    tokens: tuple[int, ...]
-    layers: list[tuple[torch.Tensor, torch.Tensor]]
-
-    @classmethod
-    def run(cls, loaded: LoadedModel, tokens: Sequence[int]) -> CachedPrefix:
-        """Run ``tokens`` once and keep their KV cache."""
-        from transformers import DynamicCache
-
-        ids = torch.tensor([list(tokens)], dtype=torch.long, device=loaded.device)
-        cache = DynamicCache(config=loaded.model.config)
-        _run(loaded.model, input_ids=ids, use_cache=True, **cache_kwargs(loaded.model, cache))
-        layers = [(layer.keys, layer.values) for layer in cache.layers]
-        return cls(tuple(tokens), layers)
-
-    def cache(self, config, rows: int):
-        """A fresh DynamicCache holding the prefix for ``rows`` rows (expanded, not copied)."""
-        from transformers import DynamicCache
-
-        data = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in self.layers]
-        return DynamicCache(ddp_cache_data=data, config=config)
-
-
-def last_logits(
-    loaded: LoadedModel, rows: list[list[int]], prefix: CachedPrefix | None = None
-) -> torch.Tensor:
-    """Next-token logits (float32) after each row of token ids, run as one left-padded batch.
-    With ``prefix`` (whose tokens begin every row) only the rest of each row is run, after the
-    prefix's cached KV."""
-    start = len(prefix.tokens) if prefix is not None else 0
-    ids, mask = pad_rows(
-        [row[start:] for row in rows], _pad_id(loaded.tokenizer), loaded.device, left=True
-    )
-    positions = start + (mask.cumsum(-1) - 1).clamp(min=0)
-    extra = {}
-    if prefix is not None:
-        mask = torch.cat([mask.new_ones(len(rows), start), mask], 1)
-        extra = cache_kwargs(loaded.model, prefix.cache(loaded.model.config, len(rows)))
-    return next_token_logits(
-        loaded.model, input_ids=ids, attention_mask=mask, position_ids=positions, **extra
-    )
-
-
-def next_token_logits(model, **inputs) -> torch.Tensor:
-    """``model(**inputs)``'s logits at the last position of each row (float32): the output head
-    runs at that position only where the model's forward takes ``logits_to_keep`` (transformers'
-    causal LMs do), else at every position, the rest being dropped."""
-    return _run(model, **inputs).logits[:, -1].float()
-
-
-def _run(model, **inputs):
-    """``model(**inputs)``, asking for the logits of the last position only when it can."""
-    if takes_logits_to_keep(model):
-        inputs["logits_to_keep"] = 1
-    return model(**inputs)
-
-
-def _decoder(model):
-    """The model's body without the output head (transformers' ``get_decoder``), or None."""
-    get = getattr(model, "get_decoder", None)
-    if get is None:
-        return None
-    try:
-        body = get()
-    except (AttributeError, NotImplementedError, ValueError):
-        return None
-    return None if body is None or body is model else body
+def _hf(model: HFBackend | LoadedModel) -> HFBackend:
+    """The HF backend of ``model``: RAIN's search and self-evaluation need its cached states."""
+    backend = as_backend(model)
+    if not isinstance(backend, HFBackend):
+        raise GenerationError(
+            f"RAIN needs the hf backend (cached states of the model), not {backend.name}."
+        )
+    return backend
 
 
 def _begins(row: list[int], tokens: tuple[int, ...]) -> bool:
     """Whether ``row`` begins with ``tokens`` and has at least one token more."""
     return len(row) > len(tokens) and tuple(row[: len(tokens)]) == tokens
-
-
-def pad_rows(
-    rows: list[list[int]], pad: int, device: torch.device, *, left: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows of token ids as one padded (ids, attention mask) pair, padded on the right or left."""
-    width = max(map(len, rows))
-    ids = torch.full((len(rows), width), pad, dtype=torch.long, device=device)
-    mask = torch.zeros_like(ids)
-    for i, row in enumerate(rows):
-        span = slice(width - len(row), width) if left else slice(0, len(row))
-        ids[i, span] = torch.tensor(row, dtype=torch.long, device=device)
-        mask[i, span] = 1
-    return ids, mask
-
-
-def _pad_id(tokenizer) -> int:
-    pad = tokenizer.pad_token_id
-    return pad if pad is not None else (tokenizer.eos_token_id or 0)

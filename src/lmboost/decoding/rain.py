@@ -41,7 +41,6 @@ makes a search reproducible.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -50,16 +49,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from lmboost.decoding.evaluator import ModelEmbedder, SelfEvaluator, next_token_logits
+from lmboost.backends.hf import HFBackend, KVState
+from lmboost.decoding.evaluator import ModelEmbedder, SelfEvaluator, _hf
 from lmboost.decoding.goals import Goal, resolve_goal
-from lmboost.generation import (
-    GenerationError,
-    Prompt,
-    context_window,
-    encode_prompt,
-    resolve_chat,
-)
-from lmboost.models.calls import cache_kwargs
+from lmboost.generation import GenerationError, Prompt, encode_prompt, resolve_chat
 from lmboost.models.loading import LoadedModel
 
 #: (prompt, response) -> value in [-1, 1]: how well the response meets the goal.
@@ -240,7 +233,7 @@ class _Search:
 
     def __init__(
         self,
-        loaded: LoadedModel,
+        model: HFBackend | LoadedModel,
         prompt_ids: list[int],
         user: str,
         reply: str,
@@ -248,19 +241,17 @@ class _Search:
         evaluator: Evaluator,
         embedder: Embedder,
     ) -> None:
-        from transformers import DynamicCache
-
-        self.model, self.tokenizer, self.device = loaded.model, loaded.tokenizer, loaded.device
+        backend = _hf(model)
+        self.tokenizer, self.device = backend.tokenizer, backend.device
         self.config, self.user, self.reply = config, user, reply
         self.evaluate, self.embed = evaluator, embedder
-        self.eos = _eos_set(loaded)
+        self.eos = backend.eos_token_ids
         self.eos_ids = torch.tensor(sorted(self.eos), dtype=torch.long, device=self.device)
-        self.window = context_window(loaded.model)
+        self.window = backend.context_window
         self.max_new = min(config.max_new_tokens, self.window - len(prompt_ids))
         self.prompt_len = len(prompt_ids)
         self.committed: list[int] = []
-        self.cache = DynamicCache(config=loaded.model.config)
-        self.logits = self._forward(self.cache, [prompt_ids])[0]  # next token after the prefix
+        self.state = backend.prefill(prompt_ids)  # the committed text; next-token logits after it
         self.root = Node()
         self.bounds = ValueBounds(*config.value_bounds)
         self.generator = torch.Generator(device=self.device)
@@ -325,16 +316,16 @@ class _Search:
         tokens = [t for node in path[1:] for t in node.tokens]
         response = self.committed + tokens
         terminal = len(response) >= self.max_new or bool(self.eos & set(leaf.tokens))
-        cache, logits = self._advance(tokens)
+        state, logits = self._advance(tokens)
         # 2. Simulation to the end of the sentence, 3. self-evaluation of the whole text.
-        simulated = [] if terminal else self._simulate(copy.deepcopy(cache), logits, response)
+        simulated = [] if terminal else self._simulate(state.fork(), logits, response)
         value = self.evaluate(self.user, self.reply + self._decode(response + simulated))
         # 4. Expansion of the leaf.
         if not terminal:
             length = self._set_length(leaf, len(response))
             leaf.children = [
                 Node(tokens=t, depth=leaf.depth + 1, logp=lp)
-                for t, lp in self._propose(cache, logits, length, exclude=set())
+                for t, lp in self._propose(state, logits, length, exclude=set())
             ]
             set_priors(leaf, cfg.root_uniform_mix if leaf is self.root else 0.0)
         # 5. Backward, each path node embedded by its continuation (its tokens on).
@@ -359,10 +350,10 @@ class _Search:
         an existing child's, which is shorter when that one ended at EOS)."""
         node = path[-1]
         path_tokens = [t for n in path[1:] for t in n.tokens]
-        cache, logits = self._advance(path_tokens)
+        state, logits = self._advance(path_tokens)
         existing = {child.tokens for child in node.children}
         length = self._set_length(node, len(self.committed) + len(path_tokens))
-        for tokens, logp in self._propose(cache, logits, length, exclude=existing)[:1]:
+        for tokens, logp in self._propose(state, logits, length, exclude=existing)[:1]:
             node.children.append(Node(tokens=tokens, depth=node.depth + 1, logp=logp))
         set_priors(node, self.config.root_uniform_mix if node is self.root else 0.0)
 
@@ -370,18 +361,18 @@ class _Search:
         """Commit ``child``'s token set: extend the prefix cache, make it the root, re-mix the
         priors of its children as root priors."""
         self.committed += child.tokens
-        self.logits = self._forward(self.cache, [list(child.tokens)])[0]
+        self.state.extend([list(child.tokens)])
         self.root = child
         if child.children:
             set_priors(child, self.config.root_uniform_mix)
 
     def _propose(
-        self, cache, logits: torch.Tensor, length: int, exclude: set[tuple[int, ...]]
+        self, state: KVState, logits: torch.Tensor, length: int, exclude: set[tuple[int, ...]]
     ) -> list[tuple[tuple[int, ...], float]]:
         """Up to q distinct token sets of ``length`` after the cached text, none in ``exclude``,
         each with its summed log-prob: single tokens are the q most probable ones; longer sets
         are the greedy one and q - 1 samples from the top k, decoded as one batch of q rows
-        (cut after EOS; duplicates dropped). Consumes ``cache``."""
+        (cut after EOS; duplicates dropped). Consumes ``state``."""
         cfg = self.config
         logp = logits.log_softmax(-1)
         if length == 1:
@@ -389,7 +380,7 @@ class _Search:
             picks = [t for t in top if (t,) not in exclude][: cfg.num_candidates]
             return [((t,), logp[t].item()) for t in picks]
         q = cfg.num_candidates
-        cache.batch_repeat_interleave(q)
+        state.repeat(q)
         logp = logp.expand(q, -1)
         rows, total = [], torch.zeros(q, device=self.device)
         alive = torch.ones(q, dtype=torch.bool, device=self.device)
@@ -403,7 +394,7 @@ class _Search:
             alive &= ~torch.isin(token, self.eos_ids)
             rows.append(token)
             if position + 1 < length:
-                logp = self._forward(cache, token[:, None]).log_softmax(-1)
+                logp = state.extend(token[:, None]).log_softmax(-1)
         candidates: dict[tuple[int, ...], float] = {}
         for row, score in zip(torch.stack(rows, 1).tolist(), total.tolist()):
             cut = next((i + 1 for i, t in enumerate(row) if t in self.eos), len(row))
@@ -412,13 +403,13 @@ class _Search:
                 candidates[tokens] = score
         return list(candidates.items())
 
-    def _simulate(self, cache, logits: torch.Tensor, response: list[int]) -> list[int]:
+    def _simulate(self, state: KVState, logits: torch.Tensor, response: list[int]) -> list[int]:
         """Sample on after ``response`` until the text ends a sentence, EOS, or the cap."""
         cap = min(self.config.simulation_tokens, self.window - self.prompt_len - len(response))
         simulated: list[int] = []
         while len(simulated) < cap and not self._sentence_ended(response + simulated):
             if simulated:
-                logits = self._forward(cache, [[simulated[-1]]])[0]
+                logits = state.extend([[simulated[-1]]])[0]
             token = int(torch.multinomial(logits.softmax(-1), 1, generator=self.generator))
             simulated.append(token)
             if token in self.eos:
@@ -428,19 +419,11 @@ class _Search:
     def _sentence_ended(self, ids: list[int]) -> bool:
         return bool(ids) and self._decode(ids).endswith(self.config.sentence_ends)
 
-    def _advance(self, tokens: list[int]):
-        """A copy of the prefix cache extended by ``tokens``, and the next-token logits."""
-        cache = copy.deepcopy(self.cache)
-        logits = self._forward(cache, [tokens])[0] if tokens else self.logits
-        return cache, logits
-
-    def _forward(self, cache, ids) -> torch.Tensor:
-        """Run ``ids`` (rows x tokens) after the cached text, extending ``cache``; the
-        next-token logits (rows x vocabulary, float32), the output head run there only."""
-        ids = torch.as_tensor(ids, dtype=torch.long, device=self.device)
-        return next_token_logits(
-            self.model, input_ids=ids, use_cache=True, **cache_kwargs(self.model, cache)
-        )
+    def _advance(self, tokens: list[int]) -> tuple[KVState, torch.Tensor]:
+        """A copy of the committed state extended by ``tokens``, and the next-token logits."""
+        state = self.state.fork()
+        logits = state.extend([tokens])[0] if tokens else state.logits[0]
+        return state, logits
 
     def _decode(self, ids: list[int]) -> str:
         cut = next((i for i, t in enumerate(ids) if t in self.eos), len(ids))
@@ -449,7 +432,7 @@ class _Search:
 
 @torch.inference_mode()
 def rain_generate(
-    loaded: LoadedModel,
+    model: HFBackend | LoadedModel,
     prompt: Prompt,
     config: RainConfig | None = None,
     *,
@@ -466,23 +449,24 @@ def rain_generate(
     """
     config = config or RainConfig()
     config.validate()
-    if loaded.is_encoder:
-        raise GenerationError(f"'{loaded.spec}' is an encoder; RAIN needs a causal LM.")
-    use_chat = resolve_chat(loaded.tokenizer, chat)
-    prompt_ids = encode_prompt(loaded.tokenizer, prompt, use_chat)
-    if len(prompt_ids) >= context_window(loaded.model):
+    backend = _hf(model)
+    if backend.loaded.is_encoder:
+        raise GenerationError(f"'{backend.spec}' is an encoder; RAIN needs a causal LM.")
+    use_chat = resolve_chat(backend.tokenizer, chat)
+    prompt_ids = encode_prompt(backend.tokenizer, prompt, use_chat)
+    if len(prompt_ids) >= backend.context_window:
         raise GenerationError(
             f"The prompt has {len(prompt_ids)} tokens but the model's context window is "
-            f"{context_window(loaded.model)}: shorten it."
+            f"{backend.context_window}: shorten it."
         )
     user, reply = (prompt, "") if isinstance(prompt, str) else prompt
     if evaluator is None:
         evaluator = SelfEvaluator(
-            loaded, resolve_goal(goal) if isinstance(goal, str) else goal, chat=chat
+            backend, resolve_goal(goal) if isinstance(goal, str) else goal, chat=chat
         )
     start = time.perf_counter()
     search = _Search(
-        loaded, prompt_ids, user, reply, config, evaluator, embedder or ModelEmbedder(loaded)
+        backend, prompt_ids, user, reply, config, evaluator, embedder or ModelEmbedder(backend)
     )
     trace: list[dict] = []
     while not search.done():
@@ -495,11 +479,3 @@ def rain_generate(
         iterations=sum(record["iterations"] for record in trace),
         trace=trace,
     )
-
-
-def _eos_set(loaded: LoadedModel) -> set[int]:
-    """The token ids that end a generation (the model's, else the tokenizer's)."""
-    eos = loaded.model.generation_config.eos_token_id
-    if eos is None:
-        eos = loaded.tokenizer.eos_token_id
-    return set(eos) if isinstance(eos, list) else ({eos} if eos is not None else set())

@@ -1,29 +1,26 @@
-"""``generate(loaded, prompts, config, n)``: batched sampling on top of transformers' ``generate``.
+"""Generation settings and prompts, and ``generate(model, prompts, config, n)`` on any backend.
 
-What this adds to ``model.generate``:
+What lmboost adds to a backend's decoding:
 
-* prompts are left-padded into batches of ``batch_size``; a chat template is applied when the
-  tokenizer has one (``chat=None``), or when forced (``chat=True``);
-* stop strings end a row's generation as soon as they appear and are cut from its text;
-* ``n`` completions per prompt share one encoding of the prompt. transformers (checked in 5.23)
-  implements ``num_return_sequences`` by ``repeat_interleave``-ing ``input_ids`` *before* the
-  prefill forward, so it encodes every prompt n times. Here the prompt minus its last token is
-  run once, its KV cache is expanded n times (``Cache.batch_repeat_interleave``) and
-  ``model.generate`` resumes from that cache: per sample only the last prompt token is re-run;
+* prompts are (user message, start of the reply) or plain text; a chat template is applied when
+  the tokenizer has one (``chat=None``), or when forced (``chat=True``): :func:`encode_prompt`
+  gives the exact token ids, so every backend sees the same tokens;
+* stop strings end a completion as soon as they appear and are cut from its text;
+* ``n`` completions per prompt share one encoding of the prompt;
 * seeded sampling is reproducible; prompts longer than the context window raise an error.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from lmboost.errors import LmboostError
-from lmboost.models.calls import cache_kwargs, takes_logits_to_keep
-from lmboost.models.loading import LoadedModel
+
+if TYPE_CHECKING:
+    from lmboost.backends.base import Backend
+    from lmboost.models.loading import LoadedModel
 
 #: A prompt is the text to continue, or (user message, start of the model's reply). Under a chat
 #: template the user message is wrapped in it and the reply start follows the assistant header;
@@ -65,45 +62,45 @@ class GenerationConfig:
 
 
 def generate(
-    loaded: LoadedModel,
+    model: Backend | LoadedModel,
     prompts: Sequence[Prompt],
     config: GenerationConfig | None = None,
     *,
     n: int = 1,
     chat: bool | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
 ) -> list[list[str]]:
-    """``n`` completions of each prompt (a list of n strings per prompt, in input order).
+    """``n`` completions of each prompt (a list of n strings per prompt, in input order), by
+    ``model``: a backend, or a loaded transformers model (run on the HF backend).
 
     ``chat=None`` applies the tokenizer's chat template when it has one; True/False force it.
-    Prompts are run ``batch_size`` at a time (``batch_size * n`` rows while decoding). When a
-    prompt plus ``max_new_tokens`` exceeds the context window, fewer tokens are generated.
+    ``batch_size`` prompts run at once where the backend batches by request (HF); when a prompt
+    plus ``max_new_tokens`` exceeds the context window, fewer tokens are generated.
     """
-    config = config or GenerationConfig()
+    from lmboost.backends import as_backend
+
+    return as_backend(model).generate(prompts, config, n=n, chat=chat, batch_size=batch_size)
+
+
+def check_request(
+    tokenizer, prompts: Sequence[Prompt], config: GenerationConfig, n: int, chat: bool | None,
+    window: int,
+) -> list[list[int]]:
+    """Validate a generation request; the token ids of each prompt. Raises GenerationError."""
     config.validate()
-    if loaded.is_encoder:
-        raise GenerationError(f"'{loaded.spec}' is an encoder; generation needs a causal LM.")
     if isinstance(prompts, str) or len(prompts) == 0:
         raise GenerationError("No prompts: pass a non-empty list of prompt strings.")
     if n < 1:
         raise GenerationError(f"n (completions per prompt) must be at least 1, not {n}.")
-    if batch_size < 1:
-        raise GenerationError(f"batch_size must be at least 1, not {batch_size}.")
-    use_chat = resolve_chat(loaded.tokenizer, chat)
-    encoded = [encode_prompt(loaded.tokenizer, p, use_chat) for p in prompts]
-    window = context_window(loaded.model)
+    use_chat = resolve_chat(tokenizer, chat)
+    encoded = [encode_prompt(tokenizer, p, use_chat) for p in prompts]
     for i, ids in enumerate(encoded):
         if len(ids) >= window:
             raise GenerationError(
                 f"Prompt {i} has {len(ids)} tokens but the model's context window is {window}: "
                 "shorten it (fewer demonstrations) or use a model with a longer context."
             )
-    if config.seed is not None:
-        torch.manual_seed(config.seed)
-    results: list[list[str]] = []
-    for start in range(0, len(encoded), batch_size):
-        results.extend(_generate_batch(loaded, encoded[start : start + batch_size], config, n))
-    return results
+    return encoded
 
 
 def resolve_chat(tokenizer, chat: bool | None) -> bool:
@@ -136,115 +133,7 @@ def encode_prompt(tokenizer, prompt: Prompt, chat: bool) -> list[int]:
     return ids
 
 
-def context_window(model) -> int:
-    """The model's context length (``max_position_embeddings``; 2048 when it declares none)."""
-    config = model.config.get_text_config()
-    return getattr(config, "max_position_embeddings", None) or 2048
-
-
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     """``text`` up to the earliest occurrence of any stop string."""
     cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=len(text))
     return text[:cut]
-
-
-@torch.inference_mode()
-def _generate_batch(
-    loaded: LoadedModel, encoded: list[list[int]], config: GenerationConfig, n: int
-) -> list[list[str]]:
-    """One left-padded batch: prefill once, expand the cache n times, decode."""
-    from transformers import DynamicCache, StoppingCriteriaList
-
-    model, tokenizer = loaded.model, loaded.tokenizer
-    device = loaded.device
-    pad = _pad_id(tokenizer)
-    width = max(len(ids) for ids in encoded)
-    ids = torch.full((len(encoded), width), pad, dtype=torch.long, device=device)
-    mask = torch.zeros_like(ids)
-    for row, seq in enumerate(encoded):
-        ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long, device=device)
-        mask[row, width - len(seq) :] = 1
-
-    max_new = min(config.max_new_tokens, context_window(model) - max(map(len, encoded)))
-    if max_new < config.max_new_tokens:
-        warnings.warn(
-            f"Generating at most {max_new} new tokens (not {config.max_new_tokens}): the longest "
-            "prompt of the batch leaves no more room in the context window.",
-            stacklevel=3,
-        )
-
-    cache = None
-    if n > 1 and width > 1:
-        # Encode the prompt once (all but its last token); every sample reuses this cache.
-        cache = DynamicCache(config=model.config)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        kwargs = {"logits_to_keep": 1} if takes_logits_to_keep(model) else {}
-        model(
-            input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
-            use_cache=True, **cache_kwargs(model, cache), **kwargs,
-        )
-        cache.batch_repeat_interleave(n)
-    if n > 1:
-        ids, mask = ids.repeat_interleave(n, dim=0), mask.repeat_interleave(n, dim=0)
-
-    stopping = StoppingCriteriaList()
-    if config.stop:
-        stopping.append(_StopOnStrings(tokenizer, config.stop, width))
-    out = model.generate(
-        input_ids=ids,
-        attention_mask=mask,
-        generation_config=_hf_config(model, tokenizer, config, max_new),
-        stopping_criteria=stopping,
-        **cache_kwargs(model, cache),
-    )
-    texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
-    texts = [cut_at_stop(t, config.stop) for t in texts]
-    return [texts[i : i + n] for i in range(0, len(texts), n)]
-
-
-def _hf_config(model, tokenizer, config: GenerationConfig, max_new_tokens: int):
-    """A transformers GenerationConfig with every sampling field set (none inherited)."""
-    from transformers import GenerationConfig as HFGenerationConfig
-
-    eos = model.generation_config.eos_token_id
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    sampling = (
-        {"temperature": config.temperature, "top_k": config.top_k, "top_p": config.top_p}
-        if config.do_sample
-        else {"temperature": None, "top_k": None, "top_p": None}
-    )
-    return HFGenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=config.do_sample,
-        num_beams=1,
-        pad_token_id=_pad_id(tokenizer),
-        eos_token_id=eos,
-        **sampling,
-    )
-
-
-class _StopOnStrings:
-    """Stopping criterion: a row is done once its new text contains one of the stop strings.
-
-    Only the last few tokens are decoded at each step (enough to hold the longest stop string,
-    even when every byte is its own token), so the check stays cheap for long completions.
-    """
-
-    def __init__(self, tokenizer, stop: Sequence[str], prompt_width: int) -> None:
-        self.tokenizer = tokenizer
-        self.stop = tuple(stop)
-        self.prompt_width = prompt_width
-        self.window = 4 * max(len(s.encode()) for s in self.stop) + 2
-
-    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        new = input_ids[:, self.prompt_width :][:, -self.window :]
-        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-        done = [any(s in t for s in self.stop) for t in texts]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
-def _pad_id(tokenizer) -> int:
-    pad = tokenizer.pad_token_id
-    return pad if pad is not None else (tokenizer.eos_token_id or 0)
-

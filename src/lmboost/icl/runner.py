@@ -34,6 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lmboost import __version__
+from lmboost.backends import BACKENDS, Backend, as_backend, load_backend
 from lmboost.calibration import (
     CALIBRATORS,
     Calibrator,
@@ -64,9 +65,8 @@ from lmboost.icl.prompts import (
     content_free_example,
     select_demonstrations,
 )
-from lmboost.models import DEFAULT_MODEL, load_model
+from lmboost.models import DEFAULT_MODEL
 from lmboost.models.loading import DTYPES, LoadedModel
-from lmboost.scoring import Scorer
 from lmboost.tasks import ClassificationTask, Example, get_task
 
 EVAL_SAMPLE_SEED = 0
@@ -95,6 +95,8 @@ class ICLConfig:
         n_domain: number of random in-domain strings DC is fitted on.
         batch_size: scoring batch size.
         dtype: float32, bfloat16 or float16.
+        backend: "hf" (transformers, prefix-cached) or "vllm".
+        tensor_parallel_size: GPUs the vllm backend shards the model over.
         truncation: "error" or "left" for prompts longer than the model's context window.
     """
 
@@ -110,6 +112,8 @@ class ICLConfig:
     n_domain: int = 20
     batch_size: int = 16
     dtype: str = "float32"
+    backend: str = "hf"
+    tensor_parallel_size: int = 1
     truncation: str = "error"
 
     def validate(self) -> None:
@@ -133,7 +137,10 @@ class ICLConfig:
             )
         if len(set(self.calibration)) != len(self.calibration):
             raise LmboostError(f"calibration {self.calibration} lists a method twice.")
-        for name, low in (("seeds", 1), ("n_domain", 1), ("batch_size", 1), ("labelled_size", 0)):
+        for name, low in (
+            ("seeds", 1), ("n_domain", 1), ("batch_size", 1), ("labelled_size", 0),
+            ("tensor_parallel_size", 1),
+        ):
             value = getattr(self, name)
             if not _is_int(value) or value < low:
                 raise LmboostError(f"{name} must be an integer >= {low}, not {value!r}.")
@@ -143,6 +150,7 @@ class ICLConfig:
             ("demo_strategy", DEMO_STRATEGIES),
             ("truncation", TRUNCATIONS),
             ("dtype", tuple(DTYPES)),
+            ("backend", BACKENDS),
         ):
             if getattr(self, name) not in allowed:
                 raise LmboostError(
@@ -223,7 +231,7 @@ class _Plan:
 
 
 def score_run(
-    scorer: Scorer,
+    scorer: Backend,
     task: ClassificationTask,
     eval_examples: Sequence[Example],
     pool: Sequence[Example],
@@ -265,14 +273,15 @@ def score_run(
 
 
 def run_icl(
-    config: ICLConfig, progress: bool = True, loaded: LoadedModel | None = None
+    config: ICLConfig, progress: bool = True, loaded: Backend | LoadedModel | None = None
 ) -> dict[str, Any]:
     """Run the experiment ``config`` describes; returns the results object, exactly as written
     to ``out/results.json`` (JSON types only); the report goes to ``out/report.md``.
 
-    ``loaded`` scores with a model already in memory (a compressed one, say); ``config.model``
-    then only names it in the record and the fingerprints. Otherwise the model is loaded only
-    if some scores are not stored yet.
+    ``loaded`` scores with a model already in memory (a backend, or a loaded transformers model,
+    a compressed one say); ``config.model`` then only names it in the record and the
+    fingerprints. Otherwise the model is loaded on ``config.backend`` only if some scores are
+    not stored yet.
     """
     config.validate()
     timer = RunTimer()
@@ -283,14 +292,7 @@ def run_icl(
     _check_pool(pool, config)
     out = Path(config.out)
 
-    scorer = functools.cache(
-        lambda: Scorer(
-            loaded or load_model(config.model, dtype=config.dtype),
-            batch_size=config.batch_size,
-            truncation=config.truncation,
-            progress=progress,
-        )
-    )
+    scorer = functools.cache(lambda: _backend(config, loaded, progress))
     labels = np.array([ex.label for ex in eval_examples], dtype=np.int64)
     runs = [(k, s) for k in config.shots for s in range(config.seeds)]
     records = []
@@ -308,7 +310,7 @@ def run_icl(
         "kind": "icl",
         "lmboost_version": __version__,
         "config": config.to_dict(),
-        "model": {"spec": config.model, "dtype": config.dtype},
+        "model": {"spec": config.model, "dtype": config.dtype, "backend": config.backend},
         "task": _task_info(task),
         "eval": {
             "n": len(eval_examples),
@@ -326,6 +328,20 @@ def run_icl(
     write_json(out / "results.json", results)
     write_report(results, out)
     return results
+
+
+def _backend(
+    config: ICLConfig, model: Backend | LoadedModel | None, progress: bool
+) -> Backend:
+    """The backend to score with: ``model`` when given, else ``config.model`` loaded."""
+    options = {"batch_size": config.batch_size, "truncation": config.truncation,
+               "progress": progress}
+    if model is not None:
+        return as_backend(model, **options)
+    if config.backend == "vllm":
+        return load_backend(config.model, "vllm", dtype=config.dtype,
+                            tensor_parallel_size=config.tensor_parallel_size)
+    return load_backend(config.model, "hf", dtype=config.dtype, **options)
 
 
 # --------------------------------------------------------------------------- planning
@@ -351,6 +367,7 @@ def _plan(
     payload = {
         "model": config.model,
         "dtype": config.dtype,
+        **({"backend": config.backend} if config.backend != "hf" else {}),
         "task": task.name,
         "template": task.template,
         "verbalizer": task.verbalizer,

@@ -33,11 +33,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lmboost import __version__
+from lmboost.backends import BACKENDS, Backend, as_backend, load_backend
 from lmboost.errors import LmboostError
 from lmboost.evaluation import accuracy
 from lmboost.evaluation.records import read_json, to_jsonable, write_json
-from lmboost.generation import GenerationConfig, Prompt, format_prompt, generate, resolve_chat
-from lmboost.models import DEFAULT_MODEL, LoadedModel, load_model
+from lmboost.generation import GenerationConfig, Prompt, format_prompt, resolve_chat
+from lmboost.models import DEFAULT_MODEL, LoadedModel
 from lmboost.models.loading import DTYPES
 from lmboost.reasoning.prompts import (
     ANSWER_STOP,
@@ -56,15 +57,16 @@ from lmboost.reasoning.tasks import (
     task_names,
 )
 from lmboost.reasoning.vote import first_decidable, is_decided, majority_vote
-from lmboost.scoring import Scorer
 
 ANSWER_MAX_TOKENS = 32  # the zs-cot answer-extraction stage needs only a few tokens
 
 #: Settings that change the records; a rerun into the same folder must keep them.
 RECORD_SETTINGS = (
     "model", "task", "mode", "self_consistency", "early_stop", "max_new_tokens", "temperature",
-    "top_k", "top_p", "seed", "chat", "dtype",
+    "top_k", "top_p", "seed", "chat", "dtype", "backend",
 )
+#: Record settings added after runs were written, with the value those runs had.
+ADDED_SETTINGS = {"backend": "hf"}
 
 
 @dataclass(kw_only=True)
@@ -80,6 +82,8 @@ class ReasoningConfig:
         limit: evaluate the first N items of each sub-task.
         temperature, top_k, top_p: sampling settings when self_consistency > 1 (top_k 0 = off).
         chat: apply the tokenizer's chat template (None = when it has one).
+        dtype, device: the weights' dtype and where they run (hf backend).
+        backend: "hf" (transformers) or "vllm"; tensor_parallel_size: GPUs vLLM shards over.
     """
 
     task: str
@@ -98,6 +102,8 @@ class ReasoningConfig:
     chat: bool | None = None
     dtype: str = "float32"
     device: str = "auto"
+    backend: str = "hf"
+    tensor_parallel_size: int = 1
     progress: bool = field(default=False, repr=False)
 
     def validate(self) -> None:
@@ -111,6 +117,14 @@ class ReasoningConfig:
             raise LmboostError(f"limit must be at least 1, not {self.limit}.")
         if self.dtype not in DTYPES:
             raise LmboostError(f"Unknown dtype '{self.dtype}'. Choose one of: {', '.join(DTYPES)}.")
+        if self.backend not in BACKENDS:
+            raise LmboostError(
+                f"Unknown backend '{self.backend}'. Choose one of: {', '.join(BACKENDS)}."
+            )
+        if self.tensor_parallel_size < 1:
+            raise LmboostError(
+                f"tensor_parallel_size must be at least 1, not {self.tensor_parallel_size}."
+            )
         generation_settings(self).validate()
         if self.mode == "direct" and self.self_consistency > 1 and any(
             t.startswith("mmlu:") for t in task_names(self.task)
@@ -137,11 +151,14 @@ def generation_settings(config: ReasoningConfig, stop: tuple[str, ...] = ()) -> 
     )
 
 
-def run_reasoning(config: ReasoningConfig, loaded: LoadedModel | None = None) -> dict[str, Any]:
+def run_reasoning(
+    config: ReasoningConfig, loaded: Backend | LoadedModel | None = None
+) -> dict[str, Any]:
     """Run (or resume) the experiment, write ``out/results.json`` and return its content.
 
-    ``loaded`` reuses a model already in memory (``config.model`` then only names it in the
-    record); otherwise the model is loaded only if some item is still to be done.
+    ``loaded`` reuses a model already in memory (a backend or a loaded transformers model;
+    ``config.model`` then only names it in the record); otherwise the model is loaded on
+    ``config.backend`` only if some item is still to be done.
     """
     config.validate()
     items = load_items(config.task, config.limit)
@@ -152,8 +169,7 @@ def run_reasoning(config: ReasoningConfig, loaded: LoadedModel | None = None) ->
     done = read_item_log(log)
     pending = [item for item in items if item.uid not in done]
     if pending:
-        loaded = loaded or load_model(config.model, dtype=config.dtype, device=config.device)
-        solver = _Solver(loaded, config)
+        solver = _Solver(_backend(config, loaded), config)
         batches = range(0, len(pending), config.batch_size)
         with open(log, "a", encoding="utf-8") as f:
             for start in tqdm(batches, desc="reasoning", unit="batch", disable=not config.progress):
@@ -230,15 +246,25 @@ def read_item_log(path: Path) -> dict[str, dict]:
     return records
 
 
+def _backend(config: ReasoningConfig, model: Backend | LoadedModel | None) -> Backend:
+    """The backend to reason with: ``model`` when given, else ``config.model`` loaded."""
+    if model is not None:
+        return as_backend(model, batch_size=config.batch_size)
+    if config.backend == "vllm":
+        return load_backend(config.model, "vllm", dtype=config.dtype,
+                            tensor_parallel_size=config.tensor_parallel_size)
+    return load_backend(config.model, "hf", dtype=config.dtype, device=config.device,
+                        batch_size=config.batch_size)
+
+
 class _Solver:
     """Turns a batch of items into item records with one model."""
 
-    def __init__(self, loaded: LoadedModel, config: ReasoningConfig) -> None:
-        self.loaded = loaded
+    def __init__(self, backend: Backend, config: ReasoningConfig) -> None:
+        self.backend = backend
         self.config = config
-        self.chat = resolve_chat(loaded.tokenizer, config.chat)
+        self.chat = resolve_chat(backend.tokenizer, config.chat)
         self.settings = generation_settings(config, stop_strings(config.mode, self.chat))
-        self.scorer: Scorer | None = None
 
     def solve(self, batch: list[ReasoningItem]) -> list[dict]:
         """One record per item (all items of a task share its family)."""
@@ -248,10 +274,8 @@ class _Solver:
 
     def _score(self, batch: list[ReasoningItem]) -> list[dict]:
         """MMLU direct: the letter with the highest log-probability after the 5-shot context."""
-        if self.scorer is None:
-            self.scorer = Scorer(self.loaded, batch_size=self.config.batch_size)
         contexts = [build_prompt(item, "direct")[0] for item in batch]
-        scores = self.scorer.score_choices(contexts, list(MMLU_CHOICES))
+        scores = self.backend.score_choices(contexts, list(MMLU_CHOICES))
         records = []
         for item, row in zip(batch, scores):
             letter = MMLU_LETTERS[int(np.argmax(row))]
@@ -272,8 +296,8 @@ class _Solver:
             settings = self.settings
             if settings.do_sample:
                 settings = dataclasses.replace(settings, seed=self._seed(batch[0], round_))
-            drawn = generate(
-                self.loaded, [prompts[i] for i in active], settings, n=want, chat=self.chat,
+            drawn = self.backend.generate(
+                [prompts[i] for i in active], settings, n=want, chat=self.chat,
                 batch_size=self.config.batch_size,
             )
             texts = self._answer_texts([(batch[i], prompts[i], d) for i, d in zip(active, drawn)])
@@ -305,8 +329,8 @@ class _Solver:
             max_new_tokens=min(ANSWER_MAX_TOKENS, self.config.max_new_tokens), stop=ANSWER_STOP
         )
         second = [answer_prompt(p, chain, item) for item, p, chains in drawn for chain in chains]
-        outs = iter(generate(
-            self.loaded, second, settings, chat=self.chat, batch_size=self.config.batch_size
+        outs = iter(self.backend.generate(
+            second, settings, chat=self.chat, batch_size=self.config.batch_size
         ))
         return [
             [f"{answer_trigger(item)}{next(outs)[0]}" for _ in chains] for item, _, chains in drawn
@@ -368,7 +392,9 @@ def _check_settings(out: Path, config: ReasoningConfig) -> None:
     current = to_jsonable(_settings(config))
     if path.exists() and (out / "items.jsonl").exists():
         stored = read_json(path)
-        changed = [k for k in RECORD_SETTINGS if stored.get(k) != current[k]]
+        changed = [
+            k for k in RECORD_SETTINGS if stored.get(k, ADDED_SETTINGS.get(k)) != current[k]
+        ]
         if changed:
             diff = ", ".join(f"{k}: {stored.get(k)!r} -> {current[k]!r}" for k in changed)
             raise LmboostError(

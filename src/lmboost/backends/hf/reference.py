@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import torch
 
-from lmboost.scoring.engine import LoglikelihoodResult
+from lmboost.backends.base import LoglikelihoodResult
 from lmboost.scoring.requests import EncodedRequest
 
 

@@ -1,0 +1,555 @@
+"""The transformers backend: a prefix-cached engine for scoring, and generation, embeddings and
+the cached states RAIN searches over, all on one loaded model.
+
+Scoring is lm-evaluation-harness's ``loglikelihood``, fast. For requests (context, continuation)
+it returns log P(continuation | context), per token and in total, and whether the continuation is
+the greedy one. Three things make it fast:
+
+1. the token prefix shared by every context (instruction + demonstrations) is run once and its
+   KV cache reused for every request;
+2. each distinct context is run once (one forward per example, right-padded in batches: padding
+   after the real tokens cannot change them under causal attention); the output head is applied
+   only at the positions that are scored, not at every position of the prompt;
+3. continuations longer than one token are scored exactly, token by token, in a second batched
+   forward over the continuation tokens alone, reusing the example's own cache.
+
+Everything lmboost knows about transformers' internals (cache classes and the name they are
+passed under, skipping the output head, reaching the model's body, padding, context and sliding
+windows) lives in this sub-package, decided by behaviour (:mod:`lmboost.backends.hf.calls`).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from tqdm.auto import tqdm
+
+from lmboost.backends.base import Backend, BackendError, LoglikelihoodResult, RollingResult
+from lmboost.backends.hf import generation
+from lmboost.backends.hf.calls import cache_argument, cache_kwargs, takes_logits_to_keep
+from lmboost.backends.hf.generation import context_window
+from lmboost.backends.hf.state import CachedPrefix, KVState, pad_rows
+from lmboost.errors import ScoringError
+from lmboost.models.loading import LoadedModel
+from lmboost.scoring.requests import EncodedRequest
+
+if TYPE_CHECKING:
+    from lmboost.generation import GenerationConfig, Prompt
+
+
+class HFBackend(Backend):
+    """A transformers model (a :class:`~lmboost.models.LoadedModel`) behind the Backend interface.
+
+    ``batch_size`` contexts per scoring forward and prompts per generation batch. ``truncation``
+    decides what happens to a scoring request longer than the context window: "error" (default)
+    raises a ScoringError; "left" drops the oldest context tokens with a warning. ``progress``
+    shows a progress bar over scoring batches. ``max_length`` caps scoring requests below the
+    model's context window.
+    """
+
+    name = "hf"
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        batch_size: int = 16,
+        max_length: int | None = None,
+        truncation: str = "error",
+        progress: bool = False,
+    ) -> None:
+        if truncation not in ("error", "left"):
+            raise ScoringError(f"truncation must be 'error' or 'left', not {truncation!r}.")
+        if batch_size < 1:
+            raise ScoringError(f"batch_size must be at least 1, not {batch_size}.")
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.spec = loaded.spec
+        self.dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
+        self.batch_size = batch_size
+        self.truncation = truncation
+        self.progress = progress
+        config = self.model.config.get_text_config()
+        self.max_length = max_length or self.context_window
+        self.sliding_window = _sliding_window(config)
+        self._prefix: tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+        self._memo: dict[EncodedRequest, LoglikelihoodResult] = {}
+
+    @classmethod
+    def of_module(cls, module: torch.nn.Module, tokenizer=None, **options) -> HFBackend:
+        """The backend over a bare transformers model (a pruned or quantized copy, say)."""
+        spec = getattr(module.config, "_name_or_path", "") or type(module).__name__
+        return cls(LoadedModel(model=module, tokenizer=tokenizer, spec=spec, path=None), **options)
+
+    @property
+    def device(self) -> torch.device:
+        return self.loaded.device
+
+    @property
+    def context_window(self) -> int:
+        """``max_position_embeddings`` (2048 when the model declares none)."""
+        return context_window(self.model)
+
+    @property
+    def eos_token_ids(self) -> set[int]:
+        """The token ids that end a generation (the model's, else the tokenizer's)."""
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return set(eos) if isinstance(eos, list) else ({eos} if eos is not None else set())
+
+    @property
+    def hidden_size(self) -> int:
+        """The width of the model's hidden states (what :meth:`embed` returns)."""
+        return self.model.config.get_text_config().hidden_size
+
+    def describe(self) -> dict:
+        return {**super().describe(), "device": str(self.device)}
+
+    def _causal(self, what: str) -> None:
+        if self.loaded.is_encoder:
+            raise ScoringError(f"'{self.spec}' is an encoder; {what} needs a causal LM.")
+
+    # ------------------------------------------------------------------ generation
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        config: GenerationConfig | None = None,
+        *,
+        n: int = 1,
+        chat: bool | None = None,
+        batch_size: int | None = None,
+    ) -> list[list[str]]:
+        """``n`` completions of each prompt; ``batch_size`` prompts at a time (default: the
+        backend's), ``batch_size * n`` rows while decoding."""
+        from lmboost.generation import GenerationConfig, GenerationError, check_request
+
+        config = config or GenerationConfig()
+        if self.loaded.is_encoder:
+            raise GenerationError(f"'{self.spec}' is an encoder; generation needs a causal LM.")
+        size = self.batch_size if batch_size is None else batch_size
+        if size < 1:
+            raise GenerationError(f"batch_size must be at least 1, not {size}.")
+        encoded = check_request(self.tokenizer, prompts, config, n, chat, self.context_window)
+        if config.seed is not None:
+            torch.manual_seed(config.seed)
+        results: list[list[str]] = []
+        for start in range(0, len(encoded), size):
+            batch = encoded[start : start + size]
+            results.extend(generation.generate_batch(self.loaded, batch, config, n))
+        return results
+
+    # ------------------------------------------------------------------ rolling log-likelihood
+    @torch.inference_mode()
+    def loglikelihood_rolling(
+        self, texts: Sequence[str], *, window: int | None = None, stride: int | None = None
+    ) -> list[RollingResult]:
+        """Each text's log-likelihood (the tokenizer's special tokens added, as in training);
+        long texts in windows of ``window`` tokens (default: the context window) every
+        ``stride`` tokens (default: ``window``), each scoring only tokens no earlier window
+        scored."""
+        self._causal("scoring")
+        if isinstance(texts, str) or len(texts) == 0:
+            raise ScoringError("loglikelihood_rolling needs a non-empty list of texts.")
+        results = []
+        for text in texts:
+            ids = torch.tensor(self.tokenizer(text, verbose=False)["input_ids"], dtype=torch.long)
+            total, count, _ = self.rolling_nll(ids, window=window, stride=stride)
+            results.append(RollingResult(logprob=-total, tokens=count))
+        return results
+
+    @torch.inference_mode()
+    def rolling_nll(
+        self, ids: torch.Tensor, *, window: int | None = None, stride: int | None = None
+    ) -> tuple[float, int, int]:
+        """(summed NLL, scored tokens, windows) of the 1-D token ids ``ids``, strided: windows
+        of ``window`` tokens (capped at the context window) start every ``stride`` tokens, and
+        each scores only the tokens no earlier window scored. The first token is never scored."""
+        window = min(window or self.context_window, self.context_window)
+        stride = stride or window
+        if ids.ndim != 1 or len(ids) < 2:
+            raise ScoringError("A rolling log-likelihood needs at least 2 tokens of text.")
+        if not 1 <= stride <= window:
+            raise ScoringError(f"stride must lie in [1, window={window}], not {stride}.")
+        total, count, windows, scored_until = 0.0, 0, 0, 1  # token 0 has no context
+        for begin in range(0, len(ids), stride):
+            end = min(begin + window, len(ids))
+            chunk = ids[begin:end].to(self.device)
+            logits = self.model(input_ids=chunk[None], use_cache=False).logits[0, :-1].float()
+            nll = -torch.log_softmax(logits, dim=-1).gather(1, chunk[1:, None])[:, 0]
+            first = max(scored_until, begin + 1)  # first position this window scores
+            total += float(nll[first - begin - 1 :].double().sum())
+            count += end - first
+            windows += 1
+            scored_until = end
+            if end == len(ids):
+                break
+        return total, count, windows
+
+    @torch.inference_mode()
+    def run(self, ids: torch.Tensor) -> None:
+        """Run the B x L token ids through the model, outputs discarded (calibration passes
+        that forward hooks observe, throughput timing)."""
+        self.model(input_ids=ids.to(self.device), use_cache=False)
+
+    @torch.inference_mode()
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """The model's float32 logits at every position of the B x L token ids."""
+        return self.model(input_ids=ids.to(self.device), use_cache=False).logits.float()
+
+    # ------------------------------------------------------------------ embeddings
+    @torch.inference_mode()
+    def embed(
+        self,
+        texts: Sequence[str],
+        pooling: str = "mean",
+        *,
+        special_tokens: bool = True,
+        batch_size: int | None = None,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """One float32 vector per text (n x hidden): the last hidden states of the model's body
+        (no output head) pooled over the text's own tokens: ``mean``, ``last`` or ``first``.
+
+        ``special_tokens`` adds the tokenizer's special tokens (fed to the model; left out of
+        causal LMs' pools, kept in encoders', as their training did). Texts are run sorted by
+        length, right-padded, ``batch_size`` at a time; padding changes no vector."""
+        if pooling not in ("mean", "last", "first"):
+            raise BackendError(f"Unknown pooling {pooling!r}; choose mean, last or first.")
+        if isinstance(texts, str) or len(texts) == 0:
+            raise BackendError("embed needs a non-empty list of texts.")
+        size = batch_size or 32
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        body = self.body()
+        parts: list[torch.Tensor] = []
+        starts = range(0, len(order), size)
+        for start in tqdm(starts, desc="encoding", unit="batch", disable=not progress):
+            chunk = order[start : start + size]
+            batch = self.tokenizer(
+                [texts[i] for i in chunk],
+                padding=True,
+                padding_side="right",
+                add_special_tokens=special_tokens,
+                truncation=True,
+                max_length=self.context_window,
+                return_special_tokens_mask=True,
+                return_tensors="pt",
+            )
+            mask = batch["attention_mask"].to(self.device)
+            ids = batch["input_ids"].to(self.device)
+            if body is not None:
+                hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+            else:
+                out = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+                hidden = out.hidden_states[-1].float()
+            if not self.loaded.is_encoder:  # pool over the text's own tokens only
+                mask = mask * (1 - batch["special_tokens_mask"].to(self.device))
+            empty = (mask.sum(dim=1) == 0).nonzero().flatten().tolist()
+            if empty:
+                raise BackendError(
+                    f"{texts[chunk[empty[0]]]!r} has no tokens besides special tokens to pool."
+                )
+            parts.append(_pool(hidden, mask, pooling).cpu())
+        vectors = torch.empty(len(texts), parts[0].shape[1])
+        vectors[order] = torch.cat(parts)
+        return vectors
+
+    def body(self):
+        """The model without its output head (transformers' ``base_model`` / ``get_decoder``),
+        or None when it has no separate body."""
+        if self.loaded.is_encoder:
+            return self.model.base_model
+        get = getattr(self.model, "get_decoder", None)
+        try:
+            body = get() if get is not None else None
+        except (AttributeError, NotImplementedError, ValueError):
+            return None
+        return None if body is None or body is self.model else body
+
+    # ------------------------------------------------------------------ states for search
+    def prefill(self, ids: Sequence[int]) -> KVState:
+        """Run ``ids`` once; the state to extend, fork and read next-token logits from."""
+        return KVState.start(self, ids)
+
+    def prefix(self, tokens: Sequence[int]) -> CachedPrefix:
+        """Run ``tokens`` once and keep their KV cache, for :meth:`last_logits`."""
+        return CachedPrefix.run(self, tokens)
+
+    @torch.inference_mode()
+    def last_logits(
+        self, rows: list[list[int]], prefix: CachedPrefix | None = None
+    ) -> torch.Tensor:
+        """Next-token logits (float32) after each row of token ids, run as one left-padded
+        batch. With ``prefix`` (whose tokens begin every row) only the rest of each row is run,
+        after the prefix's cached KV."""
+        start = len(prefix.tokens) if prefix is not None else 0
+        ids, mask = pad_rows([row[start:] for row in rows], self._pad_id, self.device, left=True)
+        positions = start + (mask.cumsum(-1) - 1).clamp(min=0)
+        extra = {}
+        if prefix is not None:
+            mask = torch.cat([mask.new_ones(len(rows), start), mask], 1)
+            extra = cache_kwargs(self.model, prefix.cache(self.model.config, len(rows)))
+        return self.next_logits(
+            input_ids=ids, attention_mask=mask, position_ids=positions, **extra
+        )
+
+    def next_logits(self, **inputs) -> torch.Tensor:
+        """``model(**inputs)``'s logits at the last position of each row (float32), the output
+        head run at that position only where the model can."""
+        if takes_logits_to_keep(self.model):
+            inputs["logits_to_keep"] = 1
+        return self.model(**inputs).logits[:, -1].float()
+
+    @property
+    def caches_prefixes(self) -> bool:
+        """Whether the model takes a KV cache (so prefixes can be run once and reused)."""
+        return cache_argument(self.model) is not None
+
+    # ------------------------------------------------------------------ engine
+    @torch.inference_mode()
+    def loglikelihood_tokens(self, requests: Sequence[EncodedRequest]) -> list[LoglikelihoodResult]:
+        """The engine on already-tokenized requests (see ``encode_request``).
+
+        Each distinct request is scored once per Scorer: repeats, within a call or across calls
+        (zero-shot prompts under several seeds, say), are answered from memory.
+        """
+        self._causal("scoring")
+        if len(requests) == 0:
+            raise ScoringError("No requests to score.")
+        requests = [self._fit_window(r) for r in requests]
+        todo = list(dict.fromkeys(r for r in requests if r not in self._memo))
+        if todo:
+            self._memo.update(zip(todo, self._score(todo)))
+        return [self._memo[r] for r in requests]
+
+    def _score(self, requests: list[EncodedRequest]) -> list[LoglikelihoodResult]:
+        """Score distinct requests: shared prefix once, then batches of distinct contexts.
+
+        With a sliding attention window (Gemma 3, Mistral) a request that does not fit inside
+        the window is scored on its own, without the shared prefix or padding, so the model's
+        sliding cache sees exactly what it sees in generation.
+        """
+        window = self.sliding_window
+        if window is not None and any(_length(r) >= window for r in requests):
+            long = [i for i, r in enumerate(requests) if _length(r) >= window]
+            warnings.warn(
+                f"{len(long)} of {len(requests)} requests are longer than the model's sliding "
+                f"window ({window} tokens); scoring them one context at a time (slower).",
+                stacklevel=3,
+            )
+            results: list[LoglikelihoodResult | None] = [None] * len(requests)
+            for i in long:
+                (results[i],) = self._score_batch(
+                    [requests[i].context], [(0, requests[i].continuation)], None, 0
+                )
+            short = [i for i in range(len(requests)) if results[i] is None]
+            if short:
+                for i, result in zip(short, self._score([requests[i] for i in short])):
+                    results[i] = result
+            return results  # type: ignore[return-value]
+
+        # Group continuations by context: each distinct context is run once.
+        contexts: dict[tuple[int, ...], list[int]] = {}
+        for i, r in enumerate(requests):
+            contexts.setdefault(r.context, []).append(i)
+        ctx_list = sorted(contexts, key=len, reverse=True)  # similar lengths share a batch
+
+        prefix_len = _common_prefix_len(ctx_list)
+        prefix_kv = self._prefix_cache(ctx_list[0][:prefix_len])
+
+        results = [None] * len(requests)
+        batches = range(0, len(ctx_list), self.batch_size)
+        for start in tqdm(batches, desc="scoring", unit="batch", disable=not self.progress):
+            batch = ctx_list[start : start + self.batch_size]
+            items = [(b, i) for b, ctx in enumerate(batch) for i in contexts[ctx]]
+            scored = self._score_batch(
+                [ctx[prefix_len:] for ctx in batch],
+                [(b, requests[i].continuation) for b, i in items],
+                prefix_kv,
+                prefix_len,
+            )
+            for (_, i), result in zip(items, scored):
+                results[i] = result
+        return results  # type: ignore[return-value]
+
+    def _score_batch(
+        self,
+        suffixes: list[tuple[int, ...]],
+        continuations: list[tuple[int, tuple[int, ...]]],
+        prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None,
+        prefix_len: int,
+    ) -> list[LoglikelihoodResult]:
+        """Score continuations (row index, tokens) after a batch of context suffixes."""
+        device = self.model.device
+        n = len(suffixes)
+        lengths = torch.tensor([len(s) for s in suffixes], device=device)
+        ids, mask = _right_pad(suffixes, self._pad_id, device)
+        positions = prefix_len + torch.arange(ids.shape[1], device=device).expand(n, -1)
+        full_mask = torch.cat([torch.ones(n, prefix_len, dtype=mask.dtype, device=device), mask], 1)
+        cache = _make_cache(self.model.config, prefix_kv, n)
+        hidden, cache = self._forward(ids, full_mask, positions, cache)
+        # Distribution over the first continuation token: at each suffix's last real position.
+        first_logp = self._log_softmax_head(hidden[torch.arange(n, device=device), lengths - 1])
+
+        token_lp: list[list[float]] = []
+        greedy: list[bool] = []
+        for row, cont in continuations:
+            token_lp.append([first_logp[row, cont[0]].item()])
+            greedy.append(bool(first_logp[row].argmax() == cont[0]))
+
+        multi = [j for j, (_, cont) in enumerate(continuations) if len(cont) > 1]
+        for start in range(0, len(multi), self.batch_size):
+            chunk = multi[start : start + self.batch_size]
+            rows = torch.tensor([continuations[j][0] for j in chunk], device=device)
+            conts = [continuations[j][1] for j in chunk]
+            c_ids, c_mask = _right_pad([c[:-1] for c in conts], self._pad_id, device)
+            offsets = (prefix_len + lengths[rows])[:, None]
+            c_pos = offsets + torch.arange(c_ids.shape[1], device=device)
+            c_full = torch.cat([full_mask[rows], c_mask], 1)
+            c_cache = _select_cache(self.model.config, cache, rows)
+            c_hidden, _ = self._forward(c_ids, c_full, c_pos, c_cache)
+            for k, (j, cont) in enumerate(zip(chunk, conts)):
+                logp = self._log_softmax_head(c_hidden[k, : len(cont) - 1])
+                targets = torch.tensor(cont[1:], device=device)
+                token_lp[j].extend(logp.gather(1, targets[:, None])[:, 0].tolist())
+                greedy[j] = greedy[j] and bool((logp.argmax(-1) == targets).all())
+
+        return [
+            LoglikelihoodResult(logprob=float(sum(lp)), is_greedy=g, token_logprobs=tuple(lp))
+            for lp, g in zip(token_lp, greedy)
+        ]
+
+    # ------------------------------------------------------------------ model plumbing
+    def _forward(self, ids, mask, positions, cache):
+        """Run the decoder body; returns last hidden states (and the updated cache)."""
+        module = self.model.base_model if self._manual_head else self.model
+        out = module(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+            **cache_kwargs(module, cache),
+        )
+        return out[0], cache  # the last hidden states (or logits); the cache is filled in place
+
+    def _log_softmax_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Apply the output head to selected positions only, then log-softmax in float32."""
+        logits = self._head(hidden) if self._manual_head else hidden
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.model.get_output_embeddings()(hidden)
+        cap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    @functools.cached_property
+    @torch.inference_mode()
+    def _manual_head(self) -> bool:
+        """Use body + head separately only if that reproduces the model's own logits here
+        (checked on first use)."""
+        if self.model.get_output_embeddings() is None:
+            return False
+        ids = torch.tensor([[self._pad_id or 0, 1, 2, 3]], device=self.model.device)
+        reference = self.model.forward(input_ids=ids).logits  # forward(): hooks see no probe
+        manual = self._head(self.model.base_model.forward(input_ids=ids).last_hidden_state)
+        return manual.shape == reference.shape and torch.allclose(manual, reference, atol=1e-4)
+
+    @property
+    def _pad_id(self) -> int:
+        return generation.pad_id(self.tokenizer)
+
+    def _prefix_cache(self, prefix: tuple[int, ...]):
+        """KV cache of the shared prefix, computed once and kept for the next call."""
+        if not prefix:
+            return None
+        if self._prefix is not None and self._prefix[0] == prefix:
+            return self._prefix[1]
+        ids = torch.tensor([prefix], device=self.model.device)
+        cache = _make_cache(self.model.config, None, 1)
+        body = self.model.base_model
+        body(input_ids=ids, use_cache=True, **cache_kwargs(body, cache))
+        layers = [(layer.keys, layer.values) for layer in cache.layers]
+        self._prefix = (prefix, layers)
+        return layers
+
+    def _fit_window(self, request: EncodedRequest) -> EncodedRequest:
+        total = len(request.context) + len(request.continuation)
+        if total <= self.max_length:
+            return request
+        if self.truncation == "error" or len(request.continuation) >= self.max_length:
+            raise ScoringError(
+                f"A request has {total} tokens but the model's context window is "
+                f"{self.max_length}. Use fewer or shorter demonstrations, or pass "
+                "truncation='left' (--truncation left) to drop the oldest context tokens."
+            )
+        warnings.warn(
+            f"Left-truncating a {total}-token request to the {self.max_length}-token window.",
+            stacklevel=3,
+        )
+        keep = self.max_length - len(request.continuation)
+        return EncodedRequest(request.context[-keep:], request.continuation)
+
+
+def _length(request: EncodedRequest) -> int:
+    return len(request.context) + len(request.continuation)
+
+
+def _common_prefix_len(contexts: list[tuple[int, ...]]) -> int:
+    """Longest shared token prefix, leaving at least one token of every context outside it."""
+    shortest = min(len(c) for c in contexts)
+    first = contexts[0]
+    n = 0
+    while n < shortest - 1 and all(c[n] == first[n] for c in contexts):
+        n += 1
+    return n
+
+
+def _right_pad(seqs: Sequence[Sequence[int]], pad: int, device) -> tuple[torch.Tensor, ...]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long, device=device)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long, device=device)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def _make_cache(config, layers, batch: int):
+    """A fresh DynamicCache holding the prefix, expanded (not copied) to ``batch`` rows."""
+    from transformers import DynamicCache
+
+    if layers is None:
+        return DynamicCache(config=config)
+    data = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in layers]
+    return DynamicCache(ddp_cache_data=data, config=config)
+
+
+def _select_cache(config, cache, rows: torch.Tensor):
+    """A new cache holding the given batch rows of ``cache``."""
+    from transformers import DynamicCache
+
+    data = [(layer.keys[rows], layer.values[rows]) for layer in cache.layers]
+    return DynamicCache(ddp_cache_data=data, config=config)
+
+
+def _sliding_window(config) -> int | None:
+    types = getattr(config, "layer_types", None) or []
+    if any("sliding" in t for t in types) or getattr(config, "use_sliding_window", False):
+        return getattr(config, "sliding_window", None)
+    return None
+
+
+def _pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pool ``hidden`` (batch x tokens x dim) over the tokens ``mask`` (batch x tokens) keeps."""
+    if pooling == "first":
+        return hidden[:, 0]
+    if pooling == "last":
+        positions = torch.arange(mask.shape[1], device=mask.device)
+        last = (mask * positions).argmax(dim=1)
+        return hidden[torch.arange(len(hidden), device=hidden.device), last]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1)

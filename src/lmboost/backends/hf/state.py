@@ -1,0 +1,98 @@
+"""Cached model states for search: a KV state to extend, fork and widen (RAIN's tree), and a
+cached prefix that many questions share (RAIN's self-evaluation)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from lmboost.backends.hf.calls import cache_kwargs
+
+if TYPE_CHECKING:
+    from lmboost.backends.hf.backend import HFBackend
+
+
+class KVState:
+    """Rows of token sequences run by the model, with their KV cache and the next-token logits
+    after each row (``logits``: rows x vocabulary, float32). Extending consumes the state in
+    place; :meth:`fork` copies it first."""
+
+    def __init__(self, backend: HFBackend, cache, logits: torch.Tensor) -> None:
+        self.backend = backend
+        self.cache = cache
+        self.logits = logits
+
+    @classmethod
+    @torch.inference_mode()
+    def start(cls, backend: HFBackend, ids: Sequence[int]) -> KVState:
+        """One row: ``ids`` run once."""
+        from transformers import DynamicCache
+
+        state = cls(backend, DynamicCache(config=backend.model.config), None)
+        state.extend([list(ids)])
+        return state
+
+    @torch.inference_mode()
+    def extend(self, ids) -> torch.Tensor:
+        """Run ``ids`` (rows x tokens: a nested list or a tensor) after each row; the new
+        next-token logits (rows x vocabulary)."""
+        ids = torch.as_tensor(ids, dtype=torch.long, device=self.backend.device)
+        model = self.backend.model
+        self.logits = self.backend.next_logits(
+            input_ids=ids, use_cache=True, **cache_kwargs(model, self.cache)
+        )
+        return self.logits
+
+    def fork(self) -> KVState:
+        """An independent copy (the cache is copied, not shared)."""
+        return KVState(self.backend, copy.deepcopy(self.cache), self.logits)
+
+    def repeat(self, n: int) -> KVState:
+        """Every row repeated ``n`` times in place (row i becomes rows i*n .. i*n+n-1)."""
+        self.cache.batch_repeat_interleave(n)
+        self.logits = self.logits.repeat_interleave(n, dim=0)
+        return self
+
+
+@dataclass(frozen=True)
+class CachedPrefix:
+    """The KV cache (per layer, keys and values of one row) of ``tokens`` run by the model."""
+
+    tokens: tuple[int, ...]
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+
+    @classmethod
+    @torch.inference_mode()
+    def run(cls, backend: HFBackend, tokens: Sequence[int]) -> CachedPrefix:
+        """Run ``tokens`` once and keep their KV cache."""
+        from transformers import DynamicCache
+
+        ids = torch.tensor([list(tokens)], dtype=torch.long, device=backend.device)
+        cache = DynamicCache(config=backend.model.config)
+        backend.next_logits(input_ids=ids, use_cache=True, **cache_kwargs(backend.model, cache))
+        return cls(tuple(tokens), [(layer.keys, layer.values) for layer in cache.layers])
+
+    def cache(self, config, rows: int):
+        """A fresh DynamicCache holding the prefix for ``rows`` rows (expanded, not copied)."""
+        from transformers import DynamicCache
+
+        data = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in self.layers]
+        return DynamicCache(ddp_cache_data=data, config=config)
+
+
+def pad_rows(
+    rows: list[list[int]], pad: int, device: torch.device, *, left: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of token ids as one padded (ids, attention mask) pair, padded on the right or left."""
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        ids[i, span] = torch.tensor(row, dtype=torch.long, device=device)
+        mask[i, span] = 1
+    return ids, mask
