@@ -33,7 +33,7 @@ from lmboost.evaluation.records import (
     write_text,
 )
 from lmboost.models import load_model
-from lmboost.models.loading import DTYPES
+from lmboost.models.loading import resolve_dtype
 
 SIGNIFICANCE = 0.01  # the level May et al. (2019) mark in their tables
 
@@ -54,7 +54,7 @@ class BiasConfig:
         seed: seed of the sampled partitions; every test starts from it afresh, so a test's
             p-value does not depend on which other tests run with it.
         batch_size: texts encoded at once.
-        dtype: float32, bfloat16 or float16.
+        dtype: float32, bfloat16, float16 or auto (bfloat16 on CUDA, float32 elsewhere).
     """
 
     model: str
@@ -64,7 +64,7 @@ class BiasConfig:
     permutations: int = 100_000
     seed: int = 0
     batch_size: int = 32
-    dtype: str = "float32"
+    dtype: str = "auto"
 
     def validate(self) -> None:
         """Raise LmboostError with the fix when a setting is out of range or unknown."""
@@ -74,8 +74,7 @@ class BiasConfig:
             raise LmboostError(
                 f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}."
             )
-        if self.dtype not in DTYPES:
-            raise LmboostError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}.")
+        resolve_dtype(self.dtype)
         for name, low in (("permutations", 1), ("seed", 0), ("batch_size", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -124,7 +123,7 @@ def run_bias(config: BiasConfig, progress: bool = True) -> dict[str, Any]:
         "config": config.to_dict(),
         "model": {
             "spec": config.model,
-            "dtype": config.dtype,
+            "dtype": resolve_dtype(config.dtype),
             "kind": "sentence encoder" if loaded.is_encoder else "causal LM",
             "pooling": config.pooling,
             "dim": int(vectors.shape[1]),

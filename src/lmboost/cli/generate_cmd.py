@@ -38,6 +38,7 @@ from lmboost.errors import LmboostError
 from lmboost.evaluation.records import read_json, write_json
 from lmboost.generation import GenerationConfig
 from lmboost.models import DEFAULT_MODEL
+from lmboost.models.loading import resolve_dtype
 
 NAME = "generate"
 HELP = "greedy decoding, or RAIN self-aligned decoding (harmless, positive, your question)"
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         "decoding": "rain" if args.rain else "greedy",
         "max_new_tokens": args.max_new_tokens,
         "chat": args.chat,
-        "dtype": args.dtype,
+        "dtype": resolve_dtype(args.dtype, args.device),
     }
     if args.backend != "hf":
         settings["backend"] = args.backend

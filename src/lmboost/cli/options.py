@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from lmboost.backends import BACKENDS
-from lmboost.models.loading import DTYPES
+from lmboost.models.loading import DTYPE_CHOICES
 
 CHAT = {"auto": None, "on": True, "off": False}
 
@@ -22,9 +22,10 @@ def add_chat(parser: argparse.ArgumentParser) -> None:
 def add_dtype(parser: argparse.ArgumentParser) -> None:
     """``--dtype`` of the model's weights."""
     parser.add_argument(
-        "--dtype", default="float32", choices=list(DTYPES),
-        help="weights' dtype: bfloat16 is 2-2.5x faster on CPUs with bf16 matrix units and on "
-        "GPUs, with ~97-100%% of predictions unchanged (docs/models-and-scoring.md) (float32)",
+        "--dtype", default="auto", choices=list(DTYPE_CHOICES),
+        help="weights' dtype; auto = bfloat16 on CUDA, float32 on CPUs. bfloat16 is 2-2.5x "
+        "faster on CPUs with bf16 matrix units, with ~97-100%% of predictions unchanged "
+        "(docs/models-and-scoring.md) (auto)",
     )
 
 

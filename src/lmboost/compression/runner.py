@@ -39,7 +39,7 @@ from lmboost.evaluation.records import (
 )
 from lmboost.icl import ICLConfig, run_icl
 from lmboost.models import DEFAULT_MODEL, load_model
-from lmboost.models.loading import DTYPES
+from lmboost.models.loading import resolve_dtype
 
 ICL_TASK = "sst2"
 ICL_SHOTS = 4
@@ -69,7 +69,7 @@ class CompressConfig:
             many timed passes (the best counts).
         icl: also measure SST-2 4-shot accuracy (none and BC) before and after (slow).
         icl_limit, icl_seeds: eval examples (a fixed stratified sample) and seeds for it.
-        dtype: float32, bfloat16 or float16.
+        dtype: float32, bfloat16, float16 or auto (bfloat16 on CUDA, float32 elsewhere).
         device: where to run ("cpu" by default: the int8 kernels are CPU kernels).
     """
 
@@ -91,7 +91,7 @@ class CompressConfig:
     icl: bool = False
     icl_limit: int | None = 200
     icl_seeds: int = 3
-    dtype: str = "float32"
+    dtype: str = "auto"
     device: str = "cpu"
 
     def validate(self) -> None:
@@ -106,12 +106,12 @@ class CompressConfig:
             get_quantizer(self.quantize)
             if self.quantize == "int8-dynamic-torchao" and not torchao_available():
                 raise LmboostError("int8-dynamic-torchao needs torchao: pip install torchao.")
-            if self.quantize == "int8-dynamic" and self.dtype != "float32":
+            dtype = resolve_dtype(self.dtype, self.device)
+            if self.quantize == "int8-dynamic" and dtype != "float32":
                 raise LmboostError("int8-dynamic needs dtype float32.")
         if self.scope not in SCOPES:
             raise LmboostError(f"scope must be one of {', '.join(SCOPES)}, not {self.scope!r}.")
-        if self.dtype not in DTYPES:
-            raise LmboostError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}.")
+        resolve_dtype(self.dtype, self.device)
         for name, low in (
             ("ppl_tokens", 2), ("ppl_window", 2), ("ppl_stride", 1), ("calib_samples", 1),
             ("calib_len", 1), ("speed_len", 1), ("speed_repeats", 1), ("icl_seeds", 1),
@@ -179,7 +179,10 @@ def compress(config: CompressConfig, progress: bool = True) -> dict[str, Any]:
         "kind": "compression",
         "lmboost_version": __version__,
         "config": config.to_dict(),
-        "model": {"spec": config.model, "dtype": config.dtype, "device": config.device},
+        "model": {
+            "spec": config.model, "dtype": resolve_dtype(config.dtype, config.device),
+            "device": config.device,
+        },
         "perplexity_text": str(config.ppl_text) if config.ppl_text else "WikiText-2 test (raw)",
         "calibration_text": calibration_text if _needs_calibration(config) else None,
         "before": before,

@@ -66,7 +66,7 @@ from lmboost.icl.prompts import (
     select_demonstrations,
 )
 from lmboost.models import DEFAULT_MODEL
-from lmboost.models.loading import DTYPES, LoadedModel
+from lmboost.models.loading import DTYPE_CHOICES, LoadedModel, resolve_dtype
 from lmboost.tasks import ClassificationTask, Example, get_task
 
 EVAL_SAMPLE_SEED = 0
@@ -94,7 +94,7 @@ class ICLConfig:
             demonstrations of that seed); 0 disables BCL.
         n_domain: number of random in-domain strings DC is fitted on.
         batch_size: scoring batch size.
-        dtype: float32, bfloat16 or float16.
+        dtype: float32, bfloat16, float16 or auto (bfloat16 on CUDA, float32 elsewhere).
         backend: "hf" (transformers, prefix-cached) or "vllm".
         tensor_parallel_size: GPUs the vllm backend shards the model over.
         truncation: "error" or "left" for prompts longer than the model's context window.
@@ -111,7 +111,7 @@ class ICLConfig:
     labelled_size: int = 32
     n_domain: int = 20
     batch_size: int = 16
-    dtype: str = "float32"
+    dtype: str = "auto"
     backend: str = "hf"
     tensor_parallel_size: int = 1
     truncation: str = "error"
@@ -149,7 +149,7 @@ class ICLConfig:
         for name, allowed in (
             ("demo_strategy", DEMO_STRATEGIES),
             ("truncation", TRUNCATIONS),
-            ("dtype", tuple(DTYPES)),
+            ("dtype", DTYPE_CHOICES),
             ("backend", BACKENDS),
         ):
             if getattr(self, name) not in allowed:
@@ -310,7 +310,9 @@ def run_icl(
         "kind": "icl",
         "lmboost_version": __version__,
         "config": config.to_dict(),
-        "model": {"spec": config.model, "dtype": config.dtype, "backend": config.backend},
+        "model": {
+            "spec": config.model, "dtype": resolve_dtype(config.dtype), "backend": config.backend,
+        },
         "task": _task_info(task),
         "eval": {
             "n": len(eval_examples),
@@ -366,7 +368,7 @@ def _plan(
         domain = domain_context_strings(texts, n=config.n_domain, seed=seed)
     payload = {
         "model": config.model,
-        "dtype": config.dtype,
+        "dtype": resolve_dtype(config.dtype),
         **({"backend": config.backend} if config.backend != "hf" else {}),
         "task": task.name,
         "template": task.template,

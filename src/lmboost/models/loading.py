@@ -22,6 +22,8 @@ from lmboost.errors import LmboostError, ModelLoadError, ModelNotFoundError
 from lmboost.models.catalog import CATALOG, DEFAULT_MODEL, get_entry
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: What ``--dtype`` takes: a dtype, or "auto" = bfloat16 on CUDA, float32 elsewhere.
+DTYPE_CHOICES = ("auto", *DTYPES)
 
 
 @dataclass
@@ -42,53 +44,80 @@ class LoadedModel:
 def load_model(
     spec: str = DEFAULT_MODEL,
     *,
-    dtype: str = "float32",
+    dtype: str = "auto",
     device: str = "auto",
     trust_remote_code: bool = False,
 ) -> LoadedModel:
     """Load a causal LM (or the MiniLM encoder) and its tokenizer, ready for inference.
 
     ``spec`` is a catalog alias (``lmboost models list``), a local transformers directory, a
-    ``.gguf`` file, or a Hugging Face hub id. ``dtype`` is float32 (default), bfloat16 or float16;
-    ``device`` is "auto" (CUDA when available), "cpu" or a torch device string.
+    ``.gguf`` file, or a Hugging Face hub id. ``dtype`` is float32, bfloat16, float16 or "auto"
+    (default: bfloat16 on CUDA, float32 elsewhere); ``device`` is "auto" (CUDA when available),
+    "cpu", "cuda[:N]", or "balanced" (accelerate's device map over every GPU, for models larger
+    than one).
     """
-    if dtype not in DTYPES:
-        raise LmboostError(f"Unknown dtype '{dtype}'. Choose one of: {', '.join(DTYPES)}.")
-    torch_dtype = DTYPES[dtype]
     target_device = resolve_device(device)
+    torch_dtype = DTYPES[resolve_dtype(dtype, device)]
+    # "balanced": accelerate's device map places the layers (over GPUs, then CPU) at load time.
+    placement = "auto" if device == "balanced" and target_device.type == "cuda" else target_device
 
     if spec in CATALOG:
         entry = get_entry(spec)
         path = entry.locate()
         if entry.kind == "hf-dir":
             return _load_encoder(path, spec, torch_dtype, target_device)
-        return _load_dir(cached_gguf_dir(path), spec, torch_dtype, target_device, trust_remote_code)
+        return _load_dir(cached_gguf_dir(path), spec, torch_dtype, placement, trust_remote_code)
 
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelNotFoundError(f"GGUF file not found: {path}.")
-        return _load_dir(cached_gguf_dir(path), spec, torch_dtype, target_device, trust_remote_code)
+        return _load_dir(cached_gguf_dir(path), spec, torch_dtype, placement, trust_remote_code)
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ModelLoadError(
                 f"{path} is a directory but holds no config.json: pass a transformers model "
                 "directory (save_pretrained output), a .gguf file or a catalog alias."
             )
-        return _load_dir(path, spec, torch_dtype, target_device, trust_remote_code)
+        return _load_dir(path, spec, torch_dtype, placement, trust_remote_code)
     if _looks_like_path(spec):
         raise ModelNotFoundError(f"No such file or directory: {spec}. {_help_line()}")
-    return _load_hub(spec, torch_dtype, target_device, trust_remote_code)
+    return _load_hub(spec, torch_dtype, placement, trust_remote_code)
+
+
+def resolve_dtype(dtype: str, device: str = "auto") -> str:
+    """The dtype name ``dtype`` stands for: "auto" is bfloat16 on CUDA, float32 elsewhere."""
+    if dtype not in DTYPE_CHOICES:
+        raise LmboostError(f"Unknown dtype '{dtype}'. Choose one of: {', '.join(DTYPE_CHOICES)}.")
+    if dtype == "auto":
+        return "bfloat16" if resolve_device(device).type == "cuda" else "float32"
+    return dtype
 
 
 def resolve_device(device: str) -> torch.device:
-    """'auto' picks CUDA when available, else CPU."""
-    if device == "auto":
+    """'auto' picks CUDA when available, else CPU; 'balanced' spreads the model over every GPU
+    (and the CPU when they are full) with accelerate's device map. Devices this machine lacks
+    are errors that say which it has."""
+    if device in ("auto", "balanced"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError as err:
-        raise LmboostError(f"Unknown device '{device}': {err}") from None
+        message = f"Unknown device '{device}': {err}. Use auto, cpu or cuda[:N]."
+        raise LmboostError(message) from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise LmboostError(
+                f"--device {device}: this machine has no CUDA GPU. Use --device cpu (or auto)."
+            )
+        if resolved.index is not None and resolved.index >= count:
+            raise LmboostError(
+                f"--device {device}: this machine has {count} GPU(s), cuda:0 .. cuda:{count - 1}."
+            )
+    elif resolved.type != "cpu":
+        raise LmboostError(f"--device {device} is not supported: use auto, cpu or cuda[:N].")
+    return resolved
 
 
 def cached_gguf_dir(gguf_path: Path) -> Path:
@@ -168,14 +197,15 @@ def _file_key(path: Path) -> str:
 
 
 def _load_dir(
-    path: Path, spec: str, dtype: torch.dtype, device: torch.device, trust_remote_code: bool
+    path: Path, spec: str, dtype: torch.dtype, device: torch.device | str,
+    trust_remote_code: bool,
 ) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, trust_remote_code=trust_remote_code
+            path, dtype=dtype, trust_remote_code=trust_remote_code, **_device_map(device)
         )
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"Could not load a causal LM from {path}: {err}") from None
@@ -193,7 +223,7 @@ def _load_encoder(path: Path, spec: str, dtype: torch.dtype, device: torch.devic
 
 
 def _load_hub(
-    spec: str, dtype: torch.dtype, device: torch.device, trust_remote_code: bool
+    spec: str, dtype: torch.dtype, device: torch.device | str, trust_remote_code: bool
 ) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -204,7 +234,8 @@ def _load_hub(
             spec, local_files_only=offline, trust_remote_code=trust_remote_code
         )
         model = AutoModelForCausalLM.from_pretrained(
-            spec, dtype=dtype, local_files_only=offline, trust_remote_code=trust_remote_code
+            spec, dtype=dtype, local_files_only=offline, trust_remote_code=trust_remote_code,
+            **_device_map(device),
         )
     except (OSError, ValueError) as err:
         reason = "the Hugging Face hub is unreachable and it is not in the local HF cache" if (
@@ -214,8 +245,16 @@ def _load_hub(
     return _ready(model, tokenizer, spec, None, device)
 
 
-def _ready(model, tokenizer, spec: str, path: Path | None, device: torch.device) -> LoadedModel:
-    model.to(device)
+def _device_map(device: torch.device | str) -> dict:
+    """``from_pretrained`` arguments for a device map ("auto": accelerate places the layers)."""
+    return {"device_map": device} if device == "auto" else {}
+
+
+def _ready(
+    model, tokenizer, spec: str, path: Path | None, device: torch.device | str
+) -> LoadedModel:
+    if device != "auto":  # a device-mapped model is placed already
+        model.to(device)
     model.eval()
     if getattr(tokenizer, "pad_token_id", None) is None and hasattr(tokenizer, "eos_token"):
         tokenizer.pad_token = tokenizer.eos_token

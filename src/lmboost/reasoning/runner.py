@@ -39,7 +39,7 @@ from lmboost.evaluation import accuracy
 from lmboost.evaluation.records import read_json, to_jsonable, write_json
 from lmboost.generation import GenerationConfig, Prompt, format_prompt, resolve_chat
 from lmboost.models import DEFAULT_MODEL, LoadedModel
-from lmboost.models.loading import DTYPES
+from lmboost.models.loading import resolve_dtype
 from lmboost.reasoning.prompts import (
     ANSWER_STOP,
     MMLU_CHOICES,
@@ -100,7 +100,7 @@ class ReasoningConfig:
     top_p: float = 1.0
     seed: int = 0
     chat: bool | None = None
-    dtype: str = "float32"
+    dtype: str = "auto"
     device: str = "auto"
     backend: str = "hf"
     tensor_parallel_size: int = 1
@@ -115,8 +115,7 @@ class ReasoningConfig:
                 raise LmboostError(f"{name} must be at least 1, not {getattr(self, name)}.")
         if self.limit is not None and self.limit < 1:
             raise LmboostError(f"limit must be at least 1, not {self.limit}.")
-        if self.dtype not in DTYPES:
-            raise LmboostError(f"Unknown dtype '{self.dtype}'. Choose one of: {', '.join(DTYPES)}.")
+        resolve_dtype(self.dtype)
         if self.backend not in BACKENDS:
             raise LmboostError(
                 f"Unknown backend '{self.backend}'. Choose one of: {', '.join(BACKENDS)}."
@@ -383,7 +382,8 @@ def _append(f, record: dict) -> None:
 
 
 def _settings(config: ReasoningConfig) -> dict[str, Any]:
-    return {name: getattr(config, name) for name in RECORD_SETTINGS}
+    settings = {name: getattr(config, name) for name in RECORD_SETTINGS}
+    return settings | {"dtype": resolve_dtype(config.dtype, config.device)}
 
 
 def _check_settings(out: Path, config: ReasoningConfig) -> None:

@@ -20,6 +20,7 @@ windows) lives in this sub-package, decided by behaviour (:mod:`lmboost.backends
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from collections.abc import Sequence
@@ -139,9 +140,15 @@ class HFBackend(Backend):
         if config.seed is not None:
             torch.manual_seed(config.seed)
         results: list[list[str]] = []
-        for start in range(0, len(encoded), size):
-            batch = encoded[start : start + size]
-            results.extend(generation.generate_batch(self.loaded, batch, config, n))
+        while len(results) < len(encoded):
+            batch = encoded[len(results) : len(results) + size]
+            with _backing_off(size) as failed:
+                texts = generation.generate_batch(self.loaded, batch, config, n)
+            if failed:
+                size //= 2  # and the same prompts again
+                self.batch_size = min(self.batch_size, size)
+                continue
+            results.extend(texts)
         return results
 
     # ------------------------------------------------------------------ rolling log-likelihood
@@ -151,8 +158,8 @@ class HFBackend(Backend):
     ) -> list[RollingResult]:
         """Each text's log-likelihood (the tokenizer's special tokens added, as in training);
         long texts in windows of ``window`` tokens (default: the context window) every
-        ``stride`` tokens (default: ``window``), each scoring only tokens no earlier window
-        scored."""
+        ``stride`` tokens (default: ``window - 1``, so every token after the first is scored),
+        each scoring only tokens no earlier window scored."""
         self._causal("scoring")
         if isinstance(texts, str) or len(texts) == 0:
             raise ScoringError("loglikelihood_rolling needs a non-empty list of texts.")
@@ -171,7 +178,7 @@ class HFBackend(Backend):
         of ``window`` tokens (capped at the context window) start every ``stride`` tokens, and
         each scores only the tokens no earlier window scored. The first token is never scored."""
         window = min(window or self.context_window, self.context_window)
-        stride = stride or window
+        stride = stride or max(1, window - 1)  # consecutive windows share one token: all scored
         if ids.ndim != 1 or len(ids) < 2:
             raise ScoringError("A rolling log-likelihood needs at least 2 tokens of text.")
         if not 1 <= stride <= window:
@@ -363,19 +370,29 @@ class HFBackend(Backend):
         prefix_kv = self._prefix_cache(ctx_list[0][:prefix_len])
 
         results = [None] * len(requests)
-        batches = range(0, len(ctx_list), self.batch_size)
-        for start in tqdm(batches, desc="scoring", unit="batch", disable=not self.progress):
+        bar = tqdm(total=len(ctx_list), desc="scoring", unit="context", disable=not self.progress)
+        start = 0
+        while start < len(ctx_list):
             batch = ctx_list[start : start + self.batch_size]
             items = [(b, i) for b, ctx in enumerate(batch) for i in contexts[ctx]]
-            scored = self._score_batch(
-                [ctx[prefix_len:] for ctx in batch],
-                [(b, requests[i].continuation) for b, i in items],
-                prefix_kv,
-                prefix_len,
-            )
+            with _backing_off(self.batch_size) as failed:
+                scored = self._score_batch(
+                    [ctx[prefix_len:] for ctx in batch],
+                    [(b, requests[i].continuation) for b, i in items],
+                    prefix_kv,
+                    prefix_len,
+                )
+            if failed:
+                self.batch_size //= 2  # and the same contexts again
+                continue
             for (_, i), result in zip(items, scored):
                 results[i] = result
+            start += len(batch)
+            bar.update(len(batch))
+        bar.close()
         return results  # type: ignore[return-value]
+
+
 
     def _score_batch(
         self,
@@ -541,6 +558,45 @@ def _sliding_window(config) -> int | None:
     if any("sliding" in t for t in types) or getattr(config, "use_sliding_window", False):
         return getattr(config, "sliding_window", None)
     return None
+
+
+@contextlib.contextmanager
+def _backing_off(size: int):
+    """Run the block; on an out-of-memory error at a batch ``size`` above 1, warn and set the
+    yielded flag (the caller halves its batch and retries), else re-raise."""
+    failed = _Flag()
+    try:
+        yield failed
+    except (torch.cuda.OutOfMemoryError, RuntimeError) as err:
+        if not _out_of_memory(err) or size == 1:
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        warnings.warn(
+            f"Out of memory at batch size {size}: continuing at {size // 2}.", stacklevel=4
+        )
+        failed.set()
+
+
+class _Flag:
+    """A boolean set from inside a context manager."""
+
+    def __init__(self) -> None:
+        self.value = False
+
+    def set(self) -> None:
+        self.value = True
+
+    def __bool__(self) -> bool:
+        return self.value
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation failure (CUDA's, or the CPU allocator's)."""
+    text = str(err).lower()
+    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in text or (
+        "can't allocate memory" in text
+    )
 
 
 def _pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
