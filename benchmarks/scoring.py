@@ -1,19 +1,26 @@
-"""Scoring benchmark: lmboost's prefix-cached engine vs a plain transformers loop vs lm-eval.
+"""Scoring benchmark: lmboost's backends (HF float32 and bfloat16, vLLM) vs a plain transformers
+loop vs lm-evaluation-harness.
 
 SST-2 dev (872 examples), k-shot with fixed demonstrations (balanced draw, seed 0), label words
-" negative"/" positive", one model (default SmolLM2-135M-Instruct, float32). In one run it times
+" negative"/" positive", one model (default SmolLM2-135M-Instruct). In one run it times
 
-  (a) lmboost  -- ``Scorer.score_choices`` (shared-prefix KV cache, batched suffixes, head applied
-                 only at the scored position);
-  (b) plain    -- one full-prompt forward per example with transformers, both label words read
-                 from the last position's log-softmax (label words are single tokens here);
-  (c) lm_eval  -- lm-evaluation-harness ``simple_evaluate`` with its HF backend on the same loaded
-                 model and a task YAML over a local JSONL whose ``description`` holds the same
-                 demonstrations, so the prompt is identical (checked, character for character).
+  (a) lmboost      -- the HF backend in float32 (``Scorer.score_choices``: shared-prefix KV cache,
+                      batched suffixes, head applied only at the scored position);
+  (b) lmboost-bf16 -- the same engine with the weights in bfloat16;
+  (c) vllm         -- the vLLM backend in float32 (``prompt_logprobs``, which recomputes every
+                      prompt in full: vLLM's prefix cache is not used for prompt log-probs);
+  (d) plain        -- one full-prompt forward per example with transformers, both label words read
+                      from the last position's log-softmax (label words are single tokens here);
+  (e) lm_eval      -- lm-evaluation-harness ``simple_evaluate`` with its HF backend on the same
+                      loaded model and a task YAML over a local JSONL whose ``description`` holds
+                      the same demonstrations, so the prompt is identical (checked).
 
-and reports examples/second, speed-up ratios and how often the predictions agree. Each
-(method, shots) result is stored in ``--results`` as it finishes, so an interrupted run resumes
-with what is missing (``--force`` recomputes). Run it with ``make bench-scoring`` or
+and reports examples/second, speed-up ratios, how often the predictions agree, and each method's
+share of the machine's matmul peak for its dtype (measured in the same run): the physical limit is
+2 x non-embedding parameters x the tokens that must be run (the shared prefix once, then each
+example's own tokens), at the peak rate. Each (method, shots) result is stored in ``--results``
+as it finishes, so an interrupted run resumes with what is missing (``--force`` recomputes).
+Run it with ``make bench-scoring`` or
 
     .venv/bin/python benchmarks/scoring.py --shots 4,16 [--limit N] [--batch-size 16]
 """
@@ -21,43 +28,50 @@ with what is missing (``--force`` recomputes). Run it with ``make bench-scoring`
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lmboost.backends import load_backend
 from lmboost.backends.hf import HFBackend
 from lmboost.evaluation.records import read_json, write_json
 from lmboost.icl.prompts import build_contexts, build_prefix, select_demonstrations
-from lmboost.models import load_model
-from lmboost.scoring import Scorer, encode_request
+from lmboost.scoring import encode_request
 from lmboost.tasks import get_task
 
 LABEL_WORDS = [" negative", " positive"]
-METHODS = ("lmboost", "plain", "lm_eval")
+METHODS = ("lmboost", "lmboost-bf16", "vllm", "plain", "lm_eval")
+#: Each method's engine and dtype (the model is loaded once per pair).
+ENGINES = {
+    "lmboost": ("hf", "float32"), "lmboost-bf16": ("hf", "bfloat16"), "vllm": ("vllm", "float32"),
+    "plain": ("hf", "float32"), "lm_eval": ("hf", "float32"),
+}
 
 
-def run_lmboost(loaded, contexts: list[str], batch_size: int) -> np.ndarray:
-    """N x 2 label log-probabilities from the engine."""
-    return Scorer(loaded, batch_size=batch_size).score_choices(contexts, LABEL_WORDS)
+def run_backend(backend, contexts: list[str], batch_size: int) -> np.ndarray:
+    """N x 2 label log-probabilities from a backend."""
+    del batch_size  # set when the backend was made
+    return backend.score_choices(contexts, LABEL_WORDS)
 
 
 @torch.inference_mode()
-def run_plain(loaded, contexts: list[str], batch_size: int) -> np.ndarray:
+def run_plain(backend, contexts: list[str], batch_size: int) -> np.ndarray:
     """One full forward per example; the label words are single tokens, read at the end."""
     del batch_size  # the plain loop is one example at a time by definition
-    tok = loaded.tokenizer
+    tok = backend.tokenizer
     label_ids = []
     for word in LABEL_WORDS:
         request = encode_request(tok, contexts[0], word)
         assert len(request.continuation) == 1, f"{word!r} is not a single token"
         label_ids.append(request.continuation[0])
-    backend = HFBackend(loaded)
     rows = []
     for ctx in contexts:
         context_ids = encode_request(tok, ctx, LABEL_WORDS[0]).context
@@ -66,7 +80,7 @@ def run_plain(loaded, contexts: list[str], batch_size: int) -> np.ndarray:
     return np.array(rows)
 
 
-def run_lm_eval(loaded, contexts: list[str], batch_size: int, prefix: str) -> np.ndarray:
+def run_lm_eval(backend, contexts: list[str], batch_size: int, prefix: str) -> np.ndarray:
     """lm-evaluation-harness on the same model, prompt and examples."""
     import yaml
     from lm_eval import simple_evaluate
@@ -92,7 +106,7 @@ def run_lm_eval(loaded, contexts: list[str], batch_size: int, prefix: str) -> np
             "metric_list": [{"metric": "acc"}],
         }
         (Path(tmp) / "task.yaml").write_text(yaml.safe_dump(task, allow_unicode=True))
-        lm = HFLM(pretrained=loaded.model, tokenizer=loaded.tokenizer, batch_size=batch_size)
+        lm = HFLM(pretrained=backend.model, tokenizer=backend.tokenizer, batch_size=batch_size)
         out = simple_evaluate(
             model=lm,
             tasks=["lmboost_sst2_bench"],
@@ -111,15 +125,20 @@ def run_lm_eval(loaded, contexts: list[str], batch_size: int, prefix: str) -> np
     return np.array([[r[0] for r in s["filtered_resps"]] for s in samples], dtype=np.float64)
 
 
-def measure(method: str, loaded, contexts: list[str], prefix: str, batch_size: int) -> dict:
-    """Time one method over all contexts; returns its record."""
+def measure(
+    method: str, backends, engine: str, dtype: str, contexts: list[str], prefix: str,
+    batch_size: int,
+) -> dict:
+    """Time one method over all contexts; its record. A warm-up call on another backend object
+    comes first (untimed), so one-time set-up is not timed but no cache is carried over."""
+    run = {"plain": run_plain, "lm_eval": partial(run_lm_eval, prefix=prefix)}.get(
+        method, run_backend
+    )
+    if method != "lm_eval":
+        run(backends(engine, dtype), contexts[:2], batch_size)
+    backend = backends(engine, dtype)
     start = time.perf_counter()
-    if method == "lmboost":
-        scores = run_lmboost(loaded, contexts, batch_size)
-    elif method == "plain":
-        scores = run_plain(loaded, contexts, batch_size)
-    else:
-        scores = run_lm_eval(loaded, contexts, batch_size, prefix)
+    scores = run(backend, contexts, batch_size)
     seconds = time.perf_counter() - start
     return {
         "method": method,
@@ -127,6 +146,35 @@ def measure(method: str, loaded, contexts: list[str], prefix: str, batch_size: i
         "examples_per_second": len(contexts) / seconds,
         "scores": scores.tolist(),
     }
+
+
+def needed_tokens(tokenizer, prefix: str, contexts: list[str]) -> int:
+    """The tokens that must be run: the shared prefix once, then each context's own tokens."""
+    prefix_len = len(encode_request(tokenizer, prefix + "x", " y").context) - 1
+    total = sum(len(encode_request(tokenizer, c, LABEL_WORDS[0]).context) for c in contexts)
+    return total - (len(contexts) - 1) * prefix_len
+
+
+def non_embedding_parameters(model) -> int:
+    """Parameters outside the input embedding (the output head is tied or run at few places)."""
+    embedding = model.get_input_embeddings().weight
+    head = model.get_output_embeddings()
+    untied = head is not None and head.weight.data_ptr() != embedding.data_ptr()
+    total = sum(p.numel() for p in model.parameters())
+    return total - embedding.numel() - (head.weight.numel() if untied else 0)
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """The machine's measured matmul rate (FLOP/s) for ``dtype``: best of ``repeats``."""
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,16 +191,34 @@ def main(argv: list[str] | None = None) -> int:
     task = get_task("sst2")
     examples = task.load_eval()[: args.limit]
     pool = task.load_pool()
-    loaded = load_model(args.model, device="cpu")
+    engines = functools.cache(
+        lambda engine, dtype: load_backend(
+            args.model, engine, dtype=dtype,
+            **({"device": "cpu", "batch_size": args.batch_size} if engine == "hf" else {}),
+        )
+    )
+
+    def backends(engine: str, dtype: str):
+        """A fresh backend over the loaded model: no memo or prefix cache from earlier runs."""
+        loaded = engines(engine, dtype)
+        return HFBackend(loaded.loaded, batch_size=args.batch_size) if engine == "hf" else loaded
+
+    base = engines("hf", "float32")
+    peaks = {d: matmul_peak(getattr(torch, d)) for d in ("float32", "bfloat16")}
+    weights = non_embedding_parameters(base.model)
     labels = np.array([ex.label for ex in examples])
     threads = torch.get_num_threads()
     machine = f"{platform.machine()}, {threads} torch threads, torch {torch.__version__}"
     print(f"model {args.model}; SST-2 dev {len(examples)} examples; {machine}", flush=True)
+    print(f"matmul peak: float32 {peaks['float32'] / 1e9:.0f} GFLOP/s, bfloat16 "
+          f"{peaks['bfloat16'] / 1e9:.0f} GFLOP/s; {weights / 1e6:.1f}M non-embedding "
+          "parameters", flush=True)
 
     table = []
     for shots in [int(s) for s in args.shots.split(",")]:
         prefix = build_prefix(task, select_demonstrations(pool, shots, seed=0, strategy="balanced"))
         contexts = build_contexts(task, prefix, examples)
+        flops = 2 * weights * needed_tokens(base.tokenizer, prefix, contexts)
         records = {}
         for method in args.methods.split(","):
             path = args.results / f"{method}-{shots}shot-n{len(examples)}.json"
@@ -161,8 +227,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {shots}-shot {method}: stored result reused ({path})", flush=True)
                 continue
             print(f"  {shots}-shot {method}: running ...", flush=True)
-            record = measure(method, loaded, contexts, prefix, args.batch_size)
-            record.update(shots=shots, n=len(examples), model=args.model, machine=machine)
+            engine, dtype = ENGINES[method]
+            record = measure(method, backends, engine, dtype, contexts, prefix, args.batch_size)
+            record.update(shots=shots, n=len(examples), model=args.model, machine=machine,
+                          dtype=dtype)
+            record["peak_share"] = flops / record["seconds"] / peaks[dtype]
             write_json(path, record)
             records[method] = record
         table.append(summarise(shots, records, labels))
@@ -180,6 +249,7 @@ def summarise(shots: int, records: dict, labels: np.ndarray) -> dict:
         row[m] = {
             "ex_per_s": r["examples_per_second"],
             "accuracy": float((preds[m] == labels).mean()),
+            "peak_share": r.get("peak_share"),
         }
         if base is not None and m != "lmboost":
             row[m]["lmboost_speedup"] = base["examples_per_second"] / r["examples_per_second"]
@@ -190,8 +260,9 @@ def summarise(shots: int, records: dict, labels: np.ndarray) -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
-    print("\n| shots | method | ex/s | lmboost speed-up | agreement | max abs dlogp | accuracy |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| shots | method | ex/s | lmboost speed-up | agreement | max abs dlogp | accuracy "
+          "| peak share |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         for m in METHODS:
             if m not in row:
@@ -200,9 +271,10 @@ def print_table(rows: list[dict]) -> None:
             speed = f"{r['lmboost_speedup']:.1f}x" if "lmboost_speedup" in r else "—"
             agree = f"{100 * r['agreement']:.2f}%" if "agreement" in r else "—"
             diff = f"{r['max_abs_logprob_diff']:.1e}" if "max_abs_logprob_diff" in r else "—"
+            share = "—" if r["peak_share"] is None else f"{100 * r['peak_share']:.0f}%"
             print(
                 f"| {row['shots']} | {m} | {r['ex_per_s']:.1f} | {speed} | {agree} | {diff} | "
-                f"{r['accuracy']:.3f} |"
+                f"{r['accuracy']:.3f} | {share} |"
             )
 
 
