@@ -51,8 +51,8 @@ def measure(backend, prompts, config: GenerationConfig, n: int) -> dict:
     start = time.perf_counter()
     texts = backend.generate(prompts, config, n=n)
     seconds = time.perf_counter() - start
-    encode = backend.tokenizer
-    tokens = sum(len(encode(t, add_special_tokens=False)["input_ids"]) for row in texts for t in row)
+    flat = [text for row in texts for text in row]
+    tokens = sum(len(ids) for ids in backend.tokenizer(flat, add_special_tokens=False)["input_ids"])
     return {"seconds": seconds, "tokens": tokens, "tokens_per_second": tokens / seconds,
             "texts": texts}
 
