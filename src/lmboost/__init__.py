@@ -2,7 +2,7 @@
 
 The Python API mirrors the command line::
 
-    from lmboost import load_model, Scorer, get_task, run_icl, ICLConfig
+    from lmboost import load_backend, load_model, Scorer, get_task, run_icl, ICLConfig
 
 Names are imported lazily, so ``import lmboost`` (and ``lmboost --help``) stays fast.
 """
@@ -14,6 +14,7 @@ import importlib
 __version__ = "0.1.0"
 
 _API = {
+    "load_backend": "lmboost.backends",
     "load_model": "lmboost.models",
     "Scorer": "lmboost.scoring",
     "get_task": "lmboost.tasks",
