@@ -93,8 +93,11 @@ class LmboostTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.adversary = adversary
         self.class_weights = class_weights
-        if class_weights is not None:
-            self.loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides it
+        if class_weights is not None or is_sequence_classifier(self.model):
+            # The loss is a mean over the micro-batch that ignores ``num_items_in_batch``; left
+            # True, the Trainer would multiply it by the number of processes and not divide it
+            # by the accumulation steps (gradients and logged losses N times too large).
+            self.model_accepts_loss_kwargs = False
         if adversary is not None:
             self.add_callback(AdversaryHooks(adversary))
 
@@ -137,6 +140,17 @@ class LmboostTrainer(Trainer):
         )
         result = self.adversary.step(batch, lambda loss: self.accelerator.backward(loss / scale))
         return result.loss / scale
+
+
+def is_sequence_classifier(model: nn.Module) -> bool:
+    """Whether ``model`` (or the base model of a PEFT model) is a transformers
+    ``...ForSequenceClassification``, whose loss is a plain mean over its batch."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+    )
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return type(base).__name__ in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.values()
 
 
 class AdversaryHooks(TrainerCallback):
