@@ -381,6 +381,27 @@ def test_resume_gives_the_same_weights(tiny_model_dir, reviews, tmp_path):
         torch.testing.assert_close(resumed[key], straight[key], atol=1e-6, rtol=0)
 
 
+def test_gradient_accumulation_matches_the_whole_batch(tiny_model_dir, reviews, tmp_path):
+    """Batch 4 x 2 accumulation steps = batch 8: the same logged losses and gradient norms
+    (regression: the classifier's mean loss was not divided by the accumulation steps), and the
+    record's global batch."""
+    settings = dict(data=str(reviews), labels=["neg", "pos"], max_steps=2, logging_steps=1)
+    whole = train(_config(tiny_model_dir, tmp_path / "whole", **settings,
+                          per_device_train_batch_size=8))
+    split = train(_config(tiny_model_dir, tmp_path / "split", **settings,
+                          gradient_accumulation_steps=2))
+    assert whole["distributed"]["global_train_batch_size"] == 8
+    assert split["distributed"] == {**whole["distributed"], "per_device_train_batch_size": 4,
+                                    "train_batch_size_per_process": 4,
+                                    "gradient_accumulation_steps": 2}
+    assert split["distributed"]["world_size"] == 1
+    for key in ("loss", "grad_norm"):
+        torch.testing.assert_close(
+            torch.tensor([e[key] for e in split["train"]["log"]]),
+            torch.tensor([e[key] for e in whole["train"]["log"]]), rtol=1e-4, atol=0,
+        )
+
+
 def test_early_stopping_keeps_the_best_checkpoint(tiny_model_dir, reviews, tmp_path):
     """A learning rate too small to move the dev accuracy: the second eval is no better."""
     record = train(_config(tiny_model_dir, tmp_path, data=str(reviews), labels=["neg", "pos"],

@@ -24,7 +24,9 @@ examples:
   lmboost train lm --recipe recipes/tapt-sst2.yaml --out runs/tapt
   lmboost train sft --recipe recipes/sft-example.yaml --set lora.r=16 --out runs/sft
   lmboost train classify --recipe recipes/classify-sst2-lora.yaml --resume --out runs/sst2-lora
-  accelerate launch -m lmboost.cli train classify --recipe ... --out ...   # several GPUs
+  torchrun --nproc_per_node 4 -m lmboost.cli train classify --recipe ... --out ...  # 4 GPUs
+  accelerate launch --config_file recipes/accelerate/ddp.yaml --num_processes 4 \\
+      -m lmboost.cli train classify --recipe ... --out ...   # docs/training.md
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     """Build the config, train, print the dev metrics and where the record is."""
     from lmboost.training import RecipeError, build_config, parse_overrides, train
     from lmboost.training.recipes import merge, read_recipe
+    from lmboost.training.trainer import is_main_process
 
     base = read_recipe(args.recipe_file) if args.recipe_file else {}
     declared = base.get("recipe")
@@ -77,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     data = merge(data, _flags(args))
     config = build_config(data, source=str(args.recipe_file or "command line"))
     record = train(config)
-    _print_summary(record)
+    if is_main_process():  # under torchrun / accelerate launch: one summary, not one per process
+        _print_summary(record)
     return 0
 
 

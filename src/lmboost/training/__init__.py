@@ -19,8 +19,9 @@ Modules: :mod:`~lmboost.training.recipes` (config), :mod:`~lmboost.training.data
 :mod:`~lmboost.training.adversarial` (FGM, PGD, FreeLB, SMART, one module each),
 :mod:`~lmboost.training.trainer` (the run) and :mod:`~lmboost.training.attacks` (robustness
 checks of a trained classifier: embedding-space PGD, greedy word substitution).
-Multi-GPU runs go through ``accelerate launch -m lmboost.cli train ...``; that path is not
-tested here (see :mod:`lmboost.training.trainer`).
+Several processes (GPUs, or CPU processes with gloo) go through ``torchrun`` or ``accelerate
+launch -m lmboost.cli train ...``: data-parallel, one writer (see :mod:`lmboost.training.trainer`
+and docs/training.md).
 """
 
 from __future__ import annotations

@@ -14,10 +14,17 @@ evaluated with lmboost's metrics (accuracy and macro-F1, or loss and perplexity)
 optimizer step (evaluation and checkpointing excluded) and peak memory (CUDA: the allocator's
 peak; CPU: the process's peak resident set size from ``getrusage``, loading included).
 
-Scaling out: because the loop is the Trainer's, ``accelerate launch -m lmboost.cli train ...``
-runs the same command data-parallel on several GPUs. That path cannot be tested here (one CPU
-machine, no GPU). In particular PGD and SMART take gradients with respect to the perturbation
-alone between forward passes, which DistributedDataParallel may reject; this is untried.
+Scaling out: under ``torchrun --nproc_per_node N -m lmboost.cli train ...`` or ``accelerate
+launch [--config_file recipes/accelerate/ddp.yaml] -m lmboost.cli train ...`` every process runs
+``train``; the Trainer wraps the model in DistributedDataParallel, gives each process its own
+share of every global batch (``per_device_train_batch_size`` x processes x
+``gradient_accumulation_steps``) and averages the gradients, and only the main process writes
+the saved model and the record (which shows ``world_size`` and the global batch). On a machine
+without GPUs the processes use the CPU and the gloo backend (:func:`use_cpu`). Tested with two
+CPU processes (tests/test_training_distributed.py): full fine-tuning, LoRA and FreeLB follow the
+loss trajectory of one process at the same global batch, and a killed run resumes (PGD and SMART
+matched too in a one-off check). GPUs (NCCL), FSDP and DeepSpeed (recipes/accelerate/) are
+untested here.
 TensorBoard logs go to ``OUT/checkpoints/runs/``; MLflow logs to the file store
 ``OUT/mlruns`` unless ``MLFLOW_TRACKING_URI`` is set.
 """
@@ -29,6 +36,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -85,8 +93,11 @@ class LmboostTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.adversary = adversary
         self.class_weights = class_weights
-        if class_weights is not None:
-            self.loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides it
+        if class_weights is not None or is_sequence_classifier(self.model):
+            # The loss is a mean over the micro-batch that ignores ``num_items_in_batch``; left
+            # True, the Trainer would multiply it by the number of processes and not divide it
+            # by the accumulation steps (gradients and logged losses N times too large).
+            self.model_accepts_loss_kwargs = False
         if adversary is not None:
             self.add_callback(AdversaryHooks(adversary))
 
@@ -129,6 +140,17 @@ class LmboostTrainer(Trainer):
         )
         result = self.adversary.step(batch, lambda loss: self.accelerator.backward(loss / scale))
         return result.loss / scale
+
+
+def is_sequence_classifier(model: nn.Module) -> bool:
+    """Whether ``model`` (or the base model of a PEFT model) is a transformers
+    ``...ForSequenceClassification``, whose loss is a plain mean over its batch."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+    )
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return type(base).__name__ in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.values()
 
 
 class AdversaryHooks(TrainerCallback):
@@ -181,11 +203,23 @@ def _trainer_metrics(eval_pred: Any) -> dict[str, float]:
     return classification_scores(logits, eval_pred.label_ids)
 
 
+class LmboostTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` whose CPU device is plain ``cpu``: in a multi-process CPU run
+    accelerate names it ``cpu:0``, and ``torch.load`` cannot map a checkpoint there (resuming
+    would fail)."""
+
+    @property
+    def device(self) -> torch.device:
+        """The device of this process."""
+        device = super().device
+        return torch.device("cpu") if device.type == "cpu" else device
+
+
 def training_arguments(config: TrainConfig, output_dir: str | Path) -> TrainingArguments:
     """The ``transformers.TrainingArguments`` of ``config``, checkpointing to ``output_dir``."""
     metric = config.dev_metric()
     try:
-        return TrainingArguments(
+        return LmboostTrainingArguments(
             output_dir=str(output_dir),
             learning_rate=config.learning_rate,
             num_train_epochs=config.num_train_epochs,
@@ -210,7 +244,7 @@ def training_arguments(config: TrainConfig, output_dir: str | Path) -> TrainingA
             report_to=config.report_to,
             bf16=config.precision == "bf16",
             fp16=config.precision == "fp16",
-            use_cpu=config.device == "cpu",
+            use_cpu=use_cpu(config.device),
             disable_tqdm=not config.progress,
             remove_unused_columns=False,
             label_names=["labels"],
@@ -222,11 +256,74 @@ def training_arguments(config: TrainConfig, output_dir: str | Path) -> TrainingA
         raise RecipeError(f"transformers rejects the training settings: {err}") from None
 
 
+LAUNCHER_WORLD_SIZE = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def launched_processes() -> int:
+    """How many processes the launcher started (torchrun, accelerate launch, mpirun); 1 when
+    the run was started directly."""
+    for name in LAUNCHER_WORLD_SIZE:
+        value = os.environ.get(name, "").strip()
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
+def has_parallel_accelerator() -> bool:
+    """Whether this machine has an accelerator with a collective backend (CUDA/ROCm, XPU, NPU,
+    ...): MPS and the CPU do not count."""
+    if torch.cuda.is_available():
+        return True
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    if accelerator is None or not accelerator.is_available():
+        return False
+    current = accelerator.current_accelerator()
+    return current is not None and current.type not in ("cpu", "mps")
+
+
+def use_cpu(device: str) -> bool:
+    """``TrainingArguments.use_cpu`` for the recipe's ``device``: when asked for, and when a
+    launcher started several processes on a machine without a parallel accelerator.
+
+    The second case matters: accelerate only makes CPU processes data-parallel (gloo) when told
+    to use the CPU; otherwise each process trains alone on all the data.
+    """
+    if device == "cpu":
+        return True
+    return launched_processes() > 1 and not has_parallel_accelerator()
+
+
+def is_main_process() -> bool:
+    """False on every process of a distributed run but the first (rank 0)."""
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _warn_single_cpu_launch() -> None:
+    """``accelerate launch --cpu --num_processes N`` starts one process unless given an MPI
+    hostfile; say so instead of training at 1/N of the intended global batch silently."""
+    asked_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    if asked_cpu and "MASTER_PORT" in os.environ and launched_processes() == 1:
+        warnings.warn(
+            "accelerate launch --cpu started a single process (several CPU processes need "
+            "--mpirun_hostfile); for N CPU processes run `torchrun --nproc_per_node N -m "
+            "lmboost.cli train ...` or `accelerate launch --config_file "
+            "recipes/accelerate/ddp.yaml --num_processes N ...` (on a machine without GPUs it "
+            "uses the CPU). The run record shows world_size 1.",
+            stacklevel=3,
+        )
+
+
 def train(config: TrainConfig, *, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
     """Run the training ``config`` describes; returns the run record, exactly as written to
-    ``OUT/results.json``. ``callbacks`` are extra ``transformers.TrainerCallback`` objects."""
+    ``OUT/results.json``. ``callbacks`` are extra ``transformers.TrainerCallback`` objects.
+
+    Under a launcher (``torchrun``, ``accelerate launch``) every process calls this; they train
+    data-parallel and only the main process writes the saved model and the record (every
+    process gets the record back)."""
     config.validate()
     run_timer = RunTimer()
+    _warn_single_cpu_launch()
     out = Path(config.output_dir)
     checkpoints = out / "checkpoints"
     resume_from = _checkpoint_to_resume(checkpoints, config.resume)
@@ -266,13 +363,23 @@ def train(config: TrainConfig, *, callbacks: Sequence[TrainerCallback] = ()) -> 
         adversary=adversary,
         class_weights=weights,
     )
+    sharded = bool(trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled)
+    if sharded and config.lora.merge:
+        raise LmboostError(
+            "lora.merge needs the whole model in one process, but FSDP/DeepSpeed shard it: train "
+            "without merge, then merge OUT/adapter (lmboost.training.lora.merge_and_save)."
+        )
     device = trainer.args.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     output = trainer.train(resume_from_checkpoint=resume_from)
     memory = _peak_memory(device)
+    if trainer.args.world_size > 1:
+        from accelerate.utils import gather_object
+
+        memory["peak_mb_per_process"] = gather_object([memory["peak_mb"]])
     evaluation = _evaluate(trainer, data, config.recipe)
-    saved = _save(trainer, tokenizer, config, out)
+    saved = _save(trainer, tokenizer, config, out, sharded=sharded)
 
     record = to_jsonable({
         "kind": "training",
@@ -289,6 +396,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[TrainerCallback] = ()) -> 
         "class_weights": weights.tolist() if weights is not None else None,
         "train": {
             "global_step": output.global_step,
+            "epoch": trainer.state.epoch,
             "train_loss": output.training_loss,
             "steps_timed": len(timer.seconds),
             "seconds_per_step": sum(timer.seconds) / len(timer.seconds) if timer.seconds else None,
@@ -297,15 +405,42 @@ def train(config: TrainConfig, *, callbacks: Sequence[TrainerCallback] = ()) -> 
             "best_checkpoint": trainer.state.best_model_checkpoint,
             "best_metric": trainer.state.best_metric,
             "dev_metric": config.dev_metric(),
+            "log": _loss_log(trainer.state.log_history),
         },
+        "distributed": _distributed(trainer),
         "eval": evaluation,
         "memory": memory,
         "device": str(device),
         "saved": saved,
         **run_timer.fields(),
     })
-    write_json(out / "results.json", record)
+    if trainer.is_world_process_zero():
+        write_json(out / "results.json", record)
+    trainer.accelerator.wait_for_everyone()
     return record
+
+
+def _distributed(trainer: Trainer) -> dict[str, Any]:
+    """How the run was spread: processes, their kind and backend, and the global batch."""
+    args = trainer.args
+    state = trainer.accelerator.state
+    return {
+        "world_size": args.world_size,
+        "distributed_type": str(state.distributed_type.value),
+        "backend": getattr(state, "backend", None),
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "train_batch_size_per_process": args.train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "global_train_batch_size": (
+            args.train_batch_size * args.world_size * args.gradient_accumulation_steps
+        ),
+    }
+
+
+def _loss_log(history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The logged training losses (every ``logging_steps``), averaged over the processes."""
+    keys = ("step", "epoch", "loss", "grad_norm", "learning_rate")
+    return [{k: entry[k] for k in keys if k in entry} for entry in history if "loss" in entry]
 
 
 def _checkpoint_to_resume(checkpoints: Path, resume: bool) -> str | None:
@@ -340,14 +475,25 @@ def _evaluate(trainer: Trainer, data: TrainData, recipe: str) -> dict[str, Any]:
     return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "n": len(data.eval)}
 
 
-def _save(trainer: Trainer, tokenizer: Any, config: TrainConfig, out: Path) -> dict[str, str]:
-    """Save the final model (full weights, or adapters and optionally the merged model)."""
+def _save(
+    trainer: Trainer, tokenizer: Any, config: TrainConfig, out: Path, *, sharded: bool = False
+) -> dict[str, str]:
+    """Save the final model (full weights, or adapters and optionally the merged model); every
+    process calls this, the main process writes."""
     if not config.lora.enabled:
-        trainer.save_model(str(out / "model"))
+        trainer.save_model(str(out / "model"))  # gathers sharded weights; the main one writes
         return {"model": str(out / "model")}
-    saved = {"adapter": str(save_adapter(trainer.model, tokenizer, out / "adapter"))}
+    saved = {"adapter": str(out / "adapter")}
     if config.lora.merge:
-        saved["merged"] = str(merge_and_save(trainer.model, tokenizer, out / "merged"))
+        saved["merged"] = str(out / "merged")
+    if sharded:  # (merge is refused before training)
+        trainer.save_model(saved["adapter"])  # PEFT format, gathered from the shards
+        return saved
+    if trainer.is_world_process_zero():
+        save_adapter(trainer.model, tokenizer, out / "adapter")
+        if config.lora.merge:
+            merge_and_save(trainer.model, tokenizer, out / "merged")
+    trainer.accelerator.wait_for_everyone()
     return saved
 
 
