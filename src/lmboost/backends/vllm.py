@@ -93,10 +93,10 @@ class VLLMBackend(Backend):
         trust_remote_code: bool = False,
         **engine_kwargs: Any,
     ) -> None:
+        path = resolve_model(spec)
         self._vllm = _import_vllm()
         self.spec = spec
         self.tensor_parallel_size = tensor_parallel_size
-        path = resolve_model(spec)
         self.tokenizer = _load_tokenizer(path, trust_remote_code)
         self._eos = _eos_ids(path, self.tokenizer, trust_remote_code)
         from vllm.platforms import current_platform
