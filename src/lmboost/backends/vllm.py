@@ -20,8 +20,9 @@ tokenizer and cut at the stop strings with :func:`lmboost.generation.cut_at_stop
 
 On CPU the engine defaults to eager mode (no inductor compilation at start-up) and a 1 GiB KV
 cache unless ``VLLM_CPU_KVCACHE_SPACE`` (GiB) or ``kv_cache_memory_bytes`` says otherwise
-(vLLM's own default reserves 90% of the RAM). The engine runs in spawned processes: a script
-that creates one needs an ``if __name__ == "__main__":`` guard.
+(vLLM's own default claims ``gpu_memory_utilization`` = 92% of the RAM and fails when other
+processes hold more than the rest). The engine runs in spawned processes: a script that
+creates one needs an ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
@@ -127,7 +128,10 @@ class VLLMBackend(Backend):
             self._run([_Job((self._eos[0] if self._eos else 0,), None, (0,))])
         except BackendError as err:
             self.close()
-            raise BackendError(f"vLLM started but cannot run '{spec}' here: {err}") from None
+            raise BackendError(
+                f"vLLM started an engine for '{spec}' but cannot run the model on this machine "
+                f"(on CPU, e.g. a head size its attention kernels lack): {err} Or use --backend hf."
+            ) from None
 
     # ------------------------------------------------------------------ interface
     @property
@@ -330,7 +334,7 @@ class VLLMBackend(Backend):
             )
         except Exception as err:  # vLLM raises many kinds, from several processes
             raise BackendError(
-                f"The vLLM engine failed ({type(err).__name__}: {err}); vLLM's log above shows "
+                f"The vLLM engine failed ({type(err).__name__}: {err}). vLLM's log above shows "
                 "the cause."
             ) from None
 
