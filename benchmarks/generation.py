@@ -20,6 +20,7 @@ an interrupted run resumes (``--force`` recomputes).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -48,13 +49,14 @@ def settings(args: argparse.Namespace) -> dict[str, tuple[int, GenerationConfig,
 
 def measure(backend, prompts, config: GenerationConfig, n: int) -> dict:
     """Time one generate call; the texts and the tokens they hold."""
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     texts = backend.generate(prompts, config, n=n)
     seconds = time.perf_counter() - start
     flat = [text for row in texts for text in row]
     tokens = sum(len(ids) for ids in backend.tokenizer(flat, add_special_tokens=False)["input_ids"])
     return {"seconds": seconds, "tokens": tokens, "tokens_per_second": tokens / seconds,
-            "texts": texts}
+            "load_average": [load, os.getloadavg()[0]], "texts": texts}
 
 
 def main(argv: list[str] | None = None) -> int:

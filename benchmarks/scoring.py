@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -137,6 +138,7 @@ def measure(
     if method != "lm_eval":
         run(backends(engine, dtype), contexts[:2], batch_size)
     backend = backends(engine, dtype)
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     scores = run(backend, contexts, batch_size)
     seconds = time.perf_counter() - start
@@ -144,6 +146,7 @@ def measure(
         "method": method,
         "seconds": seconds,
         "examples_per_second": len(contexts) / seconds,
+        "load_average": [load, os.getloadavg()[0]],  # 1-minute load before and after
         "scores": scores.tolist(),
     }
 

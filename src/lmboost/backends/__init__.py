@@ -35,6 +35,9 @@ def load_backend(
     ``tensor_parallel_size`` GPUs. ``options`` go to the backend: ``batch_size``,
     ``truncation``, ``progress`` for "hf"; vLLM engine arguments for "vllm".
     """
+    from lmboost.models.loading import resolve_dtype
+
+    dtype = resolve_dtype(dtype, device)
     if backend == "hf" and tensor_parallel_size != 1:
         raise BackendError(
             "tensor_parallel_size is a vllm backend setting: use --backend vllm to shard a "
