@@ -81,7 +81,7 @@ def _config(tiny_model_dir: str, task: Path, out: Path, **changes) -> ICLConfig:
 
 @pytest.fixture(scope="module")
 def first_run(tiny_model_dir, tmp_path_factory):
-    """One full run (all six methods) whose output folder the tests read or copy."""
+    """One full run (every method) whose output folder the tests read or copy."""
     root = tmp_path_factory.mktemp("icl")
     spec = _write_task(root / "task")
     config = _config(tiny_model_dir, spec, root / "out")

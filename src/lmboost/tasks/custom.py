@@ -264,10 +264,20 @@ def _held_out(load, pool_size: int, seed: int, part: int, flag: str) -> list[Exa
     examples = load()
     if not 0 < pool_size < len(examples):
         raise TaskError(
-            f"{flag.strip('=`:')} {pool_size} must be between 1 and {len(examples) - 1} (the "
-            f"data has {len(examples)} rows)."
+            f"{_setting(flag, pool_size)} must be between 1 and {len(examples) - 1} (the data "
+            f"has {len(examples)} rows)."
         )
     return split_off(examples, pool_size, seed)[part]
+
+
+def _setting(name: str, value: object) -> str:
+    """``name`` set to ``value`` as the user would write it: ``pool_size=9`` (Python),
+    ``--pool-size 9`` (CLI) or the YAML key and value in backquotes."""
+    if name.endswith("="):
+        return f"{name}{value}"
+    if name.startswith("`"):
+        return f"`{name.strip('`')} {value}`"
+    return f"{name} {value}"
 
 
 def task_from_yaml(path: str | Path) -> ClassificationTask:
