@@ -1,12 +1,12 @@
 """Reproduction of the Batch Calibration paper's comparison (Zhou et al., ICLR 2024) at small scale.
 
-For one model, every task in ``--tasks`` is run through ``lmboost.icl.run_icl`` with all six
-calibrators (none, CC, DC, PC, BC, BCL) at ``--shots`` and ``--seeds``, on a fixed stratified
-sample of ``--limit`` eval examples per task. Scores are stored per (task, shots, seed) under
-``--results/<model>/<task>/``, so an interrupted run resumes where it stopped, and a rerun only
-re-applies the calibrators. At the end it writes ``<results>/<model>/summary.md`` and
-``summary.json``: accuracy (mean over seeds) per task and method, the average over tasks, and
-the wall time of each task's scoring.
+For one model, every task in ``--tasks`` is run through ``lmboost.icl.run_icl`` with every
+registered calibrator (none, CC, DC, PC, BC, BCL, LinC) at ``--shots`` and ``--seeds``, on a
+fixed stratified sample of ``--limit`` eval examples per task. Scores are stored per (task,
+shots, seed) under ``--results/<model>/<task>/``, so an interrupted run resumes where it
+stopped, and a rerun only re-applies the calibrators. At the end it writes
+``<results>/<model>/summary.md`` and ``summary.json``: accuracy (mean over seeds) per task and
+method, the average over tasks, and the wall time of each task's scoring.
 
     .venv/bin/python benchmarks/calibration.py --model smollm2-135m-instruct \\
         --tasks paper --shots 1,4 --seeds 3 --limit 200

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.optimize import minimize
+from scipy.special import softmax
 from sklearn.mixture import GaussianMixture
 
 import lmboost.calibration.prototypical as prototypical
@@ -15,6 +17,7 @@ from lmboost.calibration import (
     Calibrator,
     ContextualCalibration,
     DomainContextCalibration,
+    LinearProbeCalibration,
     NoCalibration,
     PrototypicalCalibration,
     StreamingBatchCalibration,
@@ -281,6 +284,7 @@ def test_bcl_picks_zero_when_unbiased():
     assert cal.search_scores_[cal.gammas_ == 0.0][0] == 1.0
     assert cal.search_scores_[cal.gammas_ == 1.0][0] == 0.8  # plain BC flips the 0.1 example
     assert cal.predict(UNBIASED_X).tolist() == UNBIASED_Y.tolist()
+    assert cal.n_labelled_ == 5
 
 
 def test_bcl_picks_one_when_biased():
@@ -325,11 +329,73 @@ def test_bcl_input_errors():
         BatchCalibrationLearned().fit(BIASED_X, BIASED_Y, X_unlabelled=rng_scores(3, 3))
 
 
+# --------------------------------------------------------------------------- LinC
+
+
+def test_linc_on_identical_rows_learns_the_label_frequencies():
+    # Every row has p = [0.6, 0.4] and 3 of 4 labels are 0: the cross-entropy over one logit
+    # vector z = W p + b is minimised at softmax(z) = [0.75, 0.25]; a tiny reg barely moves it.
+    X = np.log([[0.6, 0.4]] * 4) + OFFSETS[[0, 1, 2, 0]]
+    cal = LinearProbeCalibration(reg=1e-6).fit(X, [0, 0, 0, 1])
+    np.testing.assert_allclose(cal.predict_proba(X[:1]), [[0.75, 0.25]], atol=1e-4)
+    assert cal.n_labelled_ == 4
+
+
+def test_linc_matches_a_direct_scipy_optimisation():
+    X, y = BIASED_X, BIASED_Y
+    P = softmax(X, axis=1)
+    reg = 0.05
+
+    def objective(theta):  # written independently: no analytic gradient
+        W, b = theta[:4].reshape(2, 2), theta[4:]
+        z = P @ W.T + b
+        nll = -np.mean(z[np.arange(4), y] - np.log(np.exp(z).sum(axis=1)))
+        return nll + reg / 2 * (np.sum((W - np.eye(2)) ** 2) + np.sum(b**2))
+
+    direct = minimize(objective, np.zeros(6), method="BFGS", options={"gtol": 1e-9}).x
+    cal = LinearProbeCalibration(reg=reg).fit(X, y)
+    np.testing.assert_allclose(cal.W_, direct[:4].reshape(2, 2), atol=1e-4)
+    np.testing.assert_allclose(cal.b_, direct[4:], atol=1e-4)
+    test = rng_scores(6, 2)
+    z = softmax(test, axis=1) @ direct[:4].reshape(2, 2).T + direct[4:]
+    np.testing.assert_allclose(cal.predict_proba(test), softmax(z, axis=1), atol=1e-5)
+    np.testing.assert_allclose(cal.transform(test), np.log(softmax(z, axis=1)), atol=1e-4)
+
+
+def test_linc_optimum_is_stationary_three_labels():
+    # At the optimum reg * (W - I) = -(1/n) sum_i (q_i - e_{y_i}) p_i^T and reg * b = -(1/n)
+    # sum_i (q_i - e_{y_i}): the gradient of the mean cross-entropy balances the penalty.
+    X, y = rng_scores(9, 3, seed=5), np.array([0, 1, 2] * 3)
+    cal = LinearProbeCalibration(reg=0.1).fit(X, y)
+    P, Q = softmax(X, axis=1), cal.predict_proba(X)
+    residual = (Q - np.eye(3)[y]) / 9
+    np.testing.assert_allclose(0.1 * (cal.W_ - np.eye(3)), -residual.T @ P, atol=1e-6)
+    np.testing.assert_allclose(0.1 * cal.b_, -residual.sum(axis=0), atol=1e-6)
+
+
+def test_linc_removes_a_label_bias_learned_from_labelled_examples():
+    assert NoCalibration().predict(BIASED_X).tolist() == [1, 1, 1, 1]
+    cal = LinearProbeCalibration().fit(BIASED_X, BIASED_Y)
+    assert cal.predict(BIASED_X).tolist() == BIASED_Y.tolist()
+
+
+def test_linc_input_errors():
+    with pytest.raises(CalibrationError, match="needs gold labels"):
+        LinearProbeCalibration().fit(BIASED_X)
+    with pytest.raises(CalibrationError, match="one label per row"):
+        LinearProbeCalibration().fit(BIASED_X, [0, 1])
+    with pytest.raises(CalibrationError, match="label indices 0..1"):
+        LinearProbeCalibration().fit(BIASED_X, [0, 1, 2, 1])
+    with pytest.raises(CalibrationError, match="reg must be a positive number"):
+        LinearProbeCalibration(reg=0).fit(BIASED_X, BIASED_Y)
+
+
 # --------------------------------------------------------------------------- errors
 
 
 FITTED_NEEDS = [ContextualCalibration, DomainContextCalibration, PrototypicalCalibration,
-                BatchCalibration, StreamingBatchCalibration, BatchCalibrationLearned]  # fmt: skip
+                BatchCalibration, StreamingBatchCalibration, BatchCalibrationLearned,
+                LinearProbeCalibration]  # fmt: skip
 
 
 @pytest.mark.parametrize("cls", FITTED_NEEDS)
@@ -363,7 +429,7 @@ def test_bad_input(cls, X, match):
 @pytest.mark.parametrize("cls", [NoCalibration, *FITTED_NEEDS])
 def test_label_count_mismatch(cls):
     X, y = two_clusters()
-    cal = cls().fit(X, y) if cls is BatchCalibrationLearned else cls().fit(X)
+    cal = cls().fit(X, y) if cls.needs == "labelled" else cls().fit(X)
     with pytest.raises(CalibrationError, match="fitted on 2 labels but got scores with 3"):
         cal.transform(rng_scores(5, 3))
 
@@ -377,7 +443,7 @@ def test_unknown_space():
 
 
 def test_registry_declares_every_method():
-    assert set(CALIBRATORS) == {"none", "cc", "dc", "pc", "bc", "bcl"}
+    assert set(CALIBRATORS) == {"none", "cc", "dc", "pc", "bc", "bcl", "linc"}
     needs = {"nothing", "test", "content_free", "domain_context", "labelled"}
     for name, cls in CALIBRATORS.items():
         assert issubclass(cls, Calibrator)
@@ -386,7 +452,7 @@ def test_registry_declares_every_method():
         assert cls.needs in needs
         assert isinstance(cls.extra_forward_passes, str) and cls.extra_forward_passes
     assert CALIBRATORS["cc"].extra_forward_passes == "3 per prompt"
-    assert CALIBRATORS["bcl"].needs == "labelled"
+    assert CALIBRATORS["bcl"].needs == CALIBRATORS["linc"].needs == "labelled"
 
 
 def test_get_calibrator():
@@ -397,6 +463,7 @@ def test_get_calibrator():
         "criterion": "accuracy",
         "space": "logprob",
     }
+    assert get_calibrator("LinC", reg=0.5).get_params() == {"reg": 0.5, "max_iter": 500}
     with pytest.raises(CalibrationError, match="Unknown calibrator 'platt'.*none, cc, dc"):
         get_calibrator("platt")
     with pytest.raises(CalibrationError, match="accepts: space"):
@@ -408,7 +475,7 @@ def test_get_calibrator():
 def test_every_calibrator_gives_distributions(name):
     X, y = two_clusters()
     cal = get_calibrator(name)
-    assert (cal.fit(X, y) if name == "bcl" else cal.fit(X)) is cal
+    assert (cal.fit(X, y) if cal.needs == "labelled" else cal.fit(X)) is cal
     proba = cal.predict_proba(X)
     assert proba.shape == X.shape and np.all(proba >= 0)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)

@@ -22,6 +22,7 @@ from lmboost.evaluation.records import (
     save_arrays,
     write_json,
 )
+from lmboost.evaluation.report import write_report
 from lmboost.icl import (
     CONTENT_FREE_INPUTS,
     ICLConfig,
@@ -33,6 +34,7 @@ from lmboost.icl import (
     score_run,
     select_demonstrations,
 )
+from lmboost.icl.posthoc import calibrate_run
 from lmboost.scoring import Scorer
 from lmboost.tasks import ClassificationTask, Example, get_task, register_task
 
@@ -79,7 +81,7 @@ def _config(tiny_model_dir: str, task: Path, out: Path, **changes) -> ICLConfig:
 
 @pytest.fixture(scope="module")
 def first_run(tiny_model_dir, tmp_path_factory):
-    """One full run (all six methods) whose output folder the tests read or copy."""
+    """One full run (every method) whose output folder the tests read or copy."""
     root = tmp_path_factory.mktemp("icl")
     spec = _write_task(root / "task")
     config = _config(tiny_model_dir, spec, root / "out")
@@ -387,3 +389,78 @@ def test_run_timer_fields_are_utc_iso_times_and_seconds():
     started = datetime.fromisoformat(fields["started"])
     assert started.utcoffset() == timedelta(0) and fields["started"] == started.isoformat()
     assert fields["started"] <= fields["finished"] and 0 <= fields["wall_time_s"] < 5
+
+
+# --------------------------------------------------------------------------- report details
+
+
+def test_zero_shot_cells_say_the_seeds_repeat_one_measurement(first_run):
+    config, results = first_run
+    rows = {(r["method"], r["shots"]): r for r in results["summary"]}
+    # At 0 shots every seed has the same prompt: none/cc/pc/bc see the same scores; DC's domain
+    # strings and the labelled set of BCL/LinC still change with the seed.
+    assert all(rows[(m, 0)]["same_every_seed"] for m in ("none", "cc", "pc", "bc"))
+    assert not any(rows[(m, 0)]["same_every_seed"] for m in ("dc", "bcl", "linc"))
+    assert not any(rows[(m, 2)]["same_every_seed"] for m in CALIBRATORS)
+    report = (Path(config.out) / "report.md").read_text()
+    none_row = next(line for line in report.splitlines() if line.startswith("| none |"))
+    zero, two = none_row.strip("|").split("|")[1:3]
+    assert "±" not in zero and "±" in two
+    assert "Cells without ± (none, cc, pc, bc at 0 shots) are one value" in report
+
+
+def test_report_names_labels_by_their_words_and_the_labelled_budget(first_run, tmp_path):
+    config, results = first_run
+    report = (Path(config.out) / "report.md").read_text()
+    assert "labels neg = 'negative', pos = 'positive'" in report
+    assert "| shots | method | negative | positive |" in report
+    assert "- labelled examples spent per fit: bcl 8, linc 8" in report
+    assert results["summary"][-1]["n_labelled"] == [8, 8]
+    # Integer labels (a CSV holding 0/1) show their words too.
+    numeric = {**results, "task": {**results["task"], "labels": ["0", "1"]}}
+    text = write_report(numeric, tmp_path).read_text()
+    assert "| shots | method | negative | positive |" in text
+    assert "labels 0 = 'negative', 1 = 'positive'" in text
+
+
+# --------------------------------------------------------------------------- lmboost calibrate
+
+
+def test_calibrate_a_run_folder_equals_an_icl_rerun(first_run, tmp_path, monkeypatch):
+    config, _ = first_run
+    monkeypatch.setattr("lmboost.icl.runner.load_backend", _no_model)
+    methods = ["none", "bc", "linc"]
+    rerun = run_icl(replace(config, out=_copy_out(config, tmp_path), calibration=methods),
+                    progress=False)
+    recalibrated = calibrate_run(config.out, methods, out=tmp_path / "posthoc")
+    assert recalibrated["source"] == {"kind": "stored scores", "path": str(config.out)}
+    for key in ("summary", "methods", "eval", "task", "model"):
+        assert recalibrated[key] == rerun[key]
+    assert [r["metrics"] for r in recalibrated["runs"]] == [r["metrics"] for r in rerun["runs"]]
+    assert "stored in" in (tmp_path / "posthoc" / "report.md").read_text()
+    # The new folder holds the scores too, so it can be recalibrated in turn, here in place.
+    again = calibrate_run(tmp_path / "posthoc", ["pc"])
+    assert again["summary"][0]["method"] == "pc"
+    assert read_json(tmp_path / "posthoc" / "results.json")["config"]["calibration"] == ["pc"]
+
+
+def test_calibrate_cli_on_a_run_folder_and_its_errors(first_run, tmp_path, capsys):
+    from lmboost.cli import main
+
+    config, _ = first_run
+    out = _copy_out(config, tmp_path)
+    assert main(["calibrate", str(out), "--calibration", "none,BC"]) == 0
+    printed = capsys.readouterr().out
+    assert "| bc |" in printed and f"report: {out / 'report.md'}" in printed
+    assert read_json(out / "results.json")["config"]["calibration"] == ["none", "bc"]
+
+    shutil.copyfile(out / "scores" / "shots2-seed0.npz", out / "scores" / "shots2-seed1.npz")
+    assert main(["calibrate", str(out), "--calibration", "bc"]) == 2
+    assert "fingerprints differ" in capsys.readouterr().err
+    (out / "results.json").unlink()
+    assert main(["calibrate", str(out), "--calibration", "bc"]) == 2
+    assert "--out DIR" in capsys.readouterr().err  # no results.json: not a run folder
+    with pytest.raises(LmboostError, match="not an lmboost icl run folder"):
+        calibrate_run(out, ["bc"])
+    assert main(["calibrate", str(tmp_path / "nothing"), "--calibration", "bc"]) == 2
+    assert "does not exist" in capsys.readouterr().err

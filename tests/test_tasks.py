@@ -286,3 +286,56 @@ def test_task_from_hf_without_datasets():
         pytest.skip("datasets is installed; the error path cannot be exercised")
     with pytest.raises(TaskError, match="pip install datasets"):
         task_from_hf("glue", "{sentence}", ["a", "b"])
+
+
+def test_one_prompt_builder_for_icl_and_sft_honours_demo_separator(tmp_path):
+    from lmboost.icl import build_contexts, build_prefix
+    from lmboost.training.data import sft_pairs
+    from lmboost.training.recipes import TrainConfig
+
+    (tmp_path / "eval.csv").write_text(CSV_TEXT)
+    (tmp_path / "pool.csv").write_text("text,label\nfine,pos\ndull,neg\n")
+    spec = tmp_path / "sep.yaml"
+    spec.write_text(
+        "path: eval.csv\npool: pool.csv\ntemplate: 'Review: {text}'\n"
+        "label_words: {neg: bad, pos: good}\ninstruction: Rate it.\ndemo_separator: ' ### '\n"
+    )
+    task = get_task(str(spec))
+    query, demos = task.load_eval()[0], task.load_pool()
+    expected = "Rate it. ### Review: fine good ### Review: dull bad ### " + task.render(query)
+    assert build_contexts(task, build_prefix(task, demos), [query]) == [expected]
+    assert task.prompt(query, demos) == expected
+    train, evaluation = sft_pairs(TrainConfig(recipe="sft", task=str(spec)))
+    assert train[0] == ("Rate it. ### Review: fine", " good")
+    assert evaluation[0] == (task.prompt(query), task.answer_text(query))
+
+
+def test_default_separator_keeps_the_registered_prompt_shape():
+    task = ClassificationTask(
+        name="shape", labels=["n", "p"], verbalizer=["negative", "positive"],
+        template="Review: {text}\nSentiment:", eval_split="-", eval_loader=list,
+        instruction="Classify.",
+    )
+    demo, query = Example({"text": "fine"}, 1), Example({"text": "dull"}, 0)
+    assert task.prompt(query, [demo]) == (
+        "Classify.\n\nReview: fine\nSentiment: positive\n\nReview: dull\nSentiment:"
+    )
+
+
+def test_errors_name_options_as_the_user_wrote_them(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text(CSV_TEXT)
+    with pytest.raises(TaskError, match="Give either pool_path= or pool_size=, not both"):
+        task_from_file(data, "{text}", ["a", "b"], pool_path=data, pool_size=1)
+    spec = tmp_path / "t.yaml"
+    spec.write_text(
+        "path: d.csv\ntemplate: '{text}'\nlabel_words: {neg: a, pos: b}\npool_size: 9\n"
+    )
+    with pytest.raises(TaskError, match="`pool_size: 9` must be between 1 and 2"):
+        get_task(str(spec)).load_pool()
+    spec.write_text("path: d.csv\ntemplate: '{text}'\nlabel_words: {neg: a, pos: b}\n")
+    with pytest.raises(TaskError, match=r"\(`pool:`\) or hold out .* \(`pool_size:`\)"):
+        get_task(str(spec)).load_pool()
+    spec.write_text("path: d.csv\ntemplate: '{text}'\nlabel_words: {neg: a}\n")
+    with pytest.raises(TaskError, match=r"add the label to `label_words:`"):
+        get_task(str(spec)).load_eval()

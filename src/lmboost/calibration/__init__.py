@@ -1,5 +1,5 @@
 """Calibrators for in-context classification (Zhou et al., ICLR 2024, "Batch Calibration",
-arXiv 2309.17249, and the methods it compares).
+arXiv 2309.17249, the methods it compares, and LinC, Abbas et al., AISTATS 2024).
 
 Each takes an N x K matrix of label log-probabilities from a causal LM and follows the
 scikit-learn estimator contract (``fit`` / ``transform`` / ``predict_proba`` / ``predict``);
@@ -14,6 +14,7 @@ dc     :class:`DomainContextCalibration`    domain_context  20 per prompt
 pc     :class:`PrototypicalCalibration`     test            0
 bc     :class:`BatchCalibration`            test            0
 bcl    :class:`BatchCalibrationLearned`     labelled        one per labelled example
+linc   :class:`LinearProbeCalibration`      labelled        one per labelled example
 =====  ===================================  ==============  ========================
 
 :class:`StreamingBatchCalibration` is BC with a running estimate (``partial_fit``).
@@ -28,6 +29,7 @@ from lmboost.calibration.batch import BatchCalibration, StreamingBatchCalibratio
 from lmboost.calibration.contextual import ContextualCalibration
 from lmboost.calibration.domain import DomainContextCalibration, domain_context_strings
 from lmboost.calibration.learned import BatchCalibrationLearned
+from lmboost.calibration.linear import LinearProbeCalibration
 from lmboost.calibration.none import NoCalibration
 from lmboost.calibration.prototypical import PrototypicalCalibration
 
@@ -40,6 +42,7 @@ CALIBRATORS: dict[str, type[Calibrator]] = {
         PrototypicalCalibration,
         BatchCalibration,
         BatchCalibrationLearned,
+        LinearProbeCalibration,
     )
 }
 
@@ -68,6 +71,7 @@ __all__ = [
     "Calibrator",
     "ContextualCalibration",
     "DomainContextCalibration",
+    "LinearProbeCalibration",
     "NoCalibration",
     "PrototypicalCalibration",
     "StreamingBatchCalibration",

@@ -53,7 +53,8 @@ class BatchCalibrationLearned(Calibrator):
 
         ``prior_`` (p^(y | C)) is the column mean of the normalised ``X_unlabelled`` (the
         unlabelled test scores) if given, else of ``X``. ``gammas_`` and ``search_scores_`` hold
-        the searched grid and the criterion at each gamma; ``gamma_`` is the chosen strength.
+        the searched grid and the criterion at each gamma; ``gamma_`` is the chosen strength;
+        ``n_labelled_`` records the labelled-data budget spent (n).
         """
         X = self._validate(X, reset=True)
         if y is None:
@@ -98,6 +99,7 @@ class BatchCalibrationLearned(Calibrator):
         best = np.flatnonzero(self.search_scores_ >= self.search_scores_.max() - 1e-12)
         self.gamma_ = float(min(gammas[best], key=lambda g: (abs(g - 1.0), abs(g))))
         self.gammas_ = gammas
+        self.n_labelled_ = X.shape[0]
         self.n_classes_ = X.shape[1]
         return self
 

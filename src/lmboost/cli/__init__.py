@@ -7,11 +7,14 @@ Each subcommand lives in its own module exposing ``NAME``, ``HELP``, ``add_argum
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 
 from lmboost import __version__
 from lmboost.cli import (
     bias_cmd,
+    calibrate_cmd,
     compress_cmd,
     demo_cmd,
     generate_cmd,
@@ -25,8 +28,8 @@ from lmboost.cli import (
 from lmboost.errors import LmboostError
 
 COMMANDS = [
-    bias_cmd, compress_cmd, demo_cmd, generate_cmd, icl_cmd, instruct_cmd, models_cmd, reason_cmd,
-    tasks_cmd, train_cmd,
+    bias_cmd, calibrate_cmd, compress_cmd, demo_cmd, generate_cmd, icl_cmd, instruct_cmd,
+    models_cmd, reason_cmd, tasks_cmd, train_cmd,
 ]
 
 DESCRIPTION = """\
@@ -36,6 +39,7 @@ examples:
   lmboost demo                                  # 4-shot BBC News topics, calibrated or not
   lmboost icl --task sst2 --shots 0,4 --calibration none,bc --out runs/sst2
                                                 # few-shot + calibration, with a report
+  lmboost calibrate runs/sst2 --calibration none,bc,linc   # recalibrate stored scores, no model
   lmboost tasks                                 # the registered tasks (or: lmboost tasks sst2)
   lmboost reason --task gsm8k --mode zs-cot --self-consistency 5 --limit 50 --out runs/gsm8k
                                                 # chain-of-thought + self-consistency voting
@@ -80,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     _quiet_libraries()
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = _format_warning
     try:
         return args.run(args)
     except LmboostError as err:
@@ -88,6 +94,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lmboost: interrupted; finished work is saved and a rerun resumes.", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our output (e.g. `| head`) has gone: stop quietly, and point stdout at
+        # /dev/null so that the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    finally:
+        warnings.formatwarning = formatwarning
+
+
+def _format_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int,
+    line: str | None = None,
+) -> str:
+    """Warnings as one line addressed to the user, without the source location."""
+    return f"lmboost: warning: {message}\n"
 
 
 def _quiet_libraries() -> None:

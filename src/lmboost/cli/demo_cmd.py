@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lmboost.evaluation.report import label_names
 from lmboost.icl import ICLConfig, run_icl
 from lmboost.models import DEFAULT_MODEL
 
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     results = run_icl(config)
-    labels = results["task"]["labels"]
+    labels = label_names(results["task"])
     print_summary(results, labels)
     for method in ("none", "bc"):
         print(f"\nconfusion matrix, {METHODS[method]}, seed 0 (rows: true, columns: predicted)")

@@ -1,13 +1,14 @@
-"""k-shot in-context classification, calibrated every way, averaged over seeds.
+r"""k-shot in-context classification, calibrated every way, averaged over seeds.
 
 Scores each (shots, seed) prompt once and keeps the scores in OUT/scores/, so a rerun resumes
-an interrupted run and a new --calibration list needs no model. Writes OUT/results.json (every
-score, metric and setting) and OUT/report.md with plots.
+an interrupted run and a new --calibration list needs no model (or: lmboost calibrate OUT).
+Writes OUT/results.json (every score, metric and setting) and OUT/report.md with plots.
 
 calibration methods:
-  none  the label scores, normalised        pc   prototypical calibration (test scores)
-  cc    contextual calibration ("N/A" ...)  bc   batch calibration (test scores)
-  dc    domain-context calibration          bcl  BC with gamma tuned on labelled examples
+  none  the label scores, normalised        pc    prototypical calibration (test scores)
+  cc    contextual calibration ("N/A" ...)  bc    batch calibration (test scores)
+  dc    domain-context calibration          bcl   BC with gamma tuned on labelled examples
+                                            linc  linear probe calibration (labelled examples)
 
 examples:
   lmboost icl --task sst2 --out runs/sst2
@@ -15,11 +16,12 @@ examples:
   lmboost icl --task sst2 --calibration none,bc --out runs/sst2     # reuses the stored scores
   lmboost icl --model gemma3-270m --task my-task.yaml --demos balanced --out runs/mine
 
-your own data in one command (a CSV/TSV with a header row, or JSON lines):
+your own data in one command (a CSV/TSV with a header row, or JSON lines; docs/tasks.md):
   lmboost icl --task reviews.csv --template "Review: {text}\nSentiment:" \
-      --label-words neg=negative,pos=positive --pool-size 100 --shots 0,4 \
+      --label-words 0=negative,1=positive --pool-size 100 --shots 0,4 \
       --calibration none,bc --out runs/reviews
-  (--label-words maps label values to words; a plain list negative,positive means labels 0,1)
+  (--label-words maps label values to words; a plain list negative,positive means labels 0,1;
+  check the prompt first with: lmboost tasks reviews.csv --template ... --label-words ...)
 """
 
 from __future__ import annotations
@@ -27,18 +29,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lmboost.cli.options import add_backend, add_dtype, add_out
+from lmboost.cli.options import (
+    add_backend,
+    add_dtype,
+    add_out,
+    add_task_file,
+    comma_items,
+    task_from_args,
+)
 from lmboost.errors import LmboostError
-from lmboost.evaluation.report import summary_table
+from lmboost.evaluation.report import same_seed_note, summary_table
 from lmboost.icl import ICLConfig, run_icl
 from lmboost.icl.runner import DEMO_STRATEGIES, TRUNCATIONS
 from lmboost.models import DEFAULT_MODEL
-from lmboost.tasks import register_task, task_from_file
-from lmboost.tasks.custom import SUFFIXES
 
 NAME = "icl"
-HELP = "k-shot classification with calibration (CC, DC, PC, BC, BCL)"
-DEFAULT_CALIBRATION = "none,cc,dc,pc,bc,bcl"
+HELP = "k-shot classification with calibration (CC, DC, PC, BC, BCL, LinC)"
+DEFAULT_CALIBRATION = "none,cc,dc,pc,bc,bcl,linc"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,15 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--task", required=True, help="task name (lmboost tasks), .yaml task file, or data file"
     )
-    data = parser.add_argument_group("a task from a .csv/.tsv/.jsonl data file given as --task")
-    data.add_argument("--template", help='e.g. "Review: {text}\\nSentiment:" (required)')
-    data.add_argument("--label-words", metavar="LIST", help="value=word,... or word,... (required)")
-    data.add_argument("--label-column", default="label", help="column of the label (label)")
-    data.add_argument("--pool", type=Path, help="file of demonstration examples")
-    data.add_argument(
-        "--pool-size", type=int, metavar="N", help="or: hold out N rows of the file as the pool"
-    )
-    data.add_argument("--instruction", default="", help="text placed before the demonstrations")
+    add_task_file(parser)
     parser.add_argument(
         "--shots", default="0,1,4", metavar="LIST", help="comma list of shot counts (0,1,4)"
     )
@@ -79,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--labelled-size", type=int, default=32, metavar="N",
-        help="pool examples held out per seed as BCL's labelled set (32)",
+        help="pool examples held out per seed as the labelled set of bcl and linc (32)",
     )
     parser.add_argument(
         "--n-domain", type=int, default=20, metavar="N", help="random strings for DC (20)"
@@ -95,10 +94,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the experiment, print the accuracy table and where the report is."""
     config = ICLConfig(
         model=args.model,
-        task=_task(args),
+        task=task_from_args(args.task, args),
         shots=_int_list(args.shots, "--shots"),
         seeds=args.seeds,
-        calibration=_name_list(args.calibration, "--calibration"),
+        calibration=name_list(args.calibration, "--calibration"),
         limit=args.limit,
         demo_strategy=args.demos,
         labelled_size=args.labelled_size,
@@ -110,55 +109,28 @@ def run(args: argparse.Namespace) -> int:
         truncation=args.truncation,
         out=args.out,
     )
-    results = run_icl(config)
-    ev = results["eval"]
-    sample = " (a sample)" if ev["sample"] else ""
-    print(f"\n{results['task']['name']} on {config.model}: accuracy (%), mean ± std over "
-          f"{config.seeds} seeds, {ev['n']} eval examples{sample}")
-    print(summary_table(results, "accuracy"))
-    print(f"\nreport: {Path(config.out) / 'report.md'}")
-    print(f"results: {Path(config.out) / 'results.json'}")
+    print_summary(run_icl(config))
     return 0
 
 
-def _task(args: argparse.Namespace) -> str:
-    """The task name to run: a data file becomes a registered task built from the flags."""
-    if Path(args.task).suffix.lower() not in SUFFIXES:
-        return args.task
-    if not args.template or not args.label_words:
-        raise LmboostError(
-            f"--task {args.task} is a data file: also give --template (e.g. "
-            '"Review: {text}\\nSentiment:") and --label-words (e.g. neg=negative,pos=positive).'
-        )
-    pairs = _items(args.label_words, "--label-words")
-    if all("=" in p for p in pairs):
-        words: list[str] | dict[str, str] = dict(p.split("=", 1) for p in pairs)
-    elif any("=" in p for p in pairs):
-        raise LmboostError("--label-words: give either all value=word pairs or only words.")
-    else:
-        words = pairs
-    task = task_from_file(
-        args.task,
-        template=args.template.replace("\\n", "\n"),
-        label_words=words,
-        label_column=args.label_column,
-        pool_path=args.pool,
-        pool_size=args.pool_size,
-        instruction=args.instruction,
-    )
-    return register_task(task, overwrite=True).name
-
-
-def _items(text: str, flag: str) -> list[str]:
-    items = [item.strip() for item in text.split(",")]
-    if not text.strip() or any(not item for item in items):
-        raise LmboostError(f"{flag} expects a comma-separated list without empty items, got "
-                           f"{text!r}.")
-    return items
+def print_summary(results: dict) -> None:
+    """The accuracy table of a results object and where its report and record are."""
+    ev, out = results["eval"], Path(results["config"]["out"])
+    sample = " (a sample)" if ev["sample"] else ""
+    seeds = results["config"]["seeds"]
+    spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed"
+    print(f"\n{results['task']['name']} on {results['model']['spec']}: accuracy (%), {spread}, "
+          f"{ev['n']} eval examples{sample}")
+    print(summary_table(results, "accuracy"))
+    note = same_seed_note(results)
+    if note:
+        print(note)
+    print(f"\nreport: {out / 'report.md'}")
+    print(f"results: {out / 'results.json'}")
 
 
 def _int_list(text: str, flag: str) -> list[int]:
-    items = _items(text, flag)
+    items = comma_items(text, flag)
     try:
         return [int(item) for item in items]
     except ValueError:
@@ -167,5 +139,6 @@ def _int_list(text: str, flag: str) -> list[int]:
         ) from None
 
 
-def _name_list(text: str, flag: str) -> list[str]:
-    return [item.lower() for item in _items(text, flag)]
+def name_list(text: str, flag: str) -> list[str]:
+    """Lower-cased names of a comma-separated flag value."""
+    return [item.lower() for item in comma_items(text, flag)]

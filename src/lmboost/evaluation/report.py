@@ -29,6 +29,9 @@ def write_report(results: dict[str, Any], out: str | Path) -> Path:
     lines = _header(results)
     for metric, title in METRICS.items():
         lines += [f"## {title}", "", summary_table(results, metric), ""]
+    note = same_seed_note(results)
+    if note:
+        lines += [note, ""]
     if _plot_accuracy(results, out / "accuracy.png"):
         lines += ["![accuracy by method and shots](accuracy.png)", ""]
     lines += _distribution_section(results)
@@ -64,29 +67,97 @@ def _cell(row: dict[str, Any], metric: str) -> str:
     if row["status"] != "ok":
         return "n/a"
     stat = row[metric]
+    if row["n_seeds"] == 1 or row.get("same_every_seed"):
+        return f"{100 * stat['mean']:.1f}"
     return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
+
+
+def same_seed_note(results: dict[str, Any]) -> str | None:
+    """Why some cells have no ± (their method saw the same inputs in every seed), or None."""
+    same = [r for r in results["summary"] if r["status"] == "ok" and r.get("same_every_seed")]
+    if not same:
+        return None
+    where = sorted({r["shots"] for r in same})
+    methods = list(dict.fromkeys(r["method"] for r in same))
+    shots = ", ".join(map(str, where))
+    zero = " (no demonstrations to draw)" if where == [0] else ""
+    return (
+        f"Cells without ± ({', '.join(methods)} at {shots} shots) are one value, not a mean over "
+        f"seeds: every seed gave those methods the same prompt{zero} and the same inputs, so the "
+        "seeds repeat one measurement."
+    )
+
+
+def label_names(task: dict[str, Any]) -> list[str]:
+    """What to call each label in tables: its label word, or its name when examples carry their
+    own answer options (then there is no single word per label)."""
+    if task.get("per_example_choices"):
+        return list(task["labels"])
+    return list(task["verbalizer"])
+
+
+def _labels_line(task: dict[str, Any]) -> str:
+    names, words = task["labels"], label_names(task)
+    if names == words:
+        return f"labels {', '.join(names)}"
+    return "labels " + ", ".join(f"{n} = {w!r}" for n, w in zip(names, words))
 
 
 def _header(results: dict[str, Any]) -> list[str]:
     config, task, ev = results["config"], results["task"], results["eval"]
     size = f"{ev['n']} ({ev['sample']})" if ev["sample"] else f"{ev['n']} (all)"
     seeds = config["seeds"]
-    return [
+    source = results.get("source") or {}
+    lines = [
         f"# In-context learning with calibration: {task['name']} on {results['model']['spec']}",
         "",
         f"- model: `{results['model']['spec']}` ({results['model']['dtype']})",
-        f"- task: {task['name']}, labels {', '.join(task['labels'])}; eval split "
-        f"{task['eval_split']}",
+        f"- task: {task['name']}, {_labels_line(task)}; eval split {task['eval_split']}",
         f"- eval examples: {size}",
-        f"- shots: {', '.join(map(str, config['shots']))}; seeds: {seeds} (0..{seeds - 1}); "
-        f"demonstrations: {config['demo_strategy']}; BCL labelled set: "
-        f"{config['labelled_size']} pool examples per seed",
-        f"- run: {results['started']} to {results['finished']}, {results['wall_time_s']:.0f} s",
-        "",
-        "Cells are mean ± std over seeds (population std). Each seed draws its own "
-        "demonstrations, labelled set and domain strings.",
-        "",
     ]
+    if source.get("kind") == "lm-eval":
+        lines.append(
+            f"- scores: the lm-evaluation-harness log `{source['path']}` ({source['n_shot']}-shot; "
+            f"lm-eval reported acc {_maybe(source.get('reported_acc'))}), calibrated here "
+            "without a model"
+        )
+    else:
+        lines.append(
+            f"- shots: {', '.join(map(str, config['shots']))}; seeds: {seeds} (0..{seeds - 1}); "
+            f"demonstrations: {config['demo_strategy']}; labelled set (BCL, LinC): "
+            f"{config['labelled_size']} pool examples per seed"
+        )
+        if source:
+            lines.append(f"- scores: stored in `{source['path']}`, recalibrated without a model")
+    lines += _budget_lines(results["summary"])
+    lines.append(
+        f"- run: {results['started']} to {results['finished']}, {results['wall_time_s']:.0f} s"
+    )
+    if seeds > 1:
+        lines += [
+            "",
+            "Cells are mean ± std over seeds (population std). Each seed draws its own "
+            "demonstrations, labelled set and domain strings.",
+        ]
+    return [*lines, ""]
+
+
+def _maybe(value: float | None) -> str:
+    return "(not found)" if value is None else f"{value:.4f}"
+
+
+def _budget_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The labelled-data budget each method that learns from labels spent."""
+    spent: dict[str, set[int]] = {}
+    for r in rows:
+        if r["status"] == "ok" and "n_labelled" in r:
+            spent.setdefault(r["method"], set()).update(r["n_labelled"])
+    if not spent:
+        return []
+    parts = [
+        f"{m} {'-'.join(map(str, sorted({min(n), max(n)})))}" for m, n in spent.items()
+    ]
+    return [f"- labelled examples spent per fit: {', '.join(parts)}"]
 
 
 def _distribution_section(results: dict[str, Any]) -> list[str]:
@@ -95,7 +166,7 @@ def _distribution_section(results: dict[str, Any]) -> list[str]:
     methods = [m for m in ("none", "bc") if any(key[0] == m for key in rows)]
     if not methods:
         return []
-    labels = results["task"]["labels"]
+    labels = label_names(results["task"])
     gold = np.bincount(results["eval"]["labels"], minlength=len(labels)) / results["eval"]["n"]
     lines = [
         "## Predicted-label distribution (%, mean over seeds)",

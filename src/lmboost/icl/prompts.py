@@ -1,9 +1,12 @@
-"""k-shot prompts in the shape of Zhao et al. (2021): demonstrations, then the query.
+"""k-shot prompts in the shape of Zhao et al. (2021): demonstrations, then the query, joined
+by the task's ``demo_separator`` ("\\n\\n" for every registered task)::
 
     [instruction]\\n\\n
     Review: <demo 1>\\nSentiment: positive\\n\\n
     ...
     Review: <query>\\nSentiment:          <- each label word is scored after this, " positive"
+
+The prompt itself is built by :meth:`lmboost.tasks.ClassificationTask.prompt`, which SFT uses too.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from dataclasses import replace
 from lmboost.errors import TaskError
 from lmboost.tasks import ClassificationTask, Example
 
-SEPARATOR = "\n\n"
 CONTENT_FREE_INPUTS = ("N/A", "", "[MASK]")
 
 
@@ -53,10 +55,9 @@ def select_demonstrations(
 
 
 def build_prefix(task: ClassificationTask, demonstrations: Sequence[Example]) -> str:
-    """Instruction and demonstrations, ending with the separator before the query."""
-    parts = [task.instruction] if task.instruction else []
-    parts += [task.render_demo(d) for d in demonstrations]
-    return "".join(p + SEPARATOR for p in parts)
+    """Instruction and demonstrations, each followed by ``task.demo_separator``
+    (:meth:`ClassificationTask.prompt_prefix`)."""
+    return task.prompt_prefix(demonstrations)
 
 
 def build_contexts(task: ClassificationTask, prefix: str, examples: Sequence[Example]) -> list[str]:

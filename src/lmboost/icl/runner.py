@@ -2,11 +2,11 @@
 
 For every number of shots k and seed s, :func:`run_icl`
 
-1. holds out ``labelled_size`` pool examples (stratified, seed s) as BCL's labelled set and draws
+1. holds out ``labelled_size`` pool examples (stratified, seed s) as the labelled set and draws
    k demonstrations from the rest of the pool (``select_demonstrations``, seed s);
 2. scores under the same prefix (instruction + demonstrations) the eval set (N x K), the
    content-free inputs "N/A", "", "[MASK]" (3 x K, for CC), ``n_domain`` strings of random
-   in-domain words (for DC) and the labelled set (L x K, for BCL) — a :class:`ScoreSet`;
+   in-domain words (for DC) and the labelled set (L x K, for BCL, LinC) — a :class:`ScoreSet`;
 3. saves it as ``out/scores/shots{k}-seed{s}.npz`` with a fingerprint of everything the scores
    depend on; a rerun reuses every file whose fingerprint matches and loads the model only if
    some ScoreSet is missing, so an interrupted run resumes and calibrators can be changed freely;
@@ -90,8 +90,8 @@ class ICLConfig:
         limit: evaluate a fixed (seed 0), class-stratified random sample of this many eval
             examples instead of all of them.
         demo_strategy: "random" or "balanced" demonstrations.
-        labelled_size: pool examples held out per seed as BCL's labelled set (never used as
-            demonstrations of that seed); 0 disables BCL.
+        labelled_size: pool examples held out per seed as the labelled set of BCL and LinC
+            (never used as demonstrations of that seed); 0 disables them.
         n_domain: number of random in-domain strings DC is fitted on.
         batch_size: scoring batch size.
         dtype: float32, bfloat16, float16 or auto (bfloat16 on CUDA, float32 elsewhere).
@@ -125,18 +125,7 @@ class ICLConfig:
                 raise LmboostError(f"shots must be non-negative integers, got {k!r}.")
         if len(set(self.shots)) != len(self.shots):
             raise LmboostError(f"shots {self.shots} lists a number twice; give each once.")
-        if not self.calibration:
-            raise LmboostError(
-                f"calibration is empty: give at least one of {', '.join(CALIBRATORS)}."
-            )
-        unknown = [m for m in self.calibration if m not in CALIBRATORS]
-        if unknown:
-            raise LmboostError(
-                f"Unknown calibration method(s) {', '.join(map(repr, unknown))}; "
-                f"known methods: {', '.join(CALIBRATORS)}."
-            )
-        if len(set(self.calibration)) != len(self.calibration):
-            raise LmboostError(f"calibration {self.calibration} lists a method twice.")
+        check_methods(self.calibration)
         for name, low in (
             ("seeds", 1), ("n_domain", 1), ("batch_size", 1), ("labelled_size", 0),
             ("tensor_parallel_size", 1),
@@ -160,6 +149,20 @@ class ICLConfig:
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON-ready values."""
         return {**dataclasses.asdict(self), "out": str(self.out)}
+
+
+def check_methods(methods: Sequence[str]) -> None:
+    """Raise LmboostError unless ``methods`` is a non-empty list of distinct calibrator names."""
+    if not methods:
+        raise LmboostError(f"calibration is empty: give at least one of {', '.join(CALIBRATORS)}.")
+    unknown = [m for m in methods if m not in CALIBRATORS]
+    if unknown:
+        raise LmboostError(
+            f"Unknown calibration method(s) {', '.join(map(repr, unknown))}; "
+            f"known methods: {', '.join(CALIBRATORS)}."
+        )
+    if len(set(methods)) != len(methods):
+        raise LmboostError(f"calibration {list(methods)} lists a method twice.")
 
 
 @dataclass
@@ -304,32 +307,65 @@ def run_icl(
         if scores is None:
             scores = score_run(scorer(), task, eval_examples, pool, shots, seed, config)
             scores.save(path)
-        records.append(_run_record(scores, labels, config.calibration, from_cache))
+        records.append(run_record(scores, labels, config.calibration, from_cache))
 
-    results = to_jsonable({
-        "kind": "icl",
-        "lmboost_version": __version__,
-        "config": config.to_dict(),
-        "model": {
+    results = build_results(
+        config=config.to_dict(),
+        model={
             "spec": config.model, "dtype": resolve_dtype(config.dtype), "backend": config.backend,
         },
-        "task": _task_info(task),
-        "eval": {
+        task=_task_info(task),
+        eval_set={
             "n": len(eval_examples),
             "total": len(all_eval),
             "sample": _sample_note(len(eval_examples), len(all_eval)),
             "uids": [ex.uid for ex in eval_examples],
             "labels": labels,
         },
-        "pool_size": len(pool),
-        "methods": {m: _method_info(get_calibrator(m)) for m in config.calibration},
+        pool_size=len(pool),
+        records=records,
+        timer=timer,
+    )
+    write_results(results, out)
+    return results
+
+
+def build_results(
+    *,
+    config: dict[str, Any],
+    model: dict[str, Any],
+    task: dict[str, Any],
+    eval_set: dict[str, Any],
+    pool_size: int,
+    records: list[dict[str, Any]],
+    timer: RunTimer,
+    source: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The results object of an ICL run (JSON types only) from its parts and per-run records
+    (:func:`run_record`); ``config["calibration"]`` and ``config["shots"]`` order the summary.
+    ``source`` says where stored scores came from when they were recalibrated without a model.
+    """
+    methods = config["calibration"]
+    return to_jsonable({
+        "kind": "icl",
+        "lmboost_version": __version__,
+        **({"source": source} if source is not None else {}),
+        "config": config,
+        "model": model,
+        "task": task,
+        "eval": eval_set,
+        "pool_size": pool_size,
+        "methods": {m: _method_info(get_calibrator(m)) for m in methods},
         "runs": records,
-        "summary": _summarise(records, config.calibration, config.shots),
+        "summary": _summarise(records, methods, config["shots"]),
         **timer.fields(),
     })
+
+
+def write_results(results: dict[str, Any], out: Path) -> None:
+    """Write ``out/results.json`` and ``out/report.md`` (with its plots)."""
     write_json(out / "results.json", results)
     write_report(results, out)
-    return results
 
 
 def _backend(
@@ -424,8 +460,8 @@ def _sample_note(n: int, total: int) -> str | None:
 
 
 def _labelled_count(pool: Sequence[Example], config: ICLConfig) -> int:
-    """Size of BCL's labelled set: ``labelled_size``, capped so the largest shot count still
-    finds its demonstrations in the rest of the pool (FewGLUE pools hold only 32)."""
+    """Size of the labelled set (BCL, LinC): ``labelled_size``, capped so that the largest shot
+    count still finds its demonstrations in the rest of the pool (FewGLUE pools hold only 32)."""
     return max(0, min(config.labelled_size, len(pool) - max(config.shots)))
 
 
@@ -438,8 +474,9 @@ def _check_pool(pool: Sequence[Example], config: ICLConfig) -> None:
     held = _labelled_count(pool, config)
     if held < config.labelled_size:
         warnings.warn(
-            f"BCL's labelled set shrinks from {config.labelled_size} to {held} examples so that "
-            f"{max(config.shots)} demonstrations remain in the {len(pool)}-example pool.",
+            f"The labelled set of BCL and LinC shrinks from {config.labelled_size} to {held} "
+            f"examples so that {max(config.shots)} demonstrations remain in the "
+            f"{len(pool)}-example pool.",
             stacklevel=3,
         )
 
@@ -476,7 +513,7 @@ def _not_applicable(needs: str, scores: ScoreSet) -> str | None:
             "content-free or domain-string input has no options to score"
         )
     if needs == "labelled" and len(scores.labelled) == 0:
-        return "not applicable: no labelled set (the task has no pool, or labelled_size is 0)"
+        return "not applicable: no labelled set (no pool, or a labelled-set size of 0)"
     return None
 
 
@@ -503,10 +540,12 @@ def _evaluate(method: str, scores: ScoreSet, y: np.ndarray) -> dict[str, Any]:
     }
     if hasattr(calibrator, "gamma_"):
         metrics["gamma"] = float(calibrator.gamma_)
+    if calibrator.needs == "labelled":
+        metrics["n_labelled"] = int(calibrator.n_labelled_)
     return metrics
 
 
-def _run_record(
+def run_record(
     scores: ScoreSet, y: np.ndarray, methods: Sequence[str], from_cache: bool
 ) -> dict[str, Any]:
     """Everything about one (shots, seed): what was scored, the scores and each method's metrics."""
@@ -552,25 +591,47 @@ def _task_info(task: ClassificationTask) -> dict[str, Any]:
     }
 
 
+# What a method's inputs depend on, besides the model and the task: equal values in every seed
+# mean the method saw the very same scores in every seed (at 0 shots no demonstrations differ).
+_DEPENDS_ON = {
+    "nothing": ("demo_uids",),
+    "test": ("demo_uids",),
+    "content_free": ("demo_uids",),
+    "domain_context": ("demo_uids", "domain_strings"),
+    "labelled": ("demo_uids", "labelled_uids"),
+}
+
+
 def _summarise(
     records: list[dict[str, Any]], methods: Sequence[str], shots: Sequence[int]
 ) -> list[dict[str, Any]]:
-    """One row per (method, shots): mean and population std (ddof=0) over seeds."""
+    """One row per (method, shots): mean and population std (ddof=0) over seeds.
+
+    ``same_every_seed`` is True when there are several seeds but the method's inputs were the
+    same in each (the seeds then repeat one measurement rather than vary it).
+    """
     rows = []
     for method in methods:
+        depends = _DEPENDS_ON[get_calibrator(method).needs]
         for k in shots:
-            runs = [r["metrics"][method] for r in records if r["shots"] == k]
+            at_k = [r for r in records if r["shots"] == k]
+            runs = [r["metrics"][method] for r in at_k]
             row: dict[str, Any] = {"method": method, "shots": k, "n_seeds": len(runs)}
             if runs[0]["status"] != "ok":
                 rows.append({**row, "status": "n/a", "reason": runs[0]["reason"]})
                 continue
             row["status"] = "ok"
+            row["same_every_seed"] = len(at_k) > 1 and all(
+                list(r[key]) == list(at_k[0][key]) for r in at_k for key in depends
+            )
             for metric in ("accuracy", "macro_f1", "ece"):
                 values = np.array([r[metric] for r in runs])
                 row[metric] = {"mean": float(values.mean()), "std": float(values.std())}
             row["label_distribution"] = np.mean([r["label_distribution"] for r in runs], axis=0)
             if "gamma" in runs[0]:
                 row["gamma"] = [r["gamma"] for r in runs]
+            if "n_labelled" in runs[0]:
+                row["n_labelled"] = [r["n_labelled"] for r in runs]
             rows.append(row)
     return rows
 

@@ -21,7 +21,7 @@ that example (see :attr:`ClassificationTask.per_example_choices`).
 from __future__ import annotations
 
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from lmboost.errors import TaskError
@@ -68,6 +68,8 @@ class ClassificationTask:
         description: one paragraph on the data source and any deviation from the usual setup.
         per_example_choices: True when every example carries its own ``choices`` (COPA);
             ``verbalizer`` then only names the options generically.
+        no_pool_hint: how to give this task a demonstration pool, said when one is asked for
+            and there is none (custom tasks name their own options).
     """
 
     name: str
@@ -82,6 +84,7 @@ class ClassificationTask:
     demo_separator: str = "\n\n"
     description: str = ""
     per_example_choices: bool = False
+    no_pool_hint: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if not self.labels:
@@ -124,8 +127,11 @@ class ClassificationTask:
         if self.pool_loader is None:
             raise TaskError(
                 f"Task {self.name!r} has no demonstration pool, so it can only run zero-shot. "
-                "For a custom task give pool_path= (YAML: `pool:`) or pool_size= to hold out "
-                "part of the data file."
+                + (
+                    self.no_pool_hint
+                    or "For a custom task give pool_path= (YAML: `pool:`) or pool_size= to hold "
+                    "out part of the data file."
+                )
             )
         pool = self._checked(self.pool_loader(), "pool")
         seen = {self._input_key(ex) for ex in self.eval_loader()}
@@ -187,6 +193,18 @@ class ClassificationTask:
     def render_demo(self, example: Example) -> str:
         """A full demonstration: the rendered input followed by its gold answer."""
         return self.render(example) + self.answer_text(example)
+
+    def prompt_prefix(self, demonstrations: Sequence[Example] = ()) -> str:
+        """Instruction and demonstrations, each followed by ``demo_separator`` ("" when there
+        are neither): everything before the query."""
+        parts = [self.instruction] if self.instruction else []
+        parts += [self.render_demo(d) for d in demonstrations]
+        return "".join(p + self.demo_separator for p in parts)
+
+    def prompt(self, example: Example, demonstrations: Sequence[Example] = ()) -> str:
+        """The full context the model scores the answer options after: :meth:`prompt_prefix`
+        then the rendered query. ICL (with demonstrations) and SFT (without) both use it."""
+        return self.prompt_prefix(demonstrations) + self.render(example)
 
     def summary(self) -> str:
         """One line for listings: name, labels, eval split and pool."""

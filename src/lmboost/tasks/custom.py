@@ -1,30 +1,21 @@
 """User-defined tasks from a data file, a YAML spec or a Hugging Face dataset.
 
-A YAML task file (paths relative to the YAML file)::
-
-    name: my-sentiment              # default: the YAML file's stem
-    path: reviews.csv               # .csv, .tsv or .jsonl; eval data
-    pool: reviews_train.jsonl       # optional demonstration pool
-    template: "Review: {text}\\nSentiment:"
-    label_words: {neg: negative, pos: positive}   # label value -> word; or a list
-    label_column: label             # default "label"
-    text_columns: [text]            # default: every column except the label
-    instruction: ""                 # optional
-    pool_size: 100                  # optional, without `pool`: hold out 100 rows as the pool
-    seed: 0                         # seed of that hold-out
-
-``get_task("path/to/task.yaml")`` loads the same file. Label values are compared as text (JSON
-booleans as ``true``/``false``). With ``label_words`` a list and no ``labels``, the label column
-must hold the indices ``0..K-1``.
+The YAML keys, the matching ``lmboost icl``/``lmboost tasks`` flags and worked examples are in
+docs/tasks.md. ``get_task("path/to/task.yaml")`` loads a YAML task file; paths in it are
+relative to the file. Label values are compared as text (JSON booleans as ``true``/``false``).
+With ``label_words`` a list and no ``labels``, the label column must hold the indices
+``0..K-1``.
 
 TSV files are split on tabs with no quote processing (the GLUE convention); CSV files use
-standard double-quote quoting.
+standard double-quote quoting. Rows whose input text is empty are kept, with a warning that
+names their lines.
 """
 
 from __future__ import annotations
 
 import csv
 import importlib.util
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -47,6 +38,33 @@ YAML_KEYS = {
     "description",
     "pool_size",
     "seed",
+    "demo_separator",
+}
+
+# How each setting is spelled where the user wrote it, for error messages.
+PYTHON_NAMES = {
+    "pool_path": "pool_path=",
+    "pool_size": "pool_size=",
+    "label_column": "label_column=",
+    "text_columns": "text_columns=",
+    "label_words": "label_words=",
+    "labels": "labels=",
+}
+YAML_NAMES = {
+    "pool_path": "`pool:`",
+    "pool_size": "`pool_size:`",
+    "label_column": "`label_column:`",
+    "text_columns": "`text_columns:`",
+    "label_words": "`label_words:`",
+    "labels": "`labels:`",
+}
+CLI_NAMES = {
+    "pool_path": "--pool",
+    "pool_size": "--pool-size",
+    "label_column": "--label-column",
+    "text_columns": "--text-columns",
+    "label_words": "--label-words",
+    "labels": "--label-words",
 }
 
 
@@ -65,23 +83,25 @@ class _RowConverter:
         label_column: str,
         text_columns: Sequence[str] | None,
         needed: Sequence[str],
+        names: Mapping[str, str] = PYTHON_NAMES,
     ):
         self.labels = list(labels)
         self.label_column = label_column
         self.text_columns = list(text_columns) if text_columns is not None else None
         self.needed = list(needed)
+        self.names = names
 
     def __call__(self, row: Mapping, place: str) -> Example:
         if self.label_column not in row or row[self.label_column] in (None, ""):
             raise TaskError(
                 f"{place}: missing label column {self.label_column!r} (row has "
-                f"{sorted(map(str, row))}); fill it in or set label_column."
+                f"{sorted(map(str, row))}); fill it in or set {self.names['label_column']}."
             )
         key = _label_key(row[self.label_column])
         if key not in self.labels:
             raise TaskError(
                 f"{place}: label {key!r} is not in the label set {self.labels}; fix the row or "
-                "add the label to labels/label_words."
+                f"add the label to {self.names['label_words']}."
             )
         columns = self.text_columns
         if columns is None:
@@ -90,7 +110,7 @@ class _RowConverter:
         if missing:
             raise TaskError(
                 f"{place}: missing field(s) {missing} (row has {sorted(map(str, row))}); the "
-                "template and text_columns need them."
+                f"template and {self.names['text_columns']} need them."
             )
         fields = {str(c): str(row[c]) for c in columns}
         for c in self.needed:
@@ -112,33 +132,51 @@ def _read_rows(path: Path) -> Iterable[tuple[int, Mapping]]:
     )
 
 
-def _load_file(path: Path, convert: _RowConverter) -> list[Example]:
-    examples = [convert(row, where(path, line)) for line, row in _read_rows(path)]
+def _load_file(path: Path, convert: _RowConverter, inputs: Sequence[str]) -> list[Example]:
+    """The examples of ``path``; warns once per file about rows whose ``inputs`` are all empty."""
+    examples, empty = [], []
+    for line, row in _read_rows(path):
+        example = convert(row, where(path, line))
+        if inputs and not any(example.fields[f].strip() for f in inputs):
+            empty.append(line)
+        examples.append(example)
     if not examples:
         raise TaskError(f"{path} holds no examples.")
+    if empty:
+        lines = ", ".join(map(str, empty[:10])) + (f" and {len(empty) - 10} more" if
+                                                   len(empty) > 10 else "")
+        warnings.warn(
+            f"{path}: {len(empty)} row(s) with empty input text ({', '.join(inputs)}) at line(s) "
+            f"{lines}; the model sees only the template there. Fill them in or drop them.",
+            stacklevel=2,
+        )
     return examples
 
 
 def _resolve_labels(
-    label_words: Sequence[str] | Mapping, labels: Sequence | None
+    label_words: Sequence[str] | Mapping,
+    labels: Sequence | None,
+    names: Mapping[str, str] = PYTHON_NAMES,
 ) -> tuple[list[str], list[str]]:
     """(labels, verbalizer) from the user's label_words and optional labels."""
     if isinstance(label_words, Mapping):
         words = {_label_key(k): str(v) for k, v in label_words.items()}
-        names = [_label_key(x) for x in labels] if labels is not None else list(words)
-        unknown = [n for n in names if n not in words]
+        label_names = [_label_key(x) for x in labels] if labels is not None else list(words)
+        unknown = [n for n in label_names if n not in words]
         if unknown:
-            raise TaskError(f"label_words gives no word for label(s) {unknown}.")
-        return names, [words[n] for n in names]
+            raise TaskError(f"{names['label_words']} gives no word for label(s) {unknown}.")
+        return label_names, [words[n] for n in label_names]
     if isinstance(label_words, str) or not isinstance(label_words, Sequence):
-        raise TaskError("label_words must be a list of words or a mapping label -> word.")
+        raise TaskError(
+            f"{names['label_words']} must be a list of words or a mapping label -> word."
+        )
     verbalizer = [str(w) for w in label_words]
-    names = (
+    label_names = (
         [_label_key(x) for x in labels]
         if labels is not None
         else [str(i) for i in range(len(verbalizer))]
     )
-    return names, verbalizer
+    return label_names, verbalizer
 
 
 def task_from_file(
@@ -155,6 +193,8 @@ def task_from_file(
     description: str = "",
     pool_size: int | None = None,
     seed: int = 0,
+    demo_separator: str = "\n\n",
+    option_names: Mapping[str, str] = PYTHON_NAMES,
 ) -> ClassificationTask:
     """A classification task over a CSV, TSV or JSON-lines file (read lazily).
 
@@ -170,14 +210,18 @@ def task_from_file(
         pool_path: demonstration pool in the same format (optional).
         pool_size: without ``pool_path``, hold out this many rows of ``path`` (a ``seed``-ed
             shuffle) as the pool; the eval set is the rest.
+        demo_separator: text between instruction, demonstrations and query.
+        option_names: how the settings are spelled where the user gave them
+            (:data:`PYTHON_NAMES`, :data:`YAML_NAMES` or :data:`CLI_NAMES`), for error messages.
     """
     path = Path(path)
-    names, verbalizer = _resolve_labels(label_words, labels)
+    opt = option_names
+    names, verbalizer = _resolve_labels(label_words, labels, opt)
     for p in (path, pool_path):
         if p is not None and not Path(p).is_file():
             raise DataNotFoundError(f"Task data file {p} does not exist.")
     if pool_path is not None and pool_size is not None:
-        raise TaskError("Give either pool_path or pool_size, not both.")
+        raise TaskError(f"Give either {opt['pool_path']} or {opt['pool_size']}, not both.")
     task = ClassificationTask(
         name=name or path.stem,
         labels=names,
@@ -186,23 +230,29 @@ def task_from_file(
         eval_split=str(path),
         eval_loader=lambda: [],
         instruction=instruction,
+        demo_separator=demo_separator,
         description=description or f"User task from {path}.",
+        no_pool_hint=(
+            f"Give a file of demonstrations ({opt['pool_path']}) or hold out part of the data "
+            f"file as the pool ({opt['pool_size']})."
+        ),
     )
     if text_columns is not None:
         absent = [f for f in task.template_fields if f not in text_columns]
         if absent:
             raise TaskError(
-                f"Template uses {absent}, which are not in text_columns {list(text_columns)}."
+                f"Template uses {absent}, which are not in {opt['text_columns']} "
+                f"{list(text_columns)}."
             )
-    convert = _RowConverter(names, label_column, text_columns, task.template_fields)
-    load = partial(_load_file, path, convert)
+    convert = _RowConverter(names, label_column, text_columns, task.template_fields, opt)
+    load = partial(_load_file, path, convert, task.template_fields)
     if pool_path is not None:
         task.eval_loader = load
-        task.pool_loader = partial(_load_file, Path(pool_path), convert)
+        task.pool_loader = partial(_load_file, Path(pool_path), convert, task.template_fields)
         task.pool_split = str(pool_path)
     elif pool_size is not None:
-        task.eval_loader = partial(_held_out, load, pool_size, seed, 1)
-        task.pool_loader = partial(_held_out, load, pool_size, seed, 0)
+        task.eval_loader = partial(_held_out, load, pool_size, seed, 1, opt["pool_size"])
+        task.pool_loader = partial(_held_out, load, pool_size, seed, 0, opt["pool_size"])
         task.eval_split = f"{path} minus {pool_size} pool rows (seed {seed})"
         task.pool_split = f"{pool_size} rows of {path} (random.Random({seed}))"
     else:
@@ -210,14 +260,24 @@ def task_from_file(
     return task
 
 
-def _held_out(load, pool_size: int, seed: int, part: int) -> list[Example]:
+def _held_out(load, pool_size: int, seed: int, part: int, flag: str) -> list[Example]:
     examples = load()
     if not 0 < pool_size < len(examples):
         raise TaskError(
-            f"pool_size={pool_size} must be between 1 and {len(examples) - 1} (the data has "
-            f"{len(examples)} rows)."
+            f"{_setting(flag, pool_size)} must be between 1 and {len(examples) - 1} (the data "
+            f"has {len(examples)} rows)."
         )
     return split_off(examples, pool_size, seed)[part]
+
+
+def _setting(name: str, value: object) -> str:
+    """``name`` set to ``value`` as the user would write it: ``pool_size=9`` (Python),
+    ``--pool-size 9`` (CLI) or the YAML key and value in backquotes."""
+    if name.endswith("="):
+        return f"{name}{value}"
+    if name.startswith("`"):
+        return f"`{name.strip('`')} {value}`"
+    return f"{name} {value}"
 
 
 def task_from_yaml(path: str | Path) -> ClassificationTask:
@@ -258,6 +318,8 @@ def task_from_yaml(path: str | Path) -> ClassificationTask:
         description=spec.get("description", ""),
         pool_size=spec.get("pool_size"),
         seed=spec.get("seed", 0),
+        demo_separator=spec.get("demo_separator", "\n\n"),
+        option_names=YAML_NAMES,
     )
 
 

@@ -268,8 +268,7 @@ def sft_pairs(config: TrainConfig) -> tuple[list[tuple[str, str]], list[tuple[st
         task = get_task(config.task)
 
         def pairs(examples: list[Example]) -> list[tuple[str, str]]:
-            head = task.instruction + task.demo_separator if task.instruction else ""
-            return [(head + task.render(ex), task.answer_text(ex)) for ex in examples]
+            return [(task.prompt(ex), task.answer_text(ex)) for ex in examples]
 
         return pairs(task.load_pool()), pairs(task.load_eval())
     fields = (config.prompt_field, config.completion_field)
