@@ -30,6 +30,16 @@ PARAGRAPH = (
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _restore_sys_path():
+    """Importing vLLM imports setuptools, which appends its ``_vendor`` folder to sys.path; the
+    vendored packages' metadata would then shadow the installed ones for the rest of the session
+    (tests/test_environment.py). Leave sys.path as this module found it."""
+    saved = list(sys.path)
+    yield
+    sys.path[:] = saved
+
+
 @pytest.fixture(scope="module")
 def engine(smollm2):
     """The module's vLLM engine on SmolLM2 (resolved from its catalog alias)."""
