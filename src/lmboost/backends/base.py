@@ -93,9 +93,12 @@ class Backend(ABC):
         *,
         n: int = 1,
         chat: bool | None = None,
+        batch_size: int | None = None,
     ) -> list[list[str]]:
         """``n`` completions of each prompt (a list of n strings per prompt, in input order);
-        ``chat=None`` applies the tokenizer's chat template when it has one."""
+        ``chat=None`` applies the tokenizer's chat template when it has one; ``batch_size``
+        prompts run at once where the backend batches by request (backends that batch by
+        themselves ignore it)."""
 
     def embed(self, texts: Sequence[str], pooling: str = "mean") -> torch.Tensor:
         """One pooled hidden-state vector per text (n x hidden, float32)."""

@@ -36,14 +36,7 @@ from typing import Any
 
 from lmboost.backends.base import Backend, BackendError, LoglikelihoodResult, RollingResult
 from lmboost.errors import ScoringError
-from lmboost.generation import (
-    GenerationConfig,
-    GenerationError,
-    Prompt,
-    cut_at_stop,
-    encode_prompt,
-    resolve_chat,
-)
+from lmboost.generation import GenerationConfig, Prompt, check_request, cut_at_stop
 from lmboost.scoring.requests import EncodedRequest
 
 #: KV-cache size on CPU when neither VLLM_CPU_KVCACHE_SPACE nor kv_cache_memory_bytes is given.
@@ -195,12 +188,13 @@ class VLLMBackend(Backend):
     ) -> list[RollingResult]:
         """Each text's log-likelihood (the tokenizer's special tokens added; the first token is
         never scored); long texts in windows of ``window`` tokens (default: the context window)
-        every ``stride`` tokens (default: ``window``), each scoring only the tokens no earlier
-        window scored -- the HF backend's windows."""
+        every ``stride`` tokens (default: ``window - 1``, so every token after the first is
+        scored), each scoring only the tokens no earlier window scored -- the HF backend's
+        windows."""
         if isinstance(texts, str) or len(texts) == 0:
             raise ScoringError("loglikelihood_rolling needs a non-empty list of texts.")
         window = min(window or self._window, self._window)
-        stride = stride or window
+        stride = stride or max(1, window - 1)  # consecutive windows share one token: all scored
         if not 1 <= stride <= window:
             raise ScoringError(f"stride must lie in [1, window={window}], not {stride}.")
         jobs: list[_Job] = []
@@ -237,26 +231,15 @@ class VLLMBackend(Backend):
         *,
         n: int = 1,
         chat: bool | None = None,
+        batch_size: int | None = None,
     ) -> list[list[str]]:
         """``n`` completions of each prompt, in input order (see
         :func:`lmboost.generation.generate`). Greedy is temperature 0; a seeded config gives
         prompt ``i``'s samples the vLLM seeds ``seed + i * n`` to ``seed + i * n + n - 1``, so the
-        same call draws the same samples."""
+        same call draws the same samples. ``batch_size`` is ignored: the engine batches
+        continuously by itself."""
         config = config or GenerationConfig()
-        config.validate()
-        if isinstance(prompts, str) or len(prompts) == 0:
-            raise GenerationError("No prompts: pass a non-empty list of prompt strings.")
-        if n < 1:
-            raise GenerationError(f"n (completions per prompt) must be at least 1, not {n}.")
-        use_chat = resolve_chat(self.tokenizer, chat)
-        encoded = [encode_prompt(self.tokenizer, p, use_chat) for p in prompts]
-        for i, ids in enumerate(encoded):
-            if len(ids) >= self._window:
-                raise GenerationError(
-                    f"Prompt {i} has {len(ids)} tokens but the model's context window is "
-                    f"{self._window}: shorten it (fewer demonstrations) or use a model with a "
-                    "longer context."
-                )
+        encoded = check_request(self.tokenizer, prompts, config, n, chat, self._window)
         longest = max(map(len, encoded))
         if longest + config.max_new_tokens > self._window:
             warnings.warn(
