@@ -124,7 +124,7 @@ def _header(results: dict[str, Any]) -> list[str]:
     else:
         lines.append(
             f"- shots: {', '.join(map(str, config['shots']))}; seeds: {seeds} (0..{seeds - 1}); "
-            f"demonstrations: {config['demo_strategy']}; labelled set (BCL, LinC): "
+            f"demonstrations: {config['demo_strategy']}; labelled set (bcl, linc, hidden, knn): "
             f"{config['labelled_size']} pool examples per seed"
         )
         if source:
