@@ -429,6 +429,7 @@ def test_cli_runs_end_to_end(tiny_model_dir, tmp_path, capsys):
     assert results["config"]["calibration"] == ["none", "bc", "gc"]
     assert results["config"]["n_gc"] == 2
     assert [len(run["generated_inputs"]) for run in results["runs"]] == [2, 2]
+    assert "- gc: 2 pseudo-inputs sampled per prompt" in (out / "report.md").read_text()
 
 
 def test_cli_bc_on_a_users_csv_in_one_command(tiny_model_dir, tmp_path, capsys):

@@ -1,7 +1,8 @@
 r"""k-shot in-context classification, calibrated every way, averaged over seeds.
 
 Scores each (shots, seed) prompt once and keeps the scores in OUT/scores/, so a rerun resumes
-an interrupted run and a new --calibration list needs no model (or: lmboost calibrate OUT).
+an interrupted run and a new --calibration list needs no model (or: lmboost calibrate OUT),
+unless it adds hidden, knn, pmi or gc: what they need is computed once and stored beside.
 Writes OUT/results.json (every score, metric and setting) and OUT/report.md with plots.
 
 calibration methods (default: the first seven, which need only label scores):

@@ -127,6 +127,8 @@ def _header(results: dict[str, Any]) -> list[str]:
             f"demonstrations: {config['demo_strategy']}; labelled set (bcl, linc, hidden, knn): "
             f"{config['labelled_size']} pool examples per seed"
         )
+        if "gc" in config["calibration"]:
+            lines.append(f"- gc: {config['n_gc']} pseudo-inputs sampled per prompt")
         if source:
             lines.append(f"- scores: stored in `{source['path']}`, recalibrated without a model")
     lines += _budget_lines(results["summary"])
