@@ -1,10 +1,10 @@
 """Reproduction of the Batch Calibration paper's comparison (Zhou et al., ICLR 2024) at small scale.
 
 For one model, every task in ``--tasks`` is run through ``lmboost.icl.run_icl`` with every
-registered calibrator (none, CC, DC, PC, BC, BCL, LinC) at ``--shots`` and ``--seeds``, on a
-fixed stratified sample of ``--limit`` eval examples per task. Scores are stored per (task,
-shots, seed) under ``--results/<model>/<task>/``, so an interrupted run resumes where it
-stopped, and a rerun only re-applies the calibrators. At the end it writes
+calibrator fitted on label scores alone (none, CC, DC, PC, BC, BCL, LinC) at ``--shots`` and
+``--seeds``, on a fixed stratified sample of ``--limit`` eval examples per task. Scores are
+stored per (task, shots, seed) under ``--results/<model>/<task>/``, so an interrupted run
+resumes where it stopped, and a rerun only re-applies the calibrators. At the end it writes
 ``<results>/<model>/summary.md`` and ``summary.json``: accuracy (mean over seeds) per task and
 method, the average over tasks, and the wall time of each task's scoring.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmboost.calibration import CALIBRATORS
+from lmboost.calibration import DEFAULT_METHODS
 from lmboost.evaluation.records import read_json, write_json
 from lmboost.icl import ICLConfig, run_icl
 
@@ -31,7 +31,7 @@ PAPER_TASKS = [
     "anli-r1", "anli-r2", "anli-r3",
 ]
 EXTRA_TASKS = ["agnews", "trec", "sst5", "subj"]
-METHODS = list(CALIBRATORS)
+METHODS = list(DEFAULT_METHODS)
 
 
 def main(argv: list[str] | None = None) -> int:

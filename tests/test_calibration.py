@@ -11,12 +11,18 @@ from sklearn.mixture import GaussianMixture
 import lmboost.calibration.prototypical as prototypical
 from lmboost.calibration import (
     CALIBRATORS,
+    DEFAULT_METHODS,
     BatchCalibration,
     BatchCalibrationLearned,
     CalibrationError,
     Calibrator,
     ContextualCalibration,
     DomainContextCalibration,
+    DomainPremisePMI,
+    FeatureCalibrator,
+    GenerativeCalibration,
+    HiddenCalibration,
+    KNNPrompting,
     LinearProbeCalibration,
     NoCalibration,
     PrototypicalCalibration,
@@ -390,15 +396,158 @@ def test_linc_input_errors():
         LinearProbeCalibration(reg=0).fit(BIASED_X, BIASED_Y)
 
 
+# --------------------------------------------------------------------------- Hidden Calibration
+
+# Label 0 at (0, 0) and (2, 0): centroid (1, 0); label 1 at (0, 4) and (0, 6): centroid (0, 5).
+# Squared distances to their centroids: 1, 1, 1, 1, so the pooled variance is 4 / (4 * 2) = 0.5.
+HIDDEN = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [0.0, 6.0]])
+HIDDEN_Y = np.array([0, 0, 1, 1])
+
+
+def test_hidden_centroids_variance_and_nearest_centroid_by_hand():
+    cal = HiddenCalibration().fit(HIDDEN, HIDDEN_Y)
+    np.testing.assert_allclose(cal.centroids_, [[1.0, 0.0], [0.0, 5.0]])
+    assert cal.variance_ == pytest.approx(0.5)
+    assert (cal.n_labelled_, cal.n_classes_, cal.n_features_in_) == (4, 2, 2)
+    # (1, 1): squared distances 1 and 1 + 16 = 17 -> log-softmax of [-1, -17] (2 * 0.5 = 1).
+    # (0, 3): squared distances 1 + 9 = 10 and 4 -> log-softmax of [-10, -4].
+    test = np.array([[1.0, 1.0], [0.0, 3.0]])
+    expected = np.array([[-1.0, -17.0], [-10.0, -4.0]])
+    expected -= np.log(np.exp(expected).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(cal.transform(test), expected)
+    assert cal.predict(test).tolist() == [0, 1]
+    np.testing.assert_allclose(cal.predict_proba(test), np.exp(expected))
+
+
+def test_hidden_label_without_examples_is_never_predicted():
+    cal = HiddenCalibration().fit(HIDDEN, [0, 0, 2, 2], n_classes=3)
+    np.testing.assert_array_equal(cal.classes_, [0, 2])
+    proba = cal.predict_proba([[1.0, 1.0], [0.0, 3.0], [0.0, 0.5]])
+    assert proba[:, 1].tolist() == [0.0, 0.0, 0.0]
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert cal.predict([[0.0, 3.0]]).tolist() == [2]
+
+
+def test_hidden_input_errors():
+    with pytest.raises(CalibrationError, match="needs gold labels"):
+        HiddenCalibration().fit(HIDDEN)
+    with pytest.raises(CalibrationError, match="one label per row of the hidden states"):
+        HiddenCalibration().fit(HIDDEN, [0, 1])
+    with pytest.raises(CalibrationError, match="n_classes must be at least 2"):
+        HiddenCalibration().fit(HIDDEN, HIDDEN_Y, n_classes=1)
+    with pytest.raises(CalibrationError, match="non-negative integer"):
+        HiddenCalibration().fit(HIDDEN, [0.0, 0.0, 1.0, 1.0])
+    with pytest.raises(CalibrationError, match="no spread"):
+        HiddenCalibration().fit([[1.0, 2.0], [3.0, 4.0]], [0, 1])
+    with pytest.raises(CalibrationError, match="non-finite"):
+        HiddenCalibration().fit([[0.0, np.nan], [1.0, 1.0]], [0, 1])
+    cal = HiddenCalibration().fit(HIDDEN, HIDDEN_Y)
+    with pytest.raises(CalibrationError, match="fitted on 2-dimensional hidden states but got 3"):
+        cal.transform(np.zeros((1, 3)))
+    with pytest.raises(CalibrationError, match="n x d matrix"):
+        cal.transform(np.zeros(2))
+
+
+# --------------------------------------------------------------------------- kNN prompting
+
+KNN_QUERY = np.log([[0.5, 0.25, 0.25]])
+
+
+def kl(p, q) -> float:
+    """KL(p || q) written out term by term."""
+    return sum(pi * np.log(pi / qi) for pi, qi in zip(p, q))
+
+
+def test_knn_kl_distances_and_votes_by_hand():
+    # Anchors (labels 0, 1, 1, 0) as unnormalised log-probabilities (offsets per row).
+    anchors = [[0.7, 0.2, 0.1], [0.4, 0.4, 0.2], [0.25, 0.25, 0.5], [0.1, 0.2, 0.7]]
+    X = np.log(anchors) + np.array([[-1.0], [2.0], [0.0], [-3.0]])
+    y = np.array([0, 1, 1, 0])
+    q = [0.5, 0.25, 0.25]
+    # KL(anchor || q): 0.0993, 0.0541, 0.1733, 0.5152 -> anchors by distance: 1, 0, 2, 3.
+    by_hand = [kl(a, q) for a in anchors]
+    cal = KNNPrompting(k=1).fit(X, y)
+    np.testing.assert_allclose(cal.distances(KNN_QUERY - 5.0)[0], by_hand)
+    assert cal.transform(KNN_QUERY).tolist() == [[0.0, 1.0]]  # nearest: anchor 1, label 1
+    three = KNNPrompting(k=3).fit(X, y)  # anchors 1, 0, 2: labels 1, 0, 1
+    np.testing.assert_allclose(three.transform(KNN_QUERY), [[1 / 3, 2 / 3]])
+    np.testing.assert_allclose(three.predict_proba(KNN_QUERY), [[1 / 3, 2 / 3]])
+    assert three.n_labelled_ == 4
+    # Four of four anchors: a 2-2 vote goes to the lower label; k above the anchors uses all.
+    for k in (4, 10):
+        tied = KNNPrompting(k=k).fit(X, y)
+        np.testing.assert_allclose(tied.transform(KNN_QUERY), [[0.5, 0.5]])
+        assert tied.predict(KNN_QUERY).tolist() == [0]
+
+
+def test_knn_uses_kl_from_the_anchor_to_the_query():
+    # KL(anchor || q) puts anchor 0 nearer (0.507 < 0.678); KL(q || anchor) would put anchor 1
+    # nearer (0.837 > 0.743): the direction decides the 1-NN label.
+    anchors = [[0.05, 0.4, 0.55], [0.1, 0.1, 0.8]]
+    q = [0.5, 0.25, 0.25]
+    assert kl(anchors[0], q) < kl(anchors[1], q) and kl(q, anchors[0]) > kl(q, anchors[1])
+    cal = KNNPrompting(k=1).fit(np.log(anchors), [0, 1])
+    assert cal.predict(KNN_QUERY).tolist() == [0]
+
+
+def test_knn_input_errors():
+    X = np.log([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]])
+    for k in (0, 1.5, True):
+        with pytest.raises(CalibrationError, match="k must be a positive integer"):
+            KNNPrompting(k=k).fit(X, [0, 1])
+    with pytest.raises(CalibrationError, match="needs gold labels"):
+        KNNPrompting().fit(X)
+    with pytest.raises(CalibrationError, match="n_classes must be at least 2 and exceed"):
+        KNNPrompting().fit(X, [0, 2], n_classes=2)
+    cal = KNNPrompting().fit(X, [0, 1])
+    with pytest.raises(CalibrationError, match="fitted on 3-dimensional next-token"):
+        cal.transform(np.zeros((1, 4)))
+
+
+# --------------------------------------------------------------------------- PMI_DC
+
+
+def test_pmi_subtracts_each_examples_domain_premise_scores():
+    X = np.log([[0.2, 0.1], [0.3, 0.3]])  # log P(choice | prompt), not normalised
+    premise = np.log([[0.4, 0.05], [0.1, 0.3]])  # log P(choice | domain premise), per example
+    # Row 0: ratios 0.5 and 2 -> [0.2, 0.8]; row 1: ratios 3 and 1 -> [0.75, 0.25].
+    cal = DomainPremisePMI().fit(premise)
+    np.testing.assert_allclose(cal.predict_proba(X), [[0.2, 0.8], [0.75, 0.25]])
+    np.testing.assert_allclose(cal.transform(X), np.log([[0.2, 0.8], [0.75, 0.25]]))
+    assert NoCalibration().predict(X).tolist() == [0, 0] and cal.predict(X).tolist() == [1, 0]
+    # One shared premise row (one label word set) applies to every example: row 1's ratios
+    # are then 0.3 / 0.4 = 0.75 and 0.3 / 0.05 = 6 -> [1/9, 8/9].
+    shared = DomainPremisePMI().fit(premise[:1])
+    np.testing.assert_allclose(shared.predict_proba(X), [[0.2, 0.8], [1 / 9, 8 / 9]])
+    with pytest.raises(CalibrationError, match="fitted on 2 domain-premise rows"):
+        cal.transform(np.zeros((3, 2)))
+
+
+# --------------------------------------------------------------------------- GC
+
+
+def test_gc_divides_out_the_marginal_of_the_generated_inputs():
+    # Label probabilities after two sampled pseudo-inputs: [0.6, 0.4] and [0.8, 0.2]
+    # -> marginal [0.7, 0.3]; [0.5, 0.5] / [0.7, 0.3] renormalised is [0.3, 0.7].
+    X_gen = np.log([[0.6, 0.4], [0.8, 0.2]]) + OFFSETS[:2]
+    cal = GenerativeCalibration().fit(X_gen)
+    np.testing.assert_allclose(cal.prior_, [0.7, 0.3])
+    np.testing.assert_allclose(cal.predict_proba(np.log([[0.5, 0.5], [0.7, 0.3]])),
+                               [[0.3, 0.7], [0.5, 0.5]])
+    assert GenerativeCalibration.needs == "generated" and GenerativeCalibration.space == "prob"
+
+
 # --------------------------------------------------------------------------- errors
 
 
 FITTED_NEEDS = [ContextualCalibration, DomainContextCalibration, PrototypicalCalibration,
                 BatchCalibration, StreamingBatchCalibration, BatchCalibrationLearned,
-                LinearProbeCalibration]  # fmt: skip
+                LinearProbeCalibration, DomainPremisePMI, GenerativeCalibration]  # fmt: skip
+FEATURE_METHODS = [HiddenCalibration, KNNPrompting]
+WITH_LABELS = ("labelled", "hidden_states", "next_token")
 
 
-@pytest.mark.parametrize("cls", FITTED_NEEDS)
+@pytest.mark.parametrize("cls", FITTED_NEEDS + FEATURE_METHODS)
 def test_not_fitted(cls):
     with pytest.raises(CalibrationError, match="is not fitted; call fit"):
         cls().transform(BIASED_X)
@@ -443,8 +592,12 @@ def test_unknown_space():
 
 
 def test_registry_declares_every_method():
-    assert set(CALIBRATORS) == {"none", "cc", "dc", "pc", "bc", "bcl", "linc"}
-    needs = {"nothing", "test", "content_free", "domain_context", "labelled"}
+    assert set(CALIBRATORS) == {
+        "none", "cc", "dc", "pc", "bc", "bcl", "linc", "hidden", "knn", "pmi", "gc",
+    }
+    assert DEFAULT_METHODS == ("none", "cc", "dc", "pc", "bc", "bcl", "linc")
+    needs = {"nothing", "test", "content_free", "domain_context", "labelled", "hidden_states",
+             "next_token", "domain_premise", "generated"}
     for name, cls in CALIBRATORS.items():
         assert issubclass(cls, Calibrator)
         assert cls.name == name
@@ -453,6 +606,9 @@ def test_registry_declares_every_method():
         assert isinstance(cls.extra_forward_passes, str) and cls.extra_forward_passes
     assert CALIBRATORS["cc"].extra_forward_passes == "3 per prompt"
     assert CALIBRATORS["bcl"].needs == CALIBRATORS["linc"].needs == "labelled"
+    assert {n for n, c in CALIBRATORS.items() if issubclass(c, FeatureCalibrator)} == {
+        "hidden", "knn",
+    }
 
 
 def test_get_calibrator():
@@ -464,6 +620,7 @@ def test_get_calibrator():
         "space": "logprob",
     }
     assert get_calibrator("LinC", reg=0.5).get_params() == {"reg": 0.5, "max_iter": 500}
+    assert get_calibrator("knn", k=5).get_params() == {"k": 5}
     with pytest.raises(CalibrationError, match="Unknown calibrator 'platt'.*none, cc, dc"):
         get_calibrator("platt")
     with pytest.raises(CalibrationError, match="accepts: space"):
@@ -475,8 +632,11 @@ def test_get_calibrator():
 def test_every_calibrator_gives_distributions(name):
     X, y = two_clusters()
     cal = get_calibrator(name)
-    assert (cal.fit(X, y) if cal.needs == "labelled" else cal.fit(X)) is cal
+    assert (cal.fit(X, y) if cal.needs in WITH_LABELS else cal.fit(X)) is cal
+    fitted = {k: v.copy() for k, v in vars(cal).items() if isinstance(v, np.ndarray)}
     proba = cal.predict_proba(X)
     assert proba.shape == X.shape and np.all(proba >= 0)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert cal.predict(X).shape == (80,)
+    for key, value in fitted.items():  # transform and predict never change what fit learned
+        np.testing.assert_array_equal(getattr(cal, key), value)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmboost.calibration import CALIBRATORS
+from lmboost.calibration import DEFAULT_METHODS
 from lmboost.calibration.domain import domain_context_strings
 from lmboost.errors import LmboostError
 from lmboost.evaluation.records import (
@@ -23,6 +23,7 @@ from lmboost.evaluation.records import (
     write_json,
 )
 from lmboost.evaluation.report import write_report
+from lmboost.generation import GenerationConfig
 from lmboost.icl import (
     CONTENT_FREE_INPUTS,
     ICLConfig,
@@ -35,6 +36,7 @@ from lmboost.icl import (
     select_demonstrations,
 )
 from lmboost.icl.posthoc import calibrate_run
+from lmboost.icl.prompts import pseudo_context, pseudo_input_prompt
 from lmboost.scoring import Scorer
 from lmboost.tasks import ClassificationTask, Example, get_task, register_task
 
@@ -195,14 +197,14 @@ def test_results_hold_per_seed_metrics_and_summary(first_run):
         assert np.array(run["scores"]["eval"]).shape == (12, 2)
         assert np.array(run["scores"]["content_free"]).shape == (3, 2)
         assert np.array(run["scores"]["domain"]).shape == (4, 2)
-        assert set(run["metrics"]) == set(CALIBRATORS)
+        assert set(run["metrics"]) == set(DEFAULT_METHODS)
         for metrics in run["metrics"].values():
             assert metrics["status"] == "ok"
             assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["ece"] <= 1
             assert abs(sum(metrics["label_distribution"]) - 1) < 1e-9
         assert isinstance(run["metrics"]["bcl"]["gamma"], float)
     rows = {(r["method"], r["shots"]): r for r in stored["summary"]}
-    assert set(rows) == {(m, k) for m in CALIBRATORS for k in (0, 2)}
+    assert set(rows) == {(m, k) for m in DEFAULT_METHODS for k in (0, 2)}
     accs = [run["metrics"]["bc"]["accuracy"] for run in stored["runs"] if run["shots"] == 2]
     assert rows[("bc", 2)]["accuracy"]["mean"] == pytest.approx(np.mean(accs))
     assert rows[("bc", 2)]["accuracy"]["std"] == pytest.approx(np.std(accs))
@@ -232,35 +234,140 @@ def test_limit_takes_a_recorded_stratified_sample(first_run, tmp_path, tiny_mode
     assert "sample" in (tmp_path / "out" / "report.md").read_text()
 
 
-def test_cc_and_dc_not_applicable_with_per_example_choices(tiny_model_dir, tmp_path):
+def test_per_example_choices_cc_dc_gc_not_applicable_pmi_per_premise(
+    tiny_model_dir, tiny_model, tmp_path
+):
     def examples(n: int, start: int) -> list[Example]:
         return [
-            Example({"text": f"great {i}"}, i % 2, ("movie", "film"), uid=f"copa:{i}")
+            Example({"text": f"great {i}", "connector": ("so", "because")[i % 2]}, i % 2,
+                    (f"movie {i % 3}", "film"), uid=f"copa:{i}")
             for i in range(start, start + n)
         ]
 
-    register_task(
-        ClassificationTask(
-            name="tiny-choices",
-            labels=["0", "1"],
-            verbalizer=["first", "second"],
-            template="Review: {text}\nAnswer:",
-            eval_split="6 made-up rows",
-            eval_loader=lambda: examples(6, 0),
-            pool_loader=lambda: examples(10, 100),
-            per_example_choices=True,
-        ),
-        overwrite=True,
+    task = ClassificationTask(
+        name="tiny-choices",
+        labels=["0", "1"],
+        verbalizer=["first", "second"],
+        template="Review: {text} {connector}",
+        eval_split="6 made-up rows",
+        eval_loader=lambda: examples(6, 0),
+        pool_loader=lambda: examples(10, 100),
+        per_example_choices=True,
+        domain_premise="{connector}",
     )
+    register_task(task, overwrite=True)
+    methods = [*DEFAULT_METHODS, "pmi", "gc", "hidden"]
     config = ICLConfig(model=tiny_model_dir, task="tiny-choices", out=tmp_path / "out",
-                       shots=[1], seeds=1, labelled_size=4)
+                       shots=[1], seeds=1, labelled_size=4, calibration=methods)
     results = run_icl(config, progress=False)
-    metrics = results["runs"][0]["metrics"]
-    assert metrics["cc"]["status"] == metrics["dc"]["status"] == "n/a"
+    (run,) = results["runs"]
+    metrics = run["metrics"]
+    assert metrics["cc"]["status"] == metrics["dc"]["status"] == metrics["gc"]["status"] == "n/a"
     assert "answer options" in metrics["cc"]["reason"]
-    assert all(metrics[m]["status"] == "ok" for m in ("none", "pc", "bc", "bcl"))
-    assert results["runs"][0]["scores"]["content_free"] is None
+    assert "sampled pseudo-input has no options" in metrics["gc"]["reason"]
+    assert all(metrics[m]["status"] == "ok" for m in ("none", "pc", "bc", "bcl", "pmi", "hidden"))
+    assert run["scores"]["content_free"] is None and run["computed"] == [
+        "scores", "premise", "hidden",
+    ]
     assert "Not applicable" in (tmp_path / "out" / "report.md").read_text()
+    # PMI's premise: each example's own connector after the prefix, its own choices scored.
+    assert run["premise_texts"] == ["so", "because"]
+    eval_examples, pool = task.load_eval(), task.load_pool()
+    prefix = build_prefix(task, [ex for ex in pool if ex.uid in run["demo_uids"]])
+    by_hand = Scorer(tiny_model).score_choices(
+        [prefix + ex.fields["connector"] for ex in eval_examples],
+        [task.answer_options(ex) for ex in eval_examples],
+    )
+    np.testing.assert_allclose(run["scores"]["premise"], by_hand, atol=1e-5, rtol=0)
+
+
+# --------------------------------------------------------------------------- model-output methods
+
+NEW_METHODS = ["hidden", "knn", "pmi", "gc"]
+PARTS = ["hidden", "next_token", "premise", "generated"]
+OLD_KEYS = {"shots", "seed", "fingerprint", "eval", "labelled", "labelled_labels", "demo_uids",
+            "labelled_uids", "domain_strings", "content_free", "domain"}
+
+
+def test_hidden_knn_pmi_gc_store_their_outputs_and_reuse_them(
+    tiny_model_dir, tiny_model, tmp_path, monkeypatch
+):
+    spec = _write_task(tmp_path / "task")
+    out = tmp_path / "out"
+    config = _config(tiny_model_dir, spec, out, shots=[0, 1], seeds=1, n_gc=3,
+                     calibration=["none", "bc"])
+    first = run_icl(config, progress=False)
+    path = out / "scores" / "shots1-seed0.npz"
+    assert set(load_arrays(path)) == OLD_KEYS  # label scores only: the earlier format
+    shutil.copytree(out, tmp_path / "before")
+
+    methods = ["none", *NEW_METHODS]
+    second = run_icl(replace(config, calibration=methods), progress=False)
+    for new, old in zip(second["runs"], first["runs"]):
+        assert new["scores_from_cache"] and new["computed"] == PARTS
+        assert new["fingerprint"] == old["fingerprint"]
+        assert new["scores"]["eval"] == old["scores"]["eval"]
+        assert all(new["metrics"][m]["status"] == "ok" for m in methods)
+        assert new["metrics"]["hidden"]["n_labelled"] == new["metrics"]["knn"]["n_labelled"] == 8
+        assert new["premise_texts"] == ["Sentiment:"] and len(new["generated_inputs"]) == 3
+
+    # The stored parts are what the model gives on the hand-built prompts.
+    task = get_task(str(spec))
+    eval_examples, pool = task.load_eval(), task.load_pool()
+    stored = ScoreSet.load(path)
+    labelled = [ex for ex in pool if ex.uid in set(stored.labelled_uids)]
+    prefix = build_prefix(task, [ex for ex in pool if ex.uid in stored.demo_uids])
+    scorer = Scorer(tiny_model)
+    states = scorer.prompt_states(build_contexts(task, prefix, eval_examples + labelled))
+    np.testing.assert_allclose(np.concatenate([stored.hidden_eval, stored.hidden_labelled]),
+                               states.hidden.numpy(), atol=1e-5, rtol=0)
+    assert stored.next_token_eval.dtype == np.float16
+    np.testing.assert_allclose(
+        np.concatenate([stored.next_token_eval, stored.next_token_labelled]).astype(np.float32),
+        states.logprobs.numpy(), atol=0.05, rtol=2e-3,
+    )
+    options = task.answer_options(eval_examples[0])
+    premise = scorer.score_choices([prefix + "Sentiment:"] * 12, options)
+    np.testing.assert_allclose(stored.premise, premise, atol=1e-5, rtol=0)
+    prompt = pseudo_input_prompt(task, prefix)
+    assert prompt == prefix + "Review:"
+    sampling = GenerationConfig(max_new_tokens=max(
+        len(tiny_model.tokenizer(task.render(ex), add_special_tokens=False)["input_ids"])
+        for ex in eval_examples), do_sample=True, stop=("Sentiment:", "\n\n"), seed=0)
+    (samples,) = scorer.generate([prompt], sampling, n=3, chat=False)
+    assert stored.generated_inputs == samples
+    generated = scorer.score_choices([pseudo_context(task, prefix, t) for t in samples], options)
+    np.testing.assert_allclose(stored.generated, generated, atol=1e-5, rtol=0)
+
+    # Rerun: everything is stored, no model is loaded, the same metrics come back.
+    monkeypatch.setattr("lmboost.icl.runner.load_backend", _no_model)
+    third = run_icl(replace(config, calibration=methods), progress=False)
+    assert [run["computed"] for run in third["runs"]] == [[], []]
+    assert [r["metrics"] for r in third["runs"]] == [r["metrics"] for r in second["runs"]]
+    assert calibrate_run(out, ["knn", "gc"])["summary"][0]["status"] == "ok"
+    # GC's samples depend on n_gc: a new count is a new part, and needs the model.
+    with pytest.raises(AssertionError, match="must not be loaded"):
+        run_icl(replace(config, calibration=["gc"], n_gc=2), progress=False)
+    # lmboost calibrate on the folder from before says which outputs the file lacks.
+    with pytest.raises(LmboostError, match="lacks model outputs: knn needs the next-token "
+                       "distributions.*pmi needs the choice scores.*--calibration none,knn,pmi"):
+        calibrate_run(tmp_path / "before", ["none", "knn", "pmi"])
+
+
+def test_gc_with_nothing_to_sample_after_is_not_applicable(tiny_model_dir, tmp_path):
+    spec = _write_task(tmp_path / "task", template="{text}\\nSentiment:")
+    config = _config(tiny_model_dir, spec, tmp_path / "out", shots=[0], seeds=1,
+                     labelled_size=0, calibration=["gc", "pmi", "hidden"])
+    (run,) = run_icl(config, progress=False)["runs"]
+    assert run["metrics"]["gc"] == {
+        "status": "n/a",
+        "reason": "not applicable: nothing to sample pseudo-inputs after (no instruction, no "
+        "demonstrations, and the template starts with an input field)",
+    }
+    assert "no labelled set" in run["metrics"]["hidden"]["reason"]
+    assert run["metrics"]["pmi"]["status"] == "ok"
+    assert run["computed"] == ["scores", "generated", "premise"]  # in the order of the methods
+    assert run["generated_inputs"] == [] and run["scores"]["generated"] == []
 
 
 # --------------------------------------------------------------------------- bad input
@@ -312,12 +419,17 @@ def test_cli_runs_end_to_end(tiny_model_dir, tmp_path, capsys):
     spec = _write_task(tmp_path / "task")
     out = tmp_path / "out"
     argv = ["icl", "--model", tiny_model_dir, "--task", str(spec), "--shots", "0,1",
-            "--seeds", "1", "--calibration", "none,BC", "--labelled-size", "4",
-            "--n-domain", "3", "--out", str(out)]
+            "--seeds", "1", "--calibration", "none,BC,gc", "--labelled-size", "4",
+            "--n-domain", "3", "--n-gc", "2", "--out", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "| bc |" in printed and f"report: {out / 'report.md'}" in printed
-    assert read_json(out / "results.json")["config"]["calibration"] == ["none", "bc"]
+    assert "| bc |" in printed and "| gc |" in printed
+    assert f"report: {out / 'report.md'}" in printed
+    results = read_json(out / "results.json")
+    assert results["config"]["calibration"] == ["none", "bc", "gc"]
+    assert results["config"]["n_gc"] == 2
+    assert [len(run["generated_inputs"]) for run in results["runs"]] == [2, 2]
+    assert "- gc: 2 pseudo-inputs sampled per prompt" in (out / "report.md").read_text()
 
 
 def test_cli_bc_on_a_users_csv_in_one_command(tiny_model_dir, tmp_path, capsys):
@@ -401,7 +513,7 @@ def test_zero_shot_cells_say_the_seeds_repeat_one_measurement(first_run):
     # strings and the labelled set of BCL/LinC still change with the seed.
     assert all(rows[(m, 0)]["same_every_seed"] for m in ("none", "cc", "pc", "bc"))
     assert not any(rows[(m, 0)]["same_every_seed"] for m in ("dc", "bcl", "linc"))
-    assert not any(rows[(m, 2)]["same_every_seed"] for m in CALIBRATORS)
+    assert not any(rows[(m, 2)]["same_every_seed"] for m in DEFAULT_METHODS)
     report = (Path(config.out) / "report.md").read_text()
     none_row = next(line for line in report.splitlines() if line.startswith("| none |"))
     zero, two = none_row.strip("|").split("|")[1:3]

@@ -118,6 +118,12 @@ def test_methods_the_log_cannot_feed_are_clear_errors(lm_eval_run, tmp_path, cap
     assert "Traceback" not in err
     assert main(["calibrate", str(samples), "--calibration", "dc", "--out", out]) == 2
     assert "dc needs the label scores after random in-domain" in capsys.readouterr().err
+    assert main(["calibrate", str(samples), "--calibration", "knn", "--out", out]) == 2
+    assert "knn needs the next-token distributions of the eval and labelled prompts" in (
+        capsys.readouterr().err
+    )
+    assert main(["calibrate", str(samples), "--calibration", "gc", "--out", out]) == 2
+    assert "use lmboost icl for gc" in capsys.readouterr().err
     assert main(["calibrate", str(samples), "--calibration", "linc", "--out", out]) == 2
     assert "--labelled FILE" in capsys.readouterr().err
     assert main(["calibrate", str(samples), "--calibration", "bc"]) == 2

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from lmboost.backends import Backend, BackendError
 from lmboost.errors import ScoringError
 from lmboost.scoring import (
     EncodedRequest,
@@ -13,6 +14,7 @@ from lmboost.scoring import (
     encode_request,
     reference_loglikelihood_tokens,
 )
+from lmboost.scoring.requests import encode_context
 
 PREFIX = (
     "Review: a great movie\nSentiment: positive\n\n"
@@ -202,3 +204,85 @@ def test_sliding_window_model_matches_full_forward(tiny_gemma3):
     with pytest.warns(UserWarning, match="longer than the model's sliding window"):
         results = Scorer(tiny_gemma3, batch_size=3).loglikelihood(requests)
     _assert_equal(results, _reference(tiny_gemma3, requests), atol=1e-4)
+
+
+# --------------------------------------------------------------------------- prompt states
+
+
+def _plain_states(loaded, context: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last hidden state and next-token log-probabilities of one plain full forward."""
+    ids = torch.tensor([list(encode_context(loaded.tokenizer, context))])
+    with torch.inference_mode():
+        out = loaded.model(input_ids=ids, output_hidden_states=True)
+    return out.hidden_states[-1][0, -1].float(), torch.log_softmax(out.logits[0, -1].float(), -1)
+
+
+@pytest.mark.parametrize("manual_head", [True, False])
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_prompt_states_equal_a_plain_forward(tiny_model, batch_size, manual_head):
+    contexts = [PREFIX + f"Review: {q}\nSentiment:" for q in QUERIES]
+    contexts += [contexts[0] + " ", "x", contexts[1]]  # trailing space, no shared prefix, repeat
+    scorer = Scorer(tiny_model, batch_size=batch_size)
+    scorer.__dict__["_manual_head"] = manual_head  # both ways of reaching the hidden state
+    states = scorer.prompt_states(contexts)
+    assert states.hidden.shape == (7, 32)
+    assert states.logprobs.shape == (7, len(tiny_model.tokenizer))
+    for row, context in enumerate(contexts):
+        hidden, logprobs = _plain_states(tiny_model, context)
+        torch.testing.assert_close(states.hidden[row], hidden, atol=1e-4, rtol=0)
+        torch.testing.assert_close(states.logprobs[row], logprobs, atol=1e-4, rtol=0)
+    # The distribution is the one scoring reads the first answer token from.
+    for row, context in enumerate(contexts[:4]):
+        request = encode_request(tiny_model.tokenizer, context, " positive")
+        (result,) = scorer.loglikelihood_tokens([request])
+        assert result.token_logprobs[0] == pytest.approx(
+            float(states.logprobs[row, request.continuation[0]]), abs=1e-4
+        )
+
+
+def test_prompt_states_one_part_and_errors(tiny_model):
+    scorer = Scorer(tiny_model)
+    contexts = [PREFIX + "Review: great\nSentiment:", "Review: dull\nSentiment:"]
+    both = scorer.prompt_states(contexts)
+    hidden_only = scorer.prompt_states(contexts, logprobs=False)
+    assert hidden_only.logprobs is None
+    torch.testing.assert_close(hidden_only.hidden, both.hidden, atol=1e-5, rtol=0)
+    assert scorer.prompt_states(contexts, hidden=False).hidden is None
+    with pytest.raises(BackendError, match="hidden states, log-probabilities or both"):
+        scorer.prompt_states(contexts, hidden=False, logprobs=False)
+    with pytest.raises(ScoringError, match="non-empty list"):
+        scorer.prompt_states("Review: great")
+    with pytest.raises(ScoringError, match="context window is 128"):
+        scorer.prompt_states(["great " * 200])
+    with pytest.warns(UserWarning, match="Left-truncating"):
+        cut = Scorer(tiny_model, truncation="left").prompt_states(["great " * 200])
+    assert cut.hidden.shape == (1, 32)
+
+
+def test_a_backend_without_prompt_states_says_so():
+    class Bare(Backend):
+        name = "bare"
+        context_window = 8
+
+        def loglikelihood_tokens(self, requests):
+            return []
+
+        def loglikelihood_rolling(self, texts):
+            return []
+
+        def generate(self, prompts, config=None, *, n=1, chat=None):
+            return []
+
+    with pytest.raises(BackendError, match="The bare backend gives neither.*--backend hf"):
+        Bare().prompt_states(["Review: great"])
+
+
+def test_prompt_states_on_a_sliding_window_model(tiny_gemma3):
+    contexts = [ctx for ctx, _ in _requests()[:: len(CHOICES)]]
+    lengths = [len(encode_context(tiny_gemma3.tokenizer, c)) for c in contexts]
+    assert min(lengths) < 80 <= max(lengths)
+    states = Scorer(tiny_gemma3, batch_size=3).prompt_states(contexts)
+    for row, context in enumerate(contexts):
+        hidden, logprobs = _plain_states(tiny_gemma3, context)
+        torch.testing.assert_close(states.hidden[row], hidden, atol=1e-4, rtol=0)
+        torch.testing.assert_close(states.logprobs[row], logprobs, atol=1e-4, rtol=0)

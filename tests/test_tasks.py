@@ -128,6 +128,29 @@ def test_prompt_shapes():
     assert copa.answer_text(ex) == " water flowed from the spout."
 
 
+def test_template_ends_and_domain_premise():
+    sst2, rte, copa = get_task("sst2"), get_task("rte"), get_task("copa")
+    assert sst2.template_ends == ("Review: ", "\nSentiment:")
+    assert rte.template_ends == ("", " True or False?\nanswer:")
+    ex = Example({"sentence": "fine"}, 1)
+    assert sst2.domain_premise_text(ex) == "Sentiment:"
+    assert rte.domain_premise_text(Example({"premise": "a", "hypothesis": "b"}, 0)) == (
+        "True or False?\nanswer:"
+    )
+    fields = {"premise_stem": "The man fell", "connector": "because"}
+    assert copa.template_ends == ("", "")
+    assert copa.domain_premise_text(Example(fields, 0, ("x", "y"))) == "because"
+    kwargs = dict(name="t", labels=["a", "b"], verbalizer=["A", "B"], eval_split="",
+                  eval_loader=list)
+    braces = ClassificationTask(template="{{x}} {x} = {y} {{done}}:", **kwargs)
+    assert braces.template_ends == ("{x} ", " {done}:")
+    assert ClassificationTask(template="{x}", **kwargs).domain_premise_text(ex) == ""
+    assert ClassificationTask(template="Say:", **kwargs).template_ends == ("Say:", "")
+    with pytest.raises(TaskError, match="domain_premise needs field 'connector'"):
+        ClassificationTask(template="{x}", domain_premise="{connector}", **kwargs
+                           ).domain_premise_text(ex)
+
+
 def test_get_task_returns_a_copy():
     task = get_task("sst2")
     task.verbalizer[0] = "bad"

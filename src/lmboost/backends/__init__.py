@@ -9,6 +9,7 @@ from lmboost.backends.base import (
     Backend,
     BackendError,
     LoglikelihoodResult,
+    PromptStates,
     RollingResult,
 )
 
@@ -73,6 +74,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "LoglikelihoodResult",
+    "PromptStates",
     "RollingResult",
     "as_backend",
     "load_backend",

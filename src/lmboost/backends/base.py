@@ -8,6 +8,9 @@ Small like lm-evaluation-harness's ``LM`` class. A backend answers
 * ``generate(prompts, config, n=...)`` -- greedy or sampled completions, stop strings, seeds, n
   samples per prompt sharing one prompt encoding;
 * ``embed(texts, pooling)`` -- pooled hidden states (bias tests, RAIN's similarity);
+* ``prompt_states(contexts)`` -- at each context's last token, where the answer's first token is
+  predicted: the last hidden state and the whole next-token distribution (calibration by
+  hidden states or distributions, Hidden Calibration and kNN prompting);
 
 and says what it is with ``describe()`` (backend, model, dtype, device), which run records keep.
 Token-level requests come from :func:`lmboost.scoring.encode_request`, prompts from
@@ -23,7 +26,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -55,6 +58,16 @@ class RollingResult:
 
     logprob: float
     tokens: int
+
+
+class PromptStates(NamedTuple):
+    """What the model holds at the last token of each of n contexts: ``hidden``, the last hidden
+    state of its body (n x hidden size), and ``logprobs``, the log-softmax next-token
+    distribution over the whole vocabulary (n x vocabulary); both float32 on the CPU, None when
+    not asked for."""
+
+    hidden: torch.Tensor | None
+    logprobs: torch.Tensor | None
 
 
 class Backend(ABC):
@@ -104,6 +117,16 @@ class Backend(ABC):
         """One pooled hidden-state vector per text (n x hidden, float32)."""
         raise BackendError(
             f"The {self.name} backend does not give hidden states: use --backend hf."
+        )
+
+    def prompt_states(
+        self, contexts: Sequence[str], *, hidden: bool = True, logprobs: bool = True
+    ) -> PromptStates:
+        """The last hidden state and/or the next-token log-distribution at the last token of
+        each context (encoded as :meth:`score_choices` encodes contexts), in input order."""
+        raise BackendError(
+            f"The {self.name} backend gives neither hidden states nor full next-token "
+            "distributions (hidden and knn calibration need them): use --backend hf."
         )
 
     def describe(self) -> dict[str, Any]:

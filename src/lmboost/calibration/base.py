@@ -55,8 +55,13 @@ class Calibrator:
         space: ``"logprob"`` or ``"prob"``, the space ``transform`` returns scores in.
         needs: what ``fit`` must be given — ``"nothing"``, ``"test"`` (the unlabelled test
             scores), ``"content_free"`` (scores of content-free inputs in the same prompt),
-            ``"domain_context"`` (scores of random in-domain word strings) or ``"labelled"``
-            (scores and gold labels of a small labelled set).
+            ``"domain_context"`` (scores of random in-domain word strings), ``"labelled"``
+            (scores and gold labels of a small labelled set), ``"domain_premise"`` (each
+            example's choice scores after the domain premise alone), ``"generated"`` (label
+            scores after pseudo-inputs the model sampled), or, for the
+            :class:`FeatureCalibrator` methods, ``"hidden_states"`` / ``"next_token"`` (the
+            last hidden states / next-token distributions of the labelled and test prompts, and
+            the labelled examples' gold labels).
         extra_forward_passes: the LM cost of obtaining what ``fit`` needs, in words.
 
     As in scikit-learn, ``__init__`` only stores hyper-parameters and learned attributes end with
@@ -171,3 +176,79 @@ class Calibrator:
         """``fit(X, y, **fit_params).predict(X)``: the transductive use of methods that need the
         test scores (BC, PC)."""
         return self.fit(X, y, **fit_params).predict(X)
+
+
+class FeatureCalibrator(Calibrator):
+    """A calibrator that classifies per-example model features (hidden states, next-token
+    distributions) instead of label scores, learned from labelled examples.
+
+    ``fit(F, y, n_classes=K)`` takes the n x d features of the labelled examples' prompts and
+    their label indices (K defaults to max(y) + 1); ``transform(F)`` maps the N x d features of
+    test prompts to N x K calibrated scores in the method's ``space``. ``n_features_in_`` (d),
+    ``n_classes_`` (K) and ``n_labelled_`` (n, the labelled-data budget spent) are learned.
+    """
+
+    #: What the features are, for messages ("hidden states", ...).
+    features: str = "features"
+
+    def _validate_features(self, X: ArrayLike, reset: bool) -> np.ndarray:
+        """Check that ``X`` is a finite n x d float matrix (n, d >= 1) and return it; with
+        ``reset=False`` also that the calibrator is fitted and d equals ``n_features_in_``."""
+        who = type(self).__name__
+        try:
+            X = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise CalibrationError(f"{who}: {self.features} must be numeric ({exc}).") from exc
+        if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
+            raise CalibrationError(
+                f"{who}: {self.features} must be an n x d matrix with at least one row and "
+                f"column (one row per example), got shape {X.shape}."
+            )
+        if not np.isfinite(X).all():
+            raise CalibrationError(f"{who}: {self.features} contain non-finite values.")
+        if reset:
+            return X
+        fitted = getattr(self, "n_features_in_", None)
+        if fitted is None:
+            raise CalibrationError(
+                f"{who} is not fitted; call fit(...) first with the {self.features} of "
+                "labelled examples and their labels."
+            )
+        if X.shape[1] != fitted:
+            raise CalibrationError(
+                f"{who} was fitted on {fitted}-dimensional {self.features} but got "
+                f"{X.shape[1]} columns: use the same model for fit and transform."
+            )
+        return X
+
+    def _check_labelled(
+        self, X: ArrayLike, y: ArrayLike | None, n_classes: int | None
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Validate the labelled features and labels; return (features, labels, K)."""
+        who = type(self).__name__
+        X = self._validate_features(X, reset=True)
+        if y is None:
+            raise CalibrationError(
+                f"{who} needs gold labels: call fit(F_labelled, y) with y the label indices of "
+                "F_labelled's rows."
+            )
+        y = np.asarray(y)
+        if y.shape != (X.shape[0],):
+            raise CalibrationError(
+                f"y must hold one label per row of the {self.features} ({X.shape[0]}), got "
+                f"shape {y.shape}."
+            )
+        if y.dtype.kind not in "iu" or y.min() < 0:
+            raise CalibrationError("y must hold non-negative integer label indices.")
+        k = int(y.max()) + 1 if n_classes is None else n_classes
+        if k < 2 or y.max() >= k:
+            raise CalibrationError(
+                f"n_classes must be at least 2 and exceed every label in y, not {k}."
+            )
+        return X, y, k
+
+    def _record_fit(self, X: np.ndarray, k: int) -> None:
+        """Record ``n_features_in_``, ``n_classes_`` and ``n_labelled_`` once a fit succeeded."""
+        self.n_features_in_ = X.shape[1]
+        self.n_classes_ = k
+        self.n_labelled_ = X.shape[0]

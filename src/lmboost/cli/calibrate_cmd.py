@@ -6,7 +6,9 @@ per-sample log of an lm-evaluation-harness run of a multiple-choice task: the
 samples_<task>_<date>.jsonl file that lm_eval --log_samples writes (or the --output_path folder
 holding it). A log holds only the test documents' scores, so none, pc and bc apply directly;
 bcl and linc also need --labelled, a second log of labelled documents scored with the same
-prompt; cc and dc need scores a log does not have.
+prompt; cc, dc, hidden, knn, pmi and gc need model outputs a log does not have. A run folder
+holds the outputs of the methods its lmboost icl run ran; other methods that need more (hidden,
+knn, pmi, gc) are refused with the fix: rerun lmboost icl with them.
 
 examples:
   lmboost calibrate runs/sst2 --calibration none,bc,linc      # rewrites runs/sst2's report

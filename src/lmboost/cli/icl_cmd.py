@@ -1,19 +1,25 @@
 r"""k-shot in-context classification, calibrated every way, averaged over seeds.
 
 Scores each (shots, seed) prompt once and keeps the scores in OUT/scores/, so a rerun resumes
-an interrupted run and a new --calibration list needs no model (or: lmboost calibrate OUT).
+an interrupted run and a new --calibration list needs no model (or: lmboost calibrate OUT),
+unless it adds hidden, knn, pmi or gc: what they need is computed once and stored beside.
 Writes OUT/results.json (every score, metric and setting) and OUT/report.md with plots.
 
-calibration methods:
+calibration methods (default: the first seven, which need only label scores):
   none  the label scores, normalised        pc    prototypical calibration (test scores)
   cc    contextual calibration ("N/A" ...)  bc    batch calibration (test scores)
   dc    domain-context calibration          bcl   BC with gamma tuned on labelled examples
                                             linc  linear probe calibration (labelled examples)
+  hidden  nearest centroid on the prompts' last hidden states (labelled examples)
+  knn     k nearest labelled prompts by KL of next-token distributions (stores them: large)
+  pmi     choice scores minus their scores after the domain premise alone ("Answer:")
+  gc      generative calibration: divide out the label marginal over --n-gc sampled inputs
 
 examples:
   lmboost icl --task sst2 --out runs/sst2
   lmboost icl --task agnews --shots 0,1,4,8 --seeds 5 --limit 500 --out runs/agnews
   lmboost icl --task sst2 --calibration none,bc --out runs/sst2     # reuses the stored scores
+  lmboost icl --task sst2 --calibration hidden,knn,pmi,gc --out runs/sst2   # adds what they need
   lmboost icl --model gemma3-270m --task my-task.yaml --demos balanced --out runs/mine
 
 your own data in one command (a CSV/TSV with a header row, or JSON lines; docs/tasks.md):
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lmboost.calibration import DEFAULT_METHODS
 from lmboost.cli.options import (
     add_backend,
     add_dtype,
@@ -44,8 +51,8 @@ from lmboost.icl.runner import DEMO_STRATEGIES, TRUNCATIONS
 from lmboost.models import DEFAULT_MODEL
 
 NAME = "icl"
-HELP = "k-shot classification with calibration (CC, DC, PC, BC, BCL, LinC)"
-DEFAULT_CALIBRATION = "none,cc,dc,pc,bc,bcl,linc"
+HELP = "k-shot classification with calibration (CC, DC, PC, BC, BCL, LinC, hidden, kNN, PMI, GC)"
+DEFAULT_CALIBRATION = ",".join(DEFAULT_METHODS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,10 +85,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--labelled-size", type=int, default=32, metavar="N",
-        help="pool examples held out per seed as the labelled set of bcl and linc (32)",
+        help="pool examples held out per seed as the labelled set of bcl, linc, hidden, knn (32)",
     )
     parser.add_argument(
         "--n-domain", type=int, default=20, metavar="N", help="random strings for DC (20)"
+    )
+    parser.add_argument(
+        "--n-gc", type=int, default=20, metavar="N",
+        help="pseudo-inputs GC samples per prompt (20)",
     )
     parser.add_argument(
         "--truncation", default="error", choices=TRUNCATIONS,
@@ -102,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         demo_strategy=args.demos,
         labelled_size=args.labelled_size,
         n_domain=args.n_domain,
+        n_gc=args.n_gc,
         batch_size=args.batch_size,
         dtype=args.dtype,
         backend=args.backend,

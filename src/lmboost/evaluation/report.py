@@ -124,9 +124,11 @@ def _header(results: dict[str, Any]) -> list[str]:
     else:
         lines.append(
             f"- shots: {', '.join(map(str, config['shots']))}; seeds: {seeds} (0..{seeds - 1}); "
-            f"demonstrations: {config['demo_strategy']}; labelled set (BCL, LinC): "
+            f"demonstrations: {config['demo_strategy']}; labelled set (bcl, linc, hidden, knn): "
             f"{config['labelled_size']} pool examples per seed"
         )
+        if "gc" in config["calibration"]:
+            lines.append(f"- gc: {config['n_gc']} pseudo-inputs sampled per prompt")
         if source:
             lines.append(f"- scores: stored in `{source['path']}`, recalibrated without a model")
     lines += _budget_lines(results["summary"])

@@ -6,8 +6,13 @@ per-(shots, seed) records and summary (:func:`lmboost.icl.runner.run_record`,
 :func:`~lmboost.icl.runner.build_results`), plus a ``source`` entry that says where the scores
 came from. An lm-eval log holds only the test documents' scores: methods that need test scores
 (none, pc, bc) apply directly, those that need labelled examples (bcl, linc) take a second log
-of labelled documents, and those that need content-free or domain-string scores (cc, dc) cannot
-be applied.
+of labelled documents, and those that need other model outputs (cc, dc, hidden, knn, pmi, gc)
+cannot be applied.
+
+A run folder holds what its ``lmboost icl`` run computed: the label scores, and the further
+outputs (hidden states, next-token distributions, domain-premise scores, sampled pseudo-inputs)
+of the methods it ran. A method whose outputs are not stored is refused with an error that
+names them; rerunning ``lmboost icl`` with that method adds them and reuses the rest.
 """
 
 from __future__ import annotations
@@ -24,12 +29,22 @@ from lmboost.calibration import CALIBRATORS
 from lmboost.errors import LmboostError
 from lmboost.evaluation.records import RunTimer, read_json
 from lmboost.icl.lm_eval_log import LmEvalLog, find_samples_file, read_lm_eval_log
-from lmboost.icl.runner import ScoreSet, build_results, check_methods, run_record, write_results
+from lmboost.icl.runner import (
+    NEEDS_PART,
+    PART_DESCRIPTIONS,
+    ScoreSet,
+    build_results,
+    check_methods,
+    lacking_parts,
+    run_record,
+    write_results,
+)
 
 _LACKING = {
     "content_free": 'the label scores after content-free inputs ("N/A", "", "[MASK]") in the same '
     "prompt",
     "domain_context": "the label scores after random in-domain word strings in the same prompt",
+    **{needs: PART_DESCRIPTIONS[part] for needs, part in NEEDS_PART.items()},
 }
 
 
@@ -72,6 +87,15 @@ def calibrate_run(folder: str | Path, methods: Sequence[str], out: str | Path | 
             raise LmboostError(
                 f"{path} holds other scores than {folder}/results.json records (the fingerprints "
                 "differ); rerun lmboost icl with the settings you want."
+            )
+        lacking = lacking_parts(scores, methods)
+        if lacking:
+            needs = "; ".join(f"{m} needs {PART_DESCRIPTIONS[part]}" for m, part in lacking.items())
+            raise LmboostError(
+                f"{path} lacks model outputs: {needs}. Rerun lmboost icl with this run's settings "
+                f"(the config in {folder}/results.json) and --calibration "
+                f"{','.join(methods)}: it computes only what is missing and reuses the stored "
+                "scores."
             )
         records.append(run_record(scores, labels, methods, from_cache=True))
         if out.resolve() != folder.resolve():
@@ -189,7 +213,7 @@ def _check_needs(methods: Sequence[str], has_labelled: bool) -> None:
             raise LmboostError(
                 f"{m} needs {_LACKING[needs]}, and an lm-evaluation-harness log holds only the "
                 f"scores of the test documents: drop {m} (none, pc and bc need only those "
-                "scores; use lmboost icl for cc and dc)."
+                f"scores; use lmboost icl for {m})."
             )
         if needs == "labelled" and not has_labelled:
             raise LmboostError(

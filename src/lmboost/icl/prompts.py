@@ -68,3 +68,24 @@ def build_contexts(task: ClassificationTask, prefix: str, examples: Sequence[Exa
 def content_free_example(example: Example, text: str) -> Example:
     """``example`` with every input field replaced by a content-free string such as "N/A"."""
     return replace(example, fields={key: text for key in example.fields})
+
+
+def pseudo_input_prompt(task: ClassificationTask, prefix: str) -> str:
+    """What Generative Calibration samples pseudo-inputs after: the prefix (instruction and
+    demonstrations) and the template's text before its first field, trailing white space
+    dropped so that the sample brings its own ("" when there is nothing to continue)."""
+    return (prefix + task.template_ends[0]).rstrip()
+
+
+def pseudo_input_stops(task: ClassificationTask) -> tuple[str, ...]:
+    """Where a sampled pseudo-input ends: the template's text after its last field (the answer
+    slot, white space stripped) or the demonstration separator."""
+    return tuple(s for s in dict.fromkeys((task.template_ends[1].strip(), task.demo_separator))
+                 if s)
+
+
+def pseudo_context(task: ClassificationTask, prefix: str, sample: str) -> str:
+    """The context the labels are scored after for one sampled pseudo-input: the sampling
+    prompt, the sample (trailing white space dropped) and the template's text after its last
+    field, i.e. the sample in place of a query."""
+    return pseudo_input_prompt(task, prefix) + sample.rstrip() + task.template_ends[1]

@@ -7,10 +7,15 @@ For every number of shots k and seed s, :func:`run_icl`
 2. scores under the same prefix (instruction + demonstrations) the eval set (N x K), the
    content-free inputs "N/A", "", "[MASK]" (3 x K, for CC), ``n_domain`` strings of random
    in-domain words (for DC) and the labelled set (L x K, for BCL, LinC) — a :class:`ScoreSet`;
-3. saves it as ``out/scores/shots{k}-seed{s}.npz`` with a fingerprint of everything the scores
-   depend on; a rerun reuses every file whose fingerprint matches and loads the model only if
-   some ScoreSet is missing, so an interrupted run resumes and calibrators can be changed freely;
-4. fits each calibrator on what it ``needs``, predicts the eval set, and records accuracy,
+3. adds, under the same prefix, the further model outputs the chosen methods need (its
+   *parts*): the last hidden states (hidden) and next-token distributions (knn) of the eval and
+   labelled prompts, the choice scores after the domain premise alone (pmi), and ``n_gc``
+   pseudo-inputs the model samples with the label scores after each (gc);
+4. saves it as ``out/scores/shots{k}-seed{s}.npz`` with a fingerprint of everything the scores
+   depend on, and one per part; a rerun reuses every file whose fingerprint matches, computes
+   only the parts it lacks, and loads the model only if something is missing, so an
+   interrupted run resumes and calibrators can be changed freely;
+5. fits each calibrator on what it ``needs``, predicts the eval set, and records accuracy,
    macro-F1, ECE, the predicted-label distribution and the reliability bins;
 
 then writes ``out/results.json`` and ``out/report.md`` (with plots).
@@ -37,6 +42,7 @@ from lmboost import __version__
 from lmboost.backends import BACKENDS, Backend, as_backend, load_backend
 from lmboost.calibration import (
     CALIBRATORS,
+    DEFAULT_METHODS,
     Calibrator,
     domain_context_strings,
     get_calibrator,
@@ -58,11 +64,15 @@ from lmboost.evaluation.records import (
     write_json,
 )
 from lmboost.evaluation.report import write_report
+from lmboost.generation import GenerationConfig
 from lmboost.icl.prompts import (
     CONTENT_FREE_INPUTS,
     build_contexts,
     build_prefix,
     content_free_example,
+    pseudo_context,
+    pseudo_input_prompt,
+    pseudo_input_stops,
     select_demonstrations,
 )
 from lmboost.models import DEFAULT_MODEL
@@ -86,13 +96,15 @@ class ICLConfig:
         shots: numbers of demonstrations to evaluate.
         seeds: number of seeds (0 .. seeds-1); each draws its own demonstrations, labelled set
             and domain strings.
-        calibration: calibrator names (see ``lmboost.calibration.CALIBRATORS``).
+        calibration: calibrator names (see ``lmboost.calibration.CALIBRATORS``; by default
+            ``DEFAULT_METHODS``, those fitted on label scores alone).
         limit: evaluate a fixed (seed 0), class-stratified random sample of this many eval
             examples instead of all of them.
         demo_strategy: "random" or "balanced" demonstrations.
-        labelled_size: pool examples held out per seed as the labelled set of BCL and LinC
-            (never used as demonstrations of that seed); 0 disables them.
+        labelled_size: pool examples held out per seed as the labelled set of bcl, linc,
+            hidden and knn (never used as demonstrations of that seed); 0 disables them.
         n_domain: number of random in-domain strings DC is fitted on.
+        n_gc: number of pseudo-inputs GC samples per prompt.
         batch_size: scoring batch size.
         dtype: float32, bfloat16, float16 or auto (bfloat16 on CUDA, float32 elsewhere).
         backend: "hf" (transformers, prefix-cached) or "vllm".
@@ -105,11 +117,12 @@ class ICLConfig:
     model: str = DEFAULT_MODEL
     shots: list[int] = field(default_factory=lambda: [0, 1, 4])
     seeds: int = 5
-    calibration: list[str] = field(default_factory=lambda: list(CALIBRATORS))
+    calibration: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
     limit: int | None = None
     demo_strategy: str = "random"
     labelled_size: int = 32
     n_domain: int = 20
+    n_gc: int = 20
     batch_size: int = 16
     dtype: str = "auto"
     backend: str = "hf"
@@ -127,8 +140,8 @@ class ICLConfig:
             raise LmboostError(f"shots {self.shots} lists a number twice; give each once.")
         check_methods(self.calibration)
         for name, low in (
-            ("seeds", 1), ("n_domain", 1), ("batch_size", 1), ("labelled_size", 0),
-            ("tensor_parallel_size", 1),
+            ("seeds", 1), ("n_domain", 1), ("n_gc", 1), ("batch_size", 1),
+            ("labelled_size", 0), ("tensor_parallel_size", 1),
         ):
             value = getattr(self, name)
             if not _is_int(value) or value < low:
@@ -165,6 +178,33 @@ def check_methods(methods: Sequence[str]) -> None:
         raise LmboostError(f"calibration {list(methods)} lists a method twice.")
 
 
+#: The model outputs beyond the label scores that methods need, by ``needs``: the ScoreSet
+#: part each is stored as.
+NEEDS_PART = {
+    "hidden_states": "hidden",
+    "next_token": "next_token",
+    "domain_premise": "premise",
+    "generated": "generated",
+}
+
+#: What each part holds, for messages.
+PART_DESCRIPTIONS = {
+    "hidden": "the last hidden states of the eval and labelled prompts",
+    "next_token": "the next-token distributions of the eval and labelled prompts",
+    "premise": "the choice scores after the domain premise alone",
+    "generated": "the label scores after pseudo-inputs the model sampled",
+}
+
+# A part's arrays and string lists in a ScoreSet (and its .npz file).
+_PART_FIELDS = {
+    "hidden": ("hidden_eval", "hidden_labelled"),
+    "next_token": ("next_token_eval", "next_token_labelled"),
+    "premise": ("premise", "premise_texts"),
+    "generated": ("generated", "generated_inputs"),
+}
+_TEXT_FIELDS = ("premise_texts", "generated_inputs")
+
+
 @dataclass
 class ScoreSet:
     """Label log-probabilities of one (shots, seed): all any calibrator is fitted on.
@@ -172,6 +212,14 @@ class ScoreSet:
     ``content_free`` (3 x K) and ``domain`` (n_domain x K) are None for tasks whose examples carry
     their own answer options (COPA), where CC and DC are not defined. ``labelled`` is L x K with
     gold labels ``labelled_labels`` (L = 0 when no labelled set was held out).
+
+    The parts some methods need besides are None until computed, each then recorded with its
+    own fingerprint in ``part_fingerprints``: ``hidden_eval`` / ``hidden_labelled`` (N x d and
+    L x d last hidden states, hidden), ``next_token_eval`` / ``next_token_labelled`` (N x V and
+    L x V next-token log-probabilities in float16, knn), ``premise`` (N x K choice scores after
+    each eval example's domain premise ``premise_texts``, pmi) and ``generated`` (M x K label
+    scores after the sampled pseudo-inputs ``generated_inputs``, gc). ``premise`` and
+    ``generated`` have no rows when the task gives no domain premise or nothing to sample after.
     """
 
     shots: int
@@ -185,6 +233,15 @@ class ScoreSet:
     demo_uids: list[str]
     labelled_uids: list[str]
     domain_strings: list[str]
+    hidden_eval: np.ndarray | None = None
+    hidden_labelled: np.ndarray | None = None
+    next_token_eval: np.ndarray | None = None
+    next_token_labelled: np.ndarray | None = None
+    premise: np.ndarray | None = None
+    premise_texts: list[str] = field(default_factory=list)
+    generated: np.ndarray | None = None
+    generated_inputs: list[str] = field(default_factory=list)
+    part_fingerprints: dict[str, str] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         """Write the ScoreSet to an ``.npz`` file, atomically."""
@@ -202,12 +259,24 @@ class ScoreSet:
         for name in ("content_free", "domain"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
+        for part, fingerprint in self.part_fingerprints.items():
+            arrays[f"fingerprint_{part}"] = fingerprint
+            for name in _PART_FIELDS[part]:
+                value = getattr(self, name)
+                arrays[name] = np.array(value, dtype=str) if name in _TEXT_FIELDS else value
         save_arrays(path, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> ScoreSet:
-        """Read a ScoreSet written by :meth:`save`."""
+        """Read a ScoreSet written by :meth:`save` (by this or an earlier version: parts it
+        lacks stay None)."""
         a = load_arrays(path)
+        parts: dict[str, Any] = {"part_fingerprints": {}}
+        for part, names in _PART_FIELDS.items():
+            if f"fingerprint_{part}" in a:
+                parts["part_fingerprints"][part] = str(a[f"fingerprint_{part}"])
+                for name in names:
+                    parts[name] = a[name].tolist() if name in _TEXT_FIELDS else a[name]
         return cls(
             shots=int(a["shots"]),
             seed=int(a["seed"]),
@@ -220,6 +289,7 @@ class ScoreSet:
             demo_uids=a["demo_uids"].tolist(),
             labelled_uids=a["labelled_uids"].tolist(),
             domain_strings=a["domain_strings"].tolist(),
+            **parts,
         )
 
 
@@ -227,6 +297,7 @@ class ScoreSet:
 class _Plan:
     """What one (shots, seed) scores, decided without the model."""
 
+    seed: int
     demos: list[Example]
     labelled: list[Example]
     domain_strings: list[str]
@@ -275,6 +346,76 @@ def score_run(
     )
 
 
+def score_parts(
+    scorer: Backend,
+    task: ClassificationTask,
+    eval_examples: Sequence[Example],
+    pool: Sequence[Example],
+    scores: ScoreSet,
+    parts: Sequence[str],
+    config: ICLConfig,
+) -> None:
+    """Compute the ``parts`` (see :data:`PART_DESCRIPTIONS`) of one (shots, seed) under its
+    prefix and set them, with their fingerprints, on ``scores``.
+
+    hidden and next_token come from one pass over the eval and labelled prompts
+    (:meth:`Backend.prompt_states`); premise scores each eval example's choices after the prefix
+    and its domain premise; generated samples ``config.n_gc`` pseudo-inputs after the prefix
+    (temperature 1, no top-k or top-p, seed = the run's seed, at most as many tokens as the
+    longest eval input) and scores the label words after each.
+    """
+    plan = _plan(task, eval_examples, pool, scores.shots, scores.seed, config)
+    prefix = build_prefix(task, plan.demos)
+    k = scores.eval.shape[1]
+    n = len(eval_examples)
+    if "hidden" in parts or "next_token" in parts:
+        contexts = build_contexts(task, prefix, [*eval_examples, *plan.labelled])
+        states = scorer.prompt_states(
+            contexts, hidden="hidden" in parts, logprobs="next_token" in parts
+        )
+        if states.hidden is not None:
+            hidden = states.hidden.numpy()
+            scores.hidden_eval, scores.hidden_labelled = hidden[:n], hidden[n:]
+        if states.logprobs is not None:
+            low = np.finfo(np.float16).min  # a zero probability stays finite in float16
+            logprobs = np.maximum(states.logprobs.numpy(), low).astype(np.float16)
+            scores.next_token_eval, scores.next_token_labelled = logprobs[:n], logprobs[n:]
+    if "premise" in parts:
+        texts = [task.domain_premise_text(ex) for ex in eval_examples]
+        scores.premise_texts = texts
+        scores.premise = (
+            scorer.score_choices(
+                [prefix + t for t in texts], [task.answer_options(ex) for ex in eval_examples]
+            )
+            if all(texts)
+            else np.zeros((0, k))
+        )
+    if "generated" in parts:
+        prompt = pseudo_input_prompt(task, prefix)
+        samples: list[str] = []
+        if prompt:
+            longest = max(
+                len(scorer.tokenizer(task.render(ex), add_special_tokens=False)["input_ids"])
+                for ex in eval_examples
+            )
+            sampling = GenerationConfig(
+                max_new_tokens=longest, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                stop=pseudo_input_stops(task), seed=scores.seed,
+            )
+            (samples,) = scorer.generate([prompt], sampling, n=config.n_gc, chat=False)
+        scores.generated_inputs = samples
+        scores.generated = (
+            scorer.score_choices(
+                [pseudo_context(task, prefix, t) for t in samples],
+                task.answer_options(eval_examples[0]),
+            )
+            if samples
+            else np.zeros((0, k))
+        )
+    for part in parts:
+        scores.part_fingerprints[part] = _part_fingerprint(part, task, eval_examples, plan, config)
+
+
 def run_icl(
     config: ICLConfig, progress: bool = True, loaded: Backend | LoadedModel | None = None
 ) -> dict[str, Any]:
@@ -283,8 +424,8 @@ def run_icl(
 
     ``loaded`` scores with a model already in memory (a backend, or a loaded transformers model,
     a compressed one say); ``config.model`` then only names it in the record and the
-    fingerprints. Otherwise the model is loaded on ``config.backend`` only if some scores are
-    not stored yet.
+    fingerprints. Otherwise the model is loaded on ``config.backend`` only if some scores or
+    parts are not stored yet.
     """
     config.validate()
     timer = RunTimer()
@@ -303,11 +444,23 @@ def run_icl(
         path = out / "scores" / f"shots{shots}-seed{seed}.npz"
         plan = _plan(task, eval_examples, pool, shots, seed, config)
         scores = _cached(path, plan.fingerprint)
-        from_cache = scores is not None
+        computed: list[str] = []
         if scores is None:
             scores = score_run(scorer(), task, eval_examples, pool, shots, seed, config)
             scores.save(path)
-        records.append(run_record(scores, labels, config.calibration, from_cache))
+            computed.append("scores")
+        missing = [
+            part for part in required_parts(scores, config.calibration)
+            if scores.part_fingerprints.get(part)
+            != _part_fingerprint(part, task, eval_examples, plan, config)
+        ]
+        if missing:
+            score_parts(scorer(), task, eval_examples, pool, scores, missing, config)
+            scores.save(path)
+            computed += missing
+        records.append(
+            run_record(scores, labels, config.calibration, "scores" not in computed, computed)
+        )
 
     results = build_results(
         config=config.to_dict(),
@@ -418,7 +571,34 @@ def _plan(
         "domain": domain,
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-    return _Plan(demos, labelled, domain, digest)
+    return _Plan(seed, demos, labelled, domain, digest)
+
+
+def _part_fingerprint(
+    part: str,
+    task: ClassificationTask,
+    eval_examples: Sequence[Example],
+    plan: _Plan,
+    config: ICLConfig,
+) -> str:
+    """The fingerprint of one part: the scores' fingerprint (model, prompts, examples) and what
+    the part adds to it."""
+    payload: dict[str, Any] = {"scores": plan.fingerprint, "part": part}
+    if part == "next_token":
+        payload["dtype"] = "float16"
+    elif part == "premise":
+        payload["premises"] = [task.domain_premise_text(ex) for ex in eval_examples]
+    elif part == "generated":
+        prefix = build_prefix(task, plan.demos)
+        payload.update(
+            n=config.n_gc,
+            prompt=pseudo_input_prompt(task, prefix),
+            stop=list(pseudo_input_stops(task)),
+            tail=task.template_ends[1],
+            sampling="temperature 1, top_k 0, top_p 1, seed of the run, longest eval input",
+            seed=plan.seed,
+        )
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def _identity(task: ClassificationTask, ex: Example) -> list:
@@ -460,8 +640,9 @@ def _sample_note(n: int, total: int) -> str | None:
 
 
 def _labelled_count(pool: Sequence[Example], config: ICLConfig) -> int:
-    """Size of the labelled set (BCL, LinC): ``labelled_size``, capped so that the largest shot
-    count still finds its demonstrations in the rest of the pool (FewGLUE pools hold only 32)."""
+    """Size of the labelled set (bcl, linc, hidden, knn): ``labelled_size``, capped so that the
+    largest shot count still finds its demonstrations in the rest of the pool (FewGLUE pools
+    hold only 32)."""
     return max(0, min(config.labelled_size, len(pool) - max(config.shots)))
 
 
@@ -474,8 +655,8 @@ def _check_pool(pool: Sequence[Example], config: ICLConfig) -> None:
     held = _labelled_count(pool, config)
     if held < config.labelled_size:
         warnings.warn(
-            f"The labelled set of BCL and LinC shrinks from {config.labelled_size} to {held} "
-            f"examples so that {max(config.shots)} demonstrations remain in the "
+            f"The labelled set (bcl, linc, hidden, knn) shrinks from {config.labelled_size} to "
+            f"{held} examples so that {max(config.shots)} demonstrations remain in the "
             f"{len(pool)}-example pool.",
             stacklevel=3,
         )
@@ -502,19 +683,72 @@ _FIT_DATA: dict[str, Callable[[ScoreSet], tuple[tuple, dict]]] = {
     "content_free": lambda s: ((s.content_free,), {}),
     "domain_context": lambda s: ((s.domain,), {}),
     "labelled": lambda s: ((s.labelled, s.labelled_labels), {"X_unlabelled": s.eval}),
+    "hidden_states": lambda s: (
+        (s.hidden_labelled, s.labelled_labels), {"n_classes": s.eval.shape[1]}
+    ),
+    "next_token": lambda s: (
+        (s.next_token_labelled, s.labelled_labels), {"n_classes": s.eval.shape[1]}
+    ),
+    "domain_premise": lambda s: ((s.premise,), {}),
+    "generated": lambda s: ((s.generated,), {}),
 }
+
+# What the eval set is predicted from, where it is not its label scores.
+_EVAL_INPUT: dict[str, Callable[[ScoreSet], np.ndarray]] = {
+    "hidden_states": lambda s: s.hidden_eval,
+    "next_token": lambda s: s.next_token_eval,
+}
+
+_NO_OPTIONS = (
+    "not applicable: the task's examples carry their own answer options, so a {} has no "
+    "options to score"
+)
+_EMPTY_PART = {
+    "premise": "not applicable: the template has no text after its last field (and the task "
+    "sets no domain_premise) to serve as the domain premise",
+    "generated": "not applicable: nothing to sample pseudo-inputs after (no instruction, no "
+    "demonstrations, and the template starts with an input field)",
+}
+
+
+def _lacking_input(needs: str, scores: ScoreSet) -> str | None:
+    """Why the task or the settings give a calibrator that needs ``needs`` nothing to be fitted
+    on (None if they do)."""
+    if needs in ("content_free", "domain_context") and scores.content_free is None:
+        return _NO_OPTIONS.format("content-free or domain-string input")
+    if needs == "generated" and scores.content_free is None:
+        return _NO_OPTIONS.format("sampled pseudo-input")
+    if needs in ("labelled", "hidden_states", "next_token") and len(scores.labelled) == 0:
+        return "not applicable: no labelled set (no pool, or a labelled-set size of 0)"
+    return None
 
 
 def _not_applicable(needs: str, scores: ScoreSet) -> str | None:
     """Why a calibrator that needs ``needs`` cannot be fitted on ``scores`` (None if it can)."""
-    if needs in ("content_free", "domain_context") and scores.content_free is None:
-        return (
-            "not applicable: the task's examples carry their own answer options, so a "
-            "content-free or domain-string input has no options to score"
-        )
-    if needs == "labelled" and len(scores.labelled) == 0:
-        return "not applicable: no labelled set (no pool, or a labelled-set size of 0)"
-    return None
+    reason = _lacking_input(needs, scores)
+    part = NEEDS_PART.get(needs)
+    if reason is None and part in _EMPTY_PART and len(getattr(scores, part)) == 0:
+        return _EMPTY_PART[part]
+    return reason
+
+
+def required_parts(scores: ScoreSet, methods: Sequence[str]) -> list[str]:
+    """The parts ``methods`` need on ``scores`` (those not ruled out by the task or settings)."""
+    needs = [get_calibrator(m).needs for m in methods]
+    return list(dict.fromkeys(
+        NEEDS_PART[n] for n in needs if n in NEEDS_PART and _lacking_input(n, scores) is None
+    ))
+
+
+def lacking_parts(scores: ScoreSet, methods: Sequence[str]) -> dict[str, str]:
+    """Method -> the part it needs that ``scores`` does not hold (methods lacking none are left
+    out)."""
+    lacking = {}
+    for method in methods:
+        for part in required_parts(scores, [method]):
+            if part not in scores.part_fingerprints:
+                lacking[method] = part
+    return lacking
 
 
 def _evaluate(method: str, scores: ScoreSet, y: np.ndarray) -> dict[str, Any]:
@@ -525,8 +759,9 @@ def _evaluate(method: str, scores: ScoreSet, y: np.ndarray) -> dict[str, Any]:
         return {"status": "n/a", "reason": reason}
     args, kwargs = _FIT_DATA[calibrator.needs](scores)
     calibrator.fit(*args, **kwargs)
-    proba = calibrator.predict_proba(scores.eval)
-    pred = calibrator.predict(scores.eval)
+    inputs = _EVAL_INPUT.get(calibrator.needs, lambda s: s.eval)(scores)
+    proba = calibrator.predict_proba(inputs)
+    pred = calibrator.predict(inputs)
     k = scores.eval.shape[1]
     bins = reliability_diagram(proba, y, ECE_BINS)
     metrics = {
@@ -540,29 +775,43 @@ def _evaluate(method: str, scores: ScoreSet, y: np.ndarray) -> dict[str, Any]:
     }
     if hasattr(calibrator, "gamma_"):
         metrics["gamma"] = float(calibrator.gamma_)
-    if calibrator.needs == "labelled":
+    if hasattr(calibrator, "n_labelled_"):
         metrics["n_labelled"] = int(calibrator.n_labelled_)
     return metrics
 
 
 def run_record(
-    scores: ScoreSet, y: np.ndarray, methods: Sequence[str], from_cache: bool
+    scores: ScoreSet,
+    y: np.ndarray,
+    methods: Sequence[str],
+    from_cache: bool,
+    computed: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Everything about one (shots, seed): what was scored, the scores and each method's metrics."""
+    """Everything about one (shots, seed): what was scored, the scores and each method's metrics.
+
+    ``from_cache``: the label scores were read from the stored file; ``computed``: what this run
+    computed with the model ("scores" and part names). Hidden states and next-token
+    distributions stay in the ``.npz`` file only (they are large).
+    """
     return {
         "shots": scores.shots,
         "seed": scores.seed,
         "fingerprint": scores.fingerprint,
         "scores_from_cache": from_cache,
+        "computed": list(computed),
         "demo_uids": scores.demo_uids,
         "labelled_uids": scores.labelled_uids,
         "labelled_labels": scores.labelled_labels,
         "domain_strings": scores.domain_strings,
+        "premise_texts": list(dict.fromkeys(scores.premise_texts)),
+        "generated_inputs": scores.generated_inputs,
         "scores": {
             "eval": scores.eval,
             "content_free": scores.content_free,
             "domain": scores.domain,
             "labelled": scores.labelled,
+            "premise": scores.premise,
+            "generated": scores.generated,
         },
         "metrics": {m: _evaluate(m, scores, y) for m in methods},
     }
@@ -599,6 +848,10 @@ _DEPENDS_ON = {
     "content_free": ("demo_uids",),
     "domain_context": ("demo_uids", "domain_strings"),
     "labelled": ("demo_uids", "labelled_uids"),
+    "hidden_states": ("demo_uids", "labelled_uids"),
+    "next_token": ("demo_uids", "labelled_uids"),
+    "domain_premise": ("demo_uids",),
+    "generated": ("demo_uids", "generated_inputs"),
 }
 
 

@@ -39,16 +39,28 @@ def encode_request(tokenizer, context: str, continuation: str) -> EncodedRequest
         cont_ids = _encode(tokenizer, continuation, special=False)
         whole = context_ids + cont_ids
     if not context_ids:
-        start = tokenizer.bos_token_id
-        start = tokenizer.eos_token_id if start is None else start
-        if start is None:
-            raise ScoringError("Empty context and the tokenizer has no BOS/EOS token to stand in.")
-        context_ids = [start]
+        context_ids = [_start_token(tokenizer)]
     if not cont_ids:
         raise ScoringError(
             f"Continuation {continuation!r} encodes to no tokens after context {context[-40:]!r}."
         )
     return EncodedRequest(tuple(context_ids), tuple(cont_ids))
+
+
+def encode_context(tokenizer, context: str) -> tuple[int, ...]:
+    """The token ids of ``context`` as :func:`encode_request` encodes it: trailing white space
+    dropped (it belongs to the continuation), the BOS (else EOS) token standing in for an empty
+    context. Its last token is where the first token of any continuation is predicted."""
+    ids = _encode(tokenizer, context.rstrip())
+    return tuple(ids) if ids else (_start_token(tokenizer),)
+
+
+def _start_token(tokenizer) -> int:
+    start = tokenizer.bos_token_id
+    start = tokenizer.eos_token_id if start is None else start
+    if start is None:
+        raise ScoringError("Empty context and the tokenizer has no BOS/EOS token to stand in.")
+    return start
 
 
 def _encode(tokenizer, text: str, special: bool = True) -> list[int]:

@@ -70,6 +70,9 @@ class ClassificationTask:
             ``verbalizer`` then only names the options generically.
         no_pool_hint: how to give this task a demonstration pool, said when one is asked for
             and there is none (custom tasks name their own options).
+        domain_premise: the answer-introducing text that PMI calibration scores the choices
+            after without the example, ``str.format`` over the example's fields (COPA:
+            ``"{connector}"``); "" takes the template's text after its last field.
     """
 
     name: str
@@ -85,6 +88,7 @@ class ClassificationTask:
     description: str = ""
     per_example_choices: bool = False
     no_pool_hint: str = field(default="", repr=False)
+    domain_premise: str = ""
 
     def __post_init__(self) -> None:
         if not self.labels:
@@ -167,14 +171,36 @@ class ClassificationTask:
                     names.append(base)
         return names
 
+    @property
+    def template_ends(self) -> tuple[str, str]:
+        """The template's literal text before its first field and after its last field
+        (``("Review: ", "\\nSentiment:")``); a template without fields is all head."""
+        items = list(string.Formatter().parse(self.template))
+        fields = [i for i, item in enumerate(items) if item[1] is not None]
+        if not fields:
+            return "".join(item[0] for item in items), ""
+        head = "".join(item[0] for item in items[: fields[0] + 1])
+        return head, "".join(item[0] for item in items[fields[-1] + 1 :])
+
     def render(self, example: Example) -> str:
         """The example's input text, ending at the answer slot (no trailing space)."""
+        return self._format(self.template, example, "template")
+
+    def domain_premise_text(self, example: Example) -> str:
+        """PMI's domain premise for ``example``: :attr:`domain_premise` filled with its fields,
+        else the template's text after its last field, leading white space dropped ("" when
+        there is none)."""
+        if self.domain_premise:
+            return self._format(self.domain_premise, example, "domain_premise").lstrip()
+        return self.template_ends[1].lstrip()
+
+    def _format(self, template: str, example: Example, what: str) -> str:
         try:
-            return self.template.format(**example.fields)
+            return template.format(**example.fields)
         except KeyError as err:
             raise TaskError(
-                f"Task {self.name!r}: template needs field {err.args[0]!r} but example "
-                f"{example.uid or ''} has only {sorted(example.fields)}; fix the template or "
+                f"Task {self.name!r}: {what} needs field {err.args[0]!r} but example "
+                f"{example.uid or ''} has only {sorted(example.fields)}; fix the {what} or "
                 "the data's column names."
             ) from None
 

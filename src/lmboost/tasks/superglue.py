@@ -120,6 +120,7 @@ register_task(
         pool_split="copa/train_fewglue32.jsonl (32; FewGLUE train)",
         pool_loader=partial(jsonl_examples, "copa", "train_fewglue32.jsonl", _copa),
         per_example_choices=True,
+        domain_premise="{connector}",
         description="COPA two-choice causal reasoning as classification with per-example "
         "choices (lm-eval-harness style): the prompt is the premise without its final period "
         "plus 'because' (question=cause) or 'therefore' (effect); the two candidate "

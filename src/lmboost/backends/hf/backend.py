@@ -29,14 +29,20 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.auto import tqdm
 
-from lmboost.backends.base import Backend, BackendError, LoglikelihoodResult, RollingResult
+from lmboost.backends.base import (
+    Backend,
+    BackendError,
+    LoglikelihoodResult,
+    PromptStates,
+    RollingResult,
+)
 from lmboost.backends.hf import generation
 from lmboost.backends.hf.calls import cache_argument, cache_kwargs, takes_logits_to_keep
 from lmboost.backends.hf.generation import context_window
 from lmboost.backends.hf.state import CachedPrefix, KVState, pad_rows
 from lmboost.errors import ScoringError
 from lmboost.models.loading import LoadedModel
-from lmboost.scoring.requests import EncodedRequest
+from lmboost.scoring.requests import EncodedRequest, encode_context
 
 if TYPE_CHECKING:
     from lmboost.generation import GenerationConfig, Prompt
@@ -392,7 +398,77 @@ class HFBackend(Backend):
         bar.close()
         return results  # type: ignore[return-value]
 
+    @torch.inference_mode()
+    def prompt_states(
+        self, contexts: Sequence[str], *, hidden: bool = True, logprobs: bool = True
+    ) -> PromptStates:
+        """At the last token of each context (where :meth:`score_choices` reads the first
+        answer token's distribution): the last hidden state of the body (after its final norm,
+        as ``output_hidden_states`` gives it) and the log-softmax next-token distribution.
 
+        Run like scoring: each distinct context once, after the shared prefix's cached KV, in
+        right-padded batches (a context longer than a sliding window alone, without padding).
+        """
+        self._causal("prompt states")
+        if isinstance(contexts, str) or len(contexts) == 0:
+            raise ScoringError("prompt_states needs a non-empty list of context strings.")
+        if not (hidden or logprobs):
+            raise BackendError("prompt_states: ask for hidden states, log-probabilities or both.")
+        encoded = [self._fit_context(encode_context(self.tokenizer, c)) for c in contexts]
+        distinct = list(dict.fromkeys(encoded))
+        window = self.sliding_window
+        alone = {c for c in distinct if window is not None and len(c) >= window}
+        states = {c: self._states_batch([c], None, 0, logprobs)[0] for c in alone}
+        shared = sorted((c for c in distinct if c not in alone), key=len, reverse=True)
+        prefix_len = _common_prefix_len(shared) if shared else 0
+        prefix_kv = self._prefix_cache(shared[0][:prefix_len]) if shared else None
+        start = 0
+        while start < len(shared):
+            batch = shared[start : start + self.batch_size]
+            with _backing_off(self.batch_size) as failed:
+                rows = self._states_batch(
+                    [c[prefix_len:] for c in batch], prefix_kv, prefix_len, logprobs
+                )
+            if failed:
+                self.batch_size //= 2  # and the same contexts again
+                continue
+            states.update(zip(batch, rows))
+            start += len(batch)
+        return PromptStates(
+            hidden=torch.stack([states[c][0] for c in encoded]) if hidden else None,
+            logprobs=torch.stack([states[c][1] for c in encoded]) if logprobs else None,
+        )
+
+    def _states_batch(
+        self,
+        suffixes: list[tuple[int, ...]],
+        prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None,
+        prefix_len: int,
+        logprobs: bool,
+    ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """(last hidden state, next-token log-probabilities or None) after each suffix."""
+        device = self.model.device
+        n = len(suffixes)
+        last = torch.tensor([len(s) - 1 for s in suffixes], device=device)
+        ids, mask = _right_pad(suffixes, self._pad_id, device)
+        positions = prefix_len + torch.arange(ids.shape[1], device=device).expand(n, -1)
+        full_mask = torch.cat([torch.ones(n, prefix_len, dtype=mask.dtype, device=device), mask], 1)
+        cache = _make_cache(self.model.config, prefix_kv, n)
+        rows = torch.arange(n, device=device)
+        if self._manual_head:  # the body's output is the last hidden state; the head runs here
+            body_out, _ = self._forward(ids, full_mask, positions, cache)
+            hidden = body_out[rows, last]
+            logp = self._log_softmax_head(hidden) if logprobs else None
+        else:
+            out = self.model(
+                input_ids=ids, attention_mask=full_mask, position_ids=positions, use_cache=True,
+                output_hidden_states=True, **cache_kwargs(self.model, cache),
+            )
+            hidden = out.hidden_states[-1][rows, last]
+            logp = torch.log_softmax(out.logits[rows, last].float(), -1) if logprobs else None
+        hidden = hidden.float().cpu()
+        logp = logp.cpu() if logp is not None else None
+        return [(hidden[i], logp[i] if logp is not None else None) for i in range(n)]
 
     def _score_batch(
         self,
@@ -492,6 +568,23 @@ class HFBackend(Backend):
         layers = [(layer.keys, layer.values) for layer in cache.layers]
         self._prefix = (prefix, layers)
         return layers
+
+    def _fit_context(self, ids: tuple[int, ...]) -> tuple[int, ...]:
+        """``ids`` if they fit the window, else an error or (``truncation="left"``) the newest
+        tokens that fit."""
+        if len(ids) <= self.max_length:
+            return ids
+        if self.truncation == "error":
+            raise ScoringError(
+                f"A context has {len(ids)} tokens but the model's context window is "
+                f"{self.max_length}. Use fewer or shorter demonstrations, or pass "
+                "truncation='left' (--truncation left) to drop the oldest context tokens."
+            )
+        warnings.warn(
+            f"Left-truncating a {len(ids)}-token context to the {self.max_length}-token window.",
+            stacklevel=3,
+        )
+        return ids[-self.max_length :]
 
     def _fit_window(self, request: EncodedRequest) -> EncodedRequest:
         total = len(request.context) + len(request.continuation)
