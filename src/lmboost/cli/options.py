@@ -26,8 +26,8 @@ def add_dtype(parser: argparse.ArgumentParser) -> None:
     """``--dtype`` of the model's weights."""
     parser.add_argument(
         "--dtype", default="auto", choices=list(DTYPE_CHOICES),
-        help="weights' dtype; auto = bfloat16 on CUDA, float32 on CPUs. bfloat16 is 2-2.5x "
-        "faster on CPUs with bf16 matrix units, with ~97-100%% of predictions unchanged "
+        help="weights' dtype; auto = bfloat16 on CUDA, float32 on CPUs. On CPUs with bfloat16 "
+        "support bfloat16 scores 1.7-2.5x faster with 95-100%% of predictions unchanged "
         "(docs/models-and-scoring.md) (auto)",
     )
 
