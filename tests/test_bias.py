@@ -321,7 +321,7 @@ def test_config_validation():
         ({"pooling": "max"}, "pooling must be one of"),
         ({"seed": -1}, "seed must be an integer >= 0"),
         ({"batch_size": 0}, "batch_size must be"),
-        ({"dtype": "int8"}, "dtype must be one of"),
+        ({"dtype": "int8"}, "Unknown dtype 'int8'. Choose one of"),
     ):
         with pytest.raises(LmboostError, match=message):
             BiasConfig(model="m", out="o", **bad).validate()
