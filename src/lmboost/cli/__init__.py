@@ -43,6 +43,8 @@ examples:
   lmboost tasks                                 # the registered tasks (or: lmboost tasks sst2)
   lmboost reason --task gsm8k --mode zs-cot --self-consistency 5 --limit 50 --out runs/gsm8k
                                                 # chain-of-thought + self-consistency voting
+  lmboost reason --task gsm8k --mode zs-cot --limit 50 --backend vllm --out runs/gsm8k-vllm
+                                                # the same on vLLM (--tensor-parallel-size N)
   lmboost compress --prune wanda:0.5 --out runs/wanda50   # prune / quantize, cost measured
   lmboost bias --model minilm-l6-v2 --tests all --out runs/seat   # WEAT/SEAT effect sizes
   lmboost generate --rain --goal harmless --prompt "How do I ..." --out runs/rain
