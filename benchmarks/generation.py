@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {engine} {name}: stored result reused ({path})", flush=True)
                 continue
             if backend is None:
-                options = {"device": "cpu", "batch_size": args.batch_size} if engine == "hf" else {}
-                backend = load_backend(args.model, engine, dtype="float32", **options)
+                backend = load_backend(args.model, engine, dtype="float32", device="cpu",
+                                       batch_size=args.batch_size)
                 backend.generate(prompts[:2], GenerationConfig(max_new_tokens=4))  # warm-up
             print(f"  {engine} {name}: running ...", flush=True)
             record = measure(backend, prompts[:count], config, n)

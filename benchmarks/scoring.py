@@ -196,8 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = task.load_pool()
     engines = functools.cache(
         lambda engine, dtype: load_backend(
-            args.model, engine, dtype=dtype,
-            **({"device": "cpu", "batch_size": args.batch_size} if engine == "hf" else {}),
+            args.model, engine, dtype=dtype, device="cpu", batch_size=args.batch_size
         )
     )
 

@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+from conftest import recorded_forwards
 
 from lmboost.generation import (
     GenerationConfig,
@@ -26,14 +27,8 @@ PROMPTS = ["Review: a great movie\nSentiment:", "Article: markets fell"]
 @pytest.fixture
 def forward_calls(tiny_model):
     """Shapes of the input_ids of every forward of the tiny model while the test runs."""
-    calls: list[tuple[int, int]] = []
-
-    def hook(module, args, kwargs):
-        calls.append(tuple(kwargs["input_ids"].shape))
-
-    handle = tiny_model.model.register_forward_pre_hook(hook, with_kwargs=True)
-    yield calls
-    handle.remove()
+    with recorded_forwards(tiny_model.model) as calls:
+        yield calls
 
 
 def _argmax_loop(loaded: LoadedModel, prompt: str, steps: int) -> str:

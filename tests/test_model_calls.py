@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import recorded_forwards
 from transformers import LlamaForCausalLM
 
 from lmboost.backends.hf.calls import cache_argument, takes_logits_to_keep
@@ -72,15 +73,8 @@ def _plain_values(loaded: LoadedModel) -> list[float]:
 def _judge(loaded: LoadedModel) -> tuple[list[float], list[tuple[int, int]]]:
     """The self-evaluator's values and the (batch, tokens) of every forward it ran."""
     evaluator = SelfEvaluator(loaded, GOAL)
-    widths: list[tuple[int, int]] = []
-    handle = loaded.model.register_forward_pre_hook(
-        lambda module, args, kwargs: widths.append(tuple(kwargs["input_ids"].shape)),
-        with_kwargs=True,
-    )
-    try:
+    with recorded_forwards(loaded.model) as widths:
         values = [evaluator(prompt, response) for prompt, response in PAIRS]
-    finally:
-        handle.remove()
     return values, widths
 
 

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import recorded_forwards
 
 from lmboost.cli import main
 from lmboost.decoding import (
@@ -223,7 +224,10 @@ def test_seeded_search_with_the_cached_judge_prefix(tiny_model):
     for _ in range(2):
         evaluator = SelfEvaluator(tiny_model, SHORT)
         judged.clear()
-        with recorded_widths(tiny_model.model) as widths, judge_forwards(evaluator, widths, judged):
+        with (
+            recorded_forwards(tiny_model.model) as widths,
+            judge_forwards(evaluator, widths, judged),
+        ):
             runs.append(rain_generate(tiny_model, PROMPT, SMALL, evaluator=evaluator,
                                       embedder=ModelEmbedder(tiny_model)))
     assert runs[0].text == runs[1].text and runs[0].trace == runs[1].trace
@@ -241,20 +245,6 @@ def test_seeded_search_with_the_cached_judge_prefix(tiny_model):
             float(2 * plain_p_good(tiny_model, SHORT, prompt, response).mean() - 1),
             abs=1e-5,
         )
-
-
-@contextlib.contextmanager
-def recorded_widths(model):
-    """Record (batch, tokens) of every forward the model runs."""
-    widths: list[tuple[int, int]] = []
-    handle = model.register_forward_pre_hook(
-        lambda module, args, kwargs: widths.append(tuple(kwargs["input_ids"].shape)),
-        with_kwargs=True,
-    )
-    try:
-        yield widths
-    finally:
-        handle.remove()
 
 
 @contextlib.contextmanager
@@ -342,7 +332,7 @@ def test_self_evaluator_equals_a_plain_forward_of_the_whole_question(tiny_model)
     evaluator = SelfEvaluator(tiny_model, SHORT)
     pairs = [(PROMPT, " indeed"), (PROMPT, ""), (PROMPT, "!"), (PROMPT, " and long, long"),
              ("Review: boring", " film"), ("Hi", " there")]
-    with recorded_widths(tiny_model.model) as widths:
+    with recorded_forwards(tiny_model.model) as widths:
         prefix_len = 0
         for i, (prompt, response) in enumerate(pairs):
             expected = plain_p_good(tiny_model, SHORT, prompt, response)

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 #: The names ``--backend`` takes.
 BACKENDS = ("hf", "vllm")
+#: Options of the hf backend's batching that other backends do not take.
+HF_OPTIONS = ("batch_size", "truncation", "progress", "max_length")
 
 
 def load_backend(
@@ -34,7 +36,9 @@ def load_backend(
 
     ``device`` places the hf backend's model; vLLM places its own and shards it over
     ``tensor_parallel_size`` GPUs. ``options`` go to the backend: ``batch_size``,
-    ``truncation``, ``progress`` for "hf"; vLLM engine arguments for "vllm".
+    ``truncation``, ``progress`` for "hf" (vLLM batches by itself and has no truncation, so
+    these are dropped there: a request longer than its window is an error); vLLM engine
+    arguments for "vllm".
     """
     from lmboost.models.loading import resolve_dtype
 
@@ -53,9 +57,10 @@ def load_backend(
     if backend == "vllm":
         from lmboost.backends.vllm import VLLMBackend
 
+        engine = {k: v for k, v in options.items() if k not in HF_OPTIONS}
         return VLLMBackend(
             spec, dtype=dtype, trust_remote_code=trust_remote_code,
-            tensor_parallel_size=tensor_parallel_size, **options,
+            tensor_parallel_size=tensor_parallel_size, **engine,
         )
     raise BackendError(f"Unknown backend {backend!r}. Choose one of: {', '.join(BACKENDS)}.")
 

@@ -70,6 +70,28 @@ class PromptStates(NamedTuple):
     logprobs: torch.Tensor | None
 
 
+def rolling_windows(
+    n_tokens: int, context_window: int, window: int | None = None, stride: int | None = None
+) -> list[tuple[int, int, int]]:
+    """The windows that score a text of ``n_tokens`` tokens, as (begin, end, first): windows of
+    ``window`` tokens (default and cap: ``context_window``) start every ``stride`` tokens
+    (default ``window - 1``: consecutive windows share one token, so every token is scored),
+    and each scores positions ``first`` .. ``end - 1``, those no earlier window scored; token 0,
+    with nothing before it, never."""
+    window = min(window or context_window, context_window)
+    stride = stride or max(1, window - 1)
+    if not 1 <= stride <= window:
+        raise ScoringError(f"stride must lie in [1, window={window}], not {stride}.")
+    spans, scored_until = [], 1
+    for begin in range(0, n_tokens, stride):
+        end = min(begin + window, n_tokens)
+        spans.append((begin, end, max(scored_until, begin + 1)))
+        scored_until = end
+        if end == n_tokens:
+            break
+    return spans
+
+
 class Backend(ABC):
     """A causal LM behind one interface (see the module docstring)."""
 

@@ -34,7 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmboost.backends.base import Backend, BackendError, LoglikelihoodResult, RollingResult
+from lmboost.backends.base import (
+    Backend,
+    BackendError,
+    LoglikelihoodResult,
+    RollingResult,
+    rolling_windows,
+)
 from lmboost.errors import ScoringError
 from lmboost.generation import GenerationConfig, Prompt, check_request, cut_at_stop
 from lmboost.scoring.requests import EncodedRequest
@@ -193,10 +199,7 @@ class VLLMBackend(Backend):
         windows."""
         if isinstance(texts, str) or len(texts) == 0:
             raise ScoringError("loglikelihood_rolling needs a non-empty list of texts.")
-        window = min(window or self._window, self._window)
-        stride = stride or max(1, window - 1)  # consecutive windows share one token: all scored
-        if not 1 <= stride <= window:
-            raise ScoringError(f"stride must lie in [1, window={window}], not {stride}.")
+        rolling_windows(2, self._window, window, stride)  # settings checked before any work
         jobs: list[_Job] = []
         owners: list[int] = []
         for t, text in enumerate(texts):
@@ -205,18 +208,12 @@ class VLLMBackend(Backend):
                 raise ScoringError(
                     f"Text {t} has {len(ids)} token(s): a rolling log-likelihood needs at least 2."
                 )
-            scored_until = 1  # token 0 has no context
-            for begin in range(0, len(ids), stride):
-                end = min(begin + window, len(ids))
-                first = max(scored_until, begin + 1)  # the first position this window scores
+            for begin, end, first in rolling_windows(len(ids), self._window, window, stride):
                 if first < end:
                     chunk = ids[begin:end]
                     from_prompt = first - begin if first < end - 1 else None
                     jobs.append(_Job(tuple(chunk[:-1]), from_prompt, (chunk[-1],)))
                     owners.append(t)
-                scored_until = end
-                if end == len(ids):
-                    break
         totals = [0.0] * len(texts)
         counts = [0] * len(texts)
         for t, job, out in zip(owners, jobs, self._run(jobs)):

@@ -82,7 +82,7 @@ class SelfEvaluator:
         chat: bool | None = None,
         hard: bool = False,
     ) -> None:
-        self.backend = _hf(model)
+        self.backend = hf_backend(model)
         self.goal = goal
         self.chat = resolve_chat(self.backend.tokenizer, chat)
         self.hard = hard
@@ -224,7 +224,7 @@ class ModelEmbedder:
     each text's tokens (zeros for an empty text); memoised by text."""
 
     def __init__(self, model: HFBackend | LoadedModel) -> None:
-        self.backend = _hf(model)
+        self.backend = hf_backend(model)
         self.memo: dict[str, torch.Tensor] = {}
 
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
@@ -242,7 +242,7 @@ class ModelEmbedder:
         return torch.stack([self.memo[t] for t in texts])
 
 
-def _hf(model: HFBackend | LoadedModel) -> HFBackend:
+def hf_backend(model: HFBackend | LoadedModel) -> HFBackend:
     """The HF backend of ``model``: RAIN's search and self-evaluation need its cached states."""
     backend = as_backend(model)
     if not isinstance(backend, HFBackend):

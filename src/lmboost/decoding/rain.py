@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from lmboost.backends.hf import HFBackend, KVState
-from lmboost.decoding.evaluator import ModelEmbedder, SelfEvaluator, _hf
+from lmboost.decoding.evaluator import ModelEmbedder, SelfEvaluator, hf_backend
 from lmboost.decoding.goals import Goal, resolve_goal
 from lmboost.generation import GenerationError, Prompt, encode_prompt, resolve_chat
 from lmboost.models.loading import LoadedModel
@@ -241,7 +241,7 @@ class _Search:
         evaluator: Evaluator,
         embedder: Embedder,
     ) -> None:
-        backend = _hf(model)
+        backend = hf_backend(model)
         self.tokenizer, self.device = backend.tokenizer, backend.device
         self.config, self.user, self.reply = config, user, reply
         self.evaluate, self.embed = evaluator, embedder
@@ -449,7 +449,7 @@ def rain_generate(
     """
     config = config or RainConfig()
     config.validate()
-    backend = _hf(model)
+    backend = hf_backend(model)
     if backend.loaded.is_encoder:
         raise GenerationError(f"'{backend.spec}' is an encoder; RAIN needs a causal LM.")
     use_chat = resolve_chat(backend.tokenizer, chat)

@@ -529,10 +529,8 @@ def _backend(
                "progress": progress}
     if model is not None:
         return as_backend(model, **options)
-    if config.backend == "vllm":
-        return load_backend(config.model, "vllm", dtype=config.dtype,
-                            tensor_parallel_size=config.tensor_parallel_size)
-    return load_backend(config.model, "hf", dtype=config.dtype, **options)
+    return load_backend(config.model, config.backend, dtype=config.dtype,
+                        tensor_parallel_size=config.tensor_parallel_size, **options)
 
 
 # --------------------------------------------------------------------------- planning

@@ -249,10 +249,8 @@ def _backend(config: ReasoningConfig, model: Backend | LoadedModel | None) -> Ba
     """The backend to reason with: ``model`` when given, else ``config.model`` loaded."""
     if model is not None:
         return as_backend(model, batch_size=config.batch_size)
-    if config.backend == "vllm":
-        return load_backend(config.model, "vllm", dtype=config.dtype,
-                            tensor_parallel_size=config.tensor_parallel_size)
-    return load_backend(config.model, "hf", dtype=config.dtype, device=config.device,
+    return load_backend(config.model, config.backend, dtype=config.dtype, device=config.device,
+                        tensor_parallel_size=config.tensor_parallel_size,
                         batch_size=config.batch_size)
 
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import warnings
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -35,11 +35,12 @@ from lmboost.backends.base import (
     LoglikelihoodResult,
     PromptStates,
     RollingResult,
+    rolling_windows,
 )
 from lmboost.backends.hf import generation
 from lmboost.backends.hf.calls import cache_argument, cache_kwargs, takes_logits_to_keep
 from lmboost.backends.hf.generation import context_window
-from lmboost.backends.hf.state import CachedPrefix, KVState, pad_rows
+from lmboost.backends.hf.state import CachedPrefix, KVState, expanded_cache, pad_rows
 from lmboost.errors import ScoringError
 from lmboost.models.loading import LoadedModel
 from lmboost.scoring.requests import EncodedRequest, encode_context
@@ -84,7 +85,7 @@ class HFBackend(Backend):
         config = self.model.config.get_text_config()
         self.max_length = max_length or self.context_window
         self.sliding_window = _sliding_window(config)
-        self._prefix: tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+        self._prefix: CachedPrefix | None = None
         self._memo: dict[EncodedRequest, LoglikelihoodResult] = {}
 
     @classmethod
@@ -183,26 +184,17 @@ class HFBackend(Backend):
         """(summed NLL, scored tokens, windows) of the 1-D token ids ``ids``, strided: windows
         of ``window`` tokens (capped at the context window) start every ``stride`` tokens, and
         each scores only the tokens no earlier window scored. The first token is never scored."""
-        window = min(window or self.context_window, self.context_window)
-        stride = stride or max(1, window - 1)  # consecutive windows share one token: all scored
         if ids.ndim != 1 or len(ids) < 2:
             raise ScoringError("A rolling log-likelihood needs at least 2 tokens of text.")
-        if not 1 <= stride <= window:
-            raise ScoringError(f"stride must lie in [1, window={window}], not {stride}.")
-        total, count, windows, scored_until = 0.0, 0, 0, 1  # token 0 has no context
-        for begin in range(0, len(ids), stride):
-            end = min(begin + window, len(ids))
+        spans = rolling_windows(len(ids), self.context_window, window, stride)
+        total, count = 0.0, 0
+        for begin, end, first in spans:
             chunk = ids[begin:end].to(self.device)
             logits = self.model(input_ids=chunk[None], use_cache=False).logits[0, :-1].float()
             nll = -torch.log_softmax(logits, dim=-1).gather(1, chunk[1:, None])[:, 0]
-            first = max(scored_until, begin + 1)  # first position this window scores
             total += float(nll[first - begin - 1 :].double().sum())
             count += end - first
-            windows += 1
-            scored_until = end
-            if end == len(ids):
-                break
-        return total, count, windows
+        return total, count, len(spans)
 
     @torch.inference_mode()
     def run(self, ids: torch.Tensor) -> None:
@@ -348,55 +340,73 @@ class HFBackend(Backend):
         sliding cache sees exactly what it sees in generation.
         """
         window = self.sliding_window
-        if window is not None and any(_length(r) >= window for r in requests):
-            long = [i for i, r in enumerate(requests) if _length(r) >= window]
+        too_long = [r for r in requests if window is not None and _length(r) >= window]
+        if too_long:
             warnings.warn(
-                f"{len(long)} of {len(requests)} requests are longer than the model's sliding "
+                f"{len(too_long)} of {len(requests)} requests are longer than the model's sliding "
                 f"window ({window} tokens); scoring them one context at a time (slower).",
                 stacklevel=3,
             )
-            results: list[LoglikelihoodResult | None] = [None] * len(requests)
-            for i in long:
-                (results[i],) = self._score_batch(
-                    [requests[i].context], [(0, requests[i].continuation)], None, 0
-                )
-            short = [i for i in range(len(requests)) if results[i] is None]
-            if short:
-                for i, result in zip(short, self._score([requests[i] for i in short])):
-                    results[i] = result
-            return results  # type: ignore[return-value]
-
         # Group continuations by context: each distinct context is run once.
         contexts: dict[tuple[int, ...], list[int]] = {}
         for i, r in enumerate(requests):
             contexts.setdefault(r.context, []).append(i)
-        ctx_list = sorted(contexts, key=len, reverse=True)  # similar lengths share a batch
 
-        prefix_len = _common_prefix_len(ctx_list)
-        prefix_kv = self._prefix_cache(ctx_list[0][:prefix_len])
-
-        results = [None] * len(requests)
-        bar = tqdm(total=len(ctx_list), desc="scoring", unit="context", disable=not self.progress)
-        start = 0
-        while start < len(ctx_list):
-            batch = ctx_list[start : start + self.batch_size]
+        def score(batch, prefix_kv, prefix_len):
             items = [(b, i) for b, ctx in enumerate(batch) for i in contexts[ctx]]
+            scored = self._score_batch(
+                [ctx[prefix_len:] for ctx in batch],
+                [(b, requests[i].continuation) for b, i in items],
+                prefix_kv,
+                prefix_len,
+            )
+            per_context: list[list[LoglikelihoodResult]] = [[] for _ in batch]
+            for (b, _), result in zip(items, scored):
+                per_context[b].append(result)
+            return per_context
+
+        alone = {r.context for r in too_long}
+        scored = self._over_contexts(list(contexts), score, alone, progress=self.progress)
+        results: list[LoglikelihoodResult | None] = [None] * len(requests)
+        for ctx, indices in contexts.items():
+            for i, result in zip(indices, scored[ctx]):
+                results[i] = result
+        return results  # type: ignore[return-value]
+
+    def _over_contexts(
+        self,
+        contexts: list[tuple[int, ...]],
+        run: Callable[[list, list | None, int], list],
+        alone: set[tuple[int, ...]],
+        *,
+        progress: bool = False,
+    ) -> dict[tuple[int, ...], Any]:
+        """``{context: result}`` of ``run(batch, prefix_kv, prefix_len)`` (one result per context
+        of the batch) over distinct ``contexts``. Those in ``alone`` (longer than a sliding
+        window) run one at a time, without the shared prefix or padding, so that the model's
+        sliding cache sees what it sees in generation; the rest run sorted by length (similar
+        lengths share a batch) after their shared prefix's cached KV, ``batch_size`` at a time,
+        the batch halved when it runs out of memory."""
+        results = {c: run([c], None, 0)[0] for c in contexts if c in alone}
+        shared = sorted((c for c in contexts if c not in alone), key=len, reverse=True)
+        if not shared:
+            return results
+        prefix_len = _common_prefix_len(shared)
+        prefix_kv = self._prefix_cache(shared[0][:prefix_len])
+        bar = tqdm(total=len(shared), desc="scoring", unit="context", disable=not progress)
+        start = 0
+        while start < len(shared):
+            batch = shared[start : start + self.batch_size]
             with _backing_off(self.batch_size) as failed:
-                scored = self._score_batch(
-                    [ctx[prefix_len:] for ctx in batch],
-                    [(b, requests[i].continuation) for b, i in items],
-                    prefix_kv,
-                    prefix_len,
-                )
+                rows = run(batch, prefix_kv, prefix_len)
             if failed:
                 self.batch_size //= 2  # and the same contexts again
                 continue
-            for (_, i), result in zip(items, scored):
-                results[i] = result
+            results.update(zip(batch, rows))
             start += len(batch)
             bar.update(len(batch))
         bar.close()
-        return results  # type: ignore[return-value]
+        return results
 
     @torch.inference_mode()
     def prompt_states(
@@ -418,22 +428,13 @@ class HFBackend(Backend):
         distinct = list(dict.fromkeys(encoded))
         window = self.sliding_window
         alone = {c for c in distinct if window is not None and len(c) >= window}
-        states = {c: self._states_batch([c], None, 0, logprobs)[0] for c in alone}
-        shared = sorted((c for c in distinct if c not in alone), key=len, reverse=True)
-        prefix_len = _common_prefix_len(shared) if shared else 0
-        prefix_kv = self._prefix_cache(shared[0][:prefix_len]) if shared else None
-        start = 0
-        while start < len(shared):
-            batch = shared[start : start + self.batch_size]
-            with _backing_off(self.batch_size) as failed:
-                rows = self._states_batch(
-                    [c[prefix_len:] for c in batch], prefix_kv, prefix_len, logprobs
-                )
-            if failed:
-                self.batch_size //= 2  # and the same contexts again
-                continue
-            states.update(zip(batch, rows))
-            start += len(batch)
+        states = self._over_contexts(
+            distinct,
+            lambda batch, prefix_kv, prefix_len: self._states_batch(
+                [c[prefix_len:] for c in batch], prefix_kv, prefix_len, logprobs
+            ),
+            alone,
+        )
         return PromptStates(
             hidden=torch.stack([states[c][0] for c in encoded]) if hidden else None,
             logprobs=torch.stack([states[c][1] for c in encoded]) if logprobs else None,
@@ -447,14 +448,10 @@ class HFBackend(Backend):
         logprobs: bool,
     ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         """(last hidden state, next-token log-probabilities or None) after each suffix."""
-        device = self.model.device
-        n = len(suffixes)
-        last = torch.tensor([len(s) - 1 for s in suffixes], device=device)
-        ids, mask = _right_pad(suffixes, self._pad_id, device)
-        positions = prefix_len + torch.arange(ids.shape[1], device=device).expand(n, -1)
-        full_mask = torch.cat([torch.ones(n, prefix_len, dtype=mask.dtype, device=device), mask], 1)
-        cache = _make_cache(self.model.config, prefix_kv, n)
-        rows = torch.arange(n, device=device)
+        inputs = self._suffix_batch(suffixes, prefix_kv, prefix_len)
+        ids, full_mask, positions, cache, lengths = inputs
+        n, last = len(suffixes), lengths - 1
+        rows = torch.arange(n, device=ids.device)
         if self._manual_head:  # the body's output is the last hidden state; the head runs here
             body_out, _ = self._forward(ids, full_mask, positions, cache)
             hidden = body_out[rows, last]
@@ -478,13 +475,9 @@ class HFBackend(Backend):
         prefix_len: int,
     ) -> list[LoglikelihoodResult]:
         """Score continuations (row index, tokens) after a batch of context suffixes."""
-        device = self.model.device
-        n = len(suffixes)
-        lengths = torch.tensor([len(s) for s in suffixes], device=device)
-        ids, mask = _right_pad(suffixes, self._pad_id, device)
-        positions = prefix_len + torch.arange(ids.shape[1], device=device).expand(n, -1)
-        full_mask = torch.cat([torch.ones(n, prefix_len, dtype=mask.dtype, device=device), mask], 1)
-        cache = _make_cache(self.model.config, prefix_kv, n)
+        inputs = self._suffix_batch(suffixes, prefix_kv, prefix_len)
+        ids, full_mask, positions, cache, lengths = inputs
+        device, n = ids.device, len(suffixes)
         hidden, cache = self._forward(ids, full_mask, positions, cache)
         # Distribution over the first continuation token: at each suffix's last real position.
         first_logp = self._log_softmax_head(hidden[torch.arange(n, device=device), lengths - 1])
@@ -500,7 +493,7 @@ class HFBackend(Backend):
             chunk = multi[start : start + self.batch_size]
             rows = torch.tensor([continuations[j][0] for j in chunk], device=device)
             conts = [continuations[j][1] for j in chunk]
-            c_ids, c_mask = _right_pad([c[:-1] for c in conts], self._pad_id, device)
+            c_ids, c_mask = pad_rows([c[:-1] for c in conts], self._pad_id, device)
             offsets = (prefix_len + lengths[rows])[:, None]
             c_pos = offsets + torch.arange(c_ids.shape[1], device=device)
             c_full = torch.cat([full_mask[rows], c_mask], 1)
@@ -518,6 +511,21 @@ class HFBackend(Backend):
         ]
 
     # ------------------------------------------------------------------ model plumbing
+    def _suffix_batch(
+        self,
+        suffixes: list[tuple[int, ...]],
+        prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None,
+        prefix_len: int,
+    ) -> tuple[torch.Tensor, ...]:
+        """The inputs of a right-padded batch of context suffixes run after the prefix's cached
+        KV: (ids, attention mask over prefix + suffix, positions, cache, suffix lengths)."""
+        device, n = self.model.device, len(suffixes)
+        ids, mask = pad_rows(suffixes, self._pad_id, device)
+        positions = prefix_len + torch.arange(ids.shape[1], device=device).expand(n, -1)
+        full_mask = torch.cat([mask.new_ones(n, prefix_len), mask], 1)
+        lengths = torch.tensor([len(s) for s in suffixes], device=device)
+        return ids, full_mask, positions, expanded_cache(self.model.config, prefix_kv, n), lengths
+
     def _forward(self, ids, mask, positions, cache):
         """Run the decoder body; returns last hidden states (and the updated cache)."""
         module = self.model.base_model if self._manual_head else self.model
@@ -559,15 +567,9 @@ class HFBackend(Backend):
         """KV cache of the shared prefix, computed once and kept for the next call."""
         if not prefix:
             return None
-        if self._prefix is not None and self._prefix[0] == prefix:
-            return self._prefix[1]
-        ids = torch.tensor([prefix], device=self.model.device)
-        cache = _make_cache(self.model.config, None, 1)
-        body = self.model.base_model
-        body(input_ids=ids, use_cache=True, **cache_kwargs(body, cache))
-        layers = [(layer.keys, layer.values) for layer in cache.layers]
-        self._prefix = (prefix, layers)
-        return layers
+        if self._prefix is None or self._prefix.tokens != prefix:
+            self._prefix = self.prefix(prefix)
+        return self._prefix.layers
 
     def _fit_context(self, ids: tuple[int, ...]) -> tuple[int, ...]:
         """``ids`` if they fit the window, else an error or (``truncation="left"``) the newest
@@ -616,26 +618,6 @@ def _common_prefix_len(contexts: list[tuple[int, ...]]) -> int:
     while n < shortest - 1 and all(c[n] == first[n] for c in contexts):
         n += 1
     return n
-
-
-def _right_pad(seqs: Sequence[Sequence[int]], pad: int, device) -> tuple[torch.Tensor, ...]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long, device=device)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long, device=device)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long, device=device)
-        mask[i, : len(s)] = 1
-    return ids, mask
-
-
-def _make_cache(config, layers, batch: int):
-    """A fresh DynamicCache holding the prefix, expanded (not copied) to ``batch`` rows."""
-    from transformers import DynamicCache
-
-    if layers is None:
-        return DynamicCache(config=config)
-    data = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in layers]
-    return DynamicCache(ddp_cache_data=data, config=config)
 
 
 def _select_cache(config, cache, rows: torch.Tensor):

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from lmboost.backends.hf.calls import cache_kwargs, takes_logits_to_keep
+from lmboost.backends.hf.state import pad_rows
 from lmboost.generation import GenerationConfig, cut_at_stop
 from lmboost.models.loading import LoadedModel
 
@@ -35,13 +36,8 @@ def generate_batch(
 
     model, tokenizer = loaded.model, loaded.tokenizer
     device = loaded.device
-    pad = pad_id(tokenizer)
-    width = max(len(ids) for ids in encoded)
-    ids = torch.full((len(encoded), width), pad, dtype=torch.long, device=device)
-    mask = torch.zeros_like(ids)
-    for row, seq in enumerate(encoded):
-        ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long, device=device)
-        mask[row, width - len(seq) :] = 1
+    ids, mask = pad_rows(encoded, pad_id(tokenizer), device, left=True)
+    width = ids.shape[1]
 
     max_new = min(config.max_new_tokens, context_window(model) - max(map(len, encoded)))
     if max_new < config.max_new_tokens:

@@ -78,10 +78,18 @@ class CachedPrefix:
 
     def cache(self, config, rows: int):
         """A fresh DynamicCache holding the prefix for ``rows`` rows (expanded, not copied)."""
-        from transformers import DynamicCache
+        return expanded_cache(config, self.layers, rows)
 
-        data = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in self.layers]
-        return DynamicCache(ddp_cache_data=data, config=config)
+
+def expanded_cache(config, layers: list[tuple[torch.Tensor, torch.Tensor]] | None, rows: int):
+    """A fresh DynamicCache holding ``layers`` (one row's keys and values per layer) expanded,
+    not copied, to ``rows`` rows; empty when ``layers`` is None."""
+    from transformers import DynamicCache
+
+    if layers is None:
+        return DynamicCache(config=config)
+    data = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in layers]
+    return DynamicCache(ddp_cache_data=data, config=config)
 
 
 def pad_rows(
