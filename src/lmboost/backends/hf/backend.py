@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,10 @@ from lmboost.scoring.requests import EncodedRequest, encode_context
 
 if TYPE_CHECKING:
     from lmboost.generation import GenerationConfig, Prompt
+
+#: Scored requests remembered per backend (the oldest forgotten first), so repeats are free
+#: but a long-running server's memory stays bounded.
+MEMO_SIZE = 200_000
 
 
 class HFBackend(Backend):
@@ -86,7 +91,8 @@ class HFBackend(Backend):
         self.max_length = max_length or self.context_window
         self.sliding_window = _sliding_window(config)
         self._prefix: CachedPrefix | None = None
-        self._memo: dict[EncodedRequest, LoglikelihoodResult] = {}
+        self._pinned: dict[tuple[int, ...], CachedPrefix] = {}
+        self._memo: OrderedDict[EncodedRequest, LoglikelihoodResult] = OrderedDict()
 
     @classmethod
     def of_module(cls, module: torch.nn.Module, tokenizer=None, **options) -> HFBackend:
@@ -321,16 +327,35 @@ class HFBackend(Backend):
         """The engine on already-tokenized requests (see ``encode_request``).
 
         Each distinct request is scored once per Scorer: repeats, within a call or across calls
-        (zero-shot prompts under several seeds, say), are answered from memory.
+        (zero-shot prompts under several seeds, say), are answered from memory (the
+        ``MEMO_SIZE`` most recently used).
         """
         self._causal("scoring")
         if len(requests) == 0:
             raise ScoringError("No requests to score.")
         requests = [self._fit_window(r) for r in requests]
         todo = list(dict.fromkeys(r for r in requests if r not in self._memo))
-        if todo:
-            self._memo.update(zip(todo, self._score(todo)))
-        return [self._memo[r] for r in requests]
+        scored = dict(zip(todo, self._score(todo))) if todo else {}
+        results = [scored[r] if r in scored else self._memo[r] for r in requests]
+        self._memo.update(scored)
+        for r in requests:
+            self._memo.move_to_end(r)
+        while len(self._memo) > MEMO_SIZE:
+            self._memo.popitem(last=False)
+        return results
+
+    def pin_prefix(self, contexts: Sequence[str]) -> int:
+        """Keep the KV cache of the token prefix that ``contexts`` share (at least two, encoded
+        as :meth:`score_choices` encodes them) for every later call whose contexts all start
+        with it, whatever else each call shares: a server pins each task's instruction and
+        demonstrations once. Returns the prefix's length in tokens."""
+        if len(contexts) < 2:
+            raise ScoringError("pin_prefix needs at least two contexts to find their prefix.")
+        encoded = [encode_context(self.tokenizer, c) for c in contexts]
+        tokens = encoded[0][: _common_prefix_len(encoded)]
+        if tokens and tokens not in self._pinned:
+            self._pinned[tokens] = self.prefix(tokens)
+        return len(tokens)
 
     def _score(self, requests: list[EncodedRequest]) -> list[LoglikelihoodResult]:
         """Score distinct requests: shared prefix once, then batches of distinct contexts.
@@ -391,7 +416,8 @@ class HFBackend(Backend):
         shared = sorted((c for c in contexts if c not in alone), key=len, reverse=True)
         if not shared:
             return results
-        prefix_len = _common_prefix_len(shared)
+        pinned = [t for t in self._pinned if all(c[: len(t)] == t for c in shared)]
+        prefix_len = max(map(len, pinned)) if pinned else _common_prefix_len(shared)
         prefix_kv = self._prefix_cache(shared[0][:prefix_len])
         bar = tqdm(total=len(shared), desc="scoring", unit="context", disable=not progress)
         start = 0
@@ -567,6 +593,8 @@ class HFBackend(Backend):
         """KV cache of the shared prefix, computed once and kept for the next call."""
         if not prefix:
             return None
+        if prefix in self._pinned:
+            return self._pinned[prefix].layers
         if self._prefix is None or self._prefix.tokens != prefix:
             self._prefix = self.prefix(prefix)
         return self._prefix.layers

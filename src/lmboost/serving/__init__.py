@@ -1,0 +1,61 @@
+"""``lmboost serve``: calibrated few-shot classification and aligned generation over HTTP.
+
+:func:`build_app` loads the model once, prepares every task of a :class:`ServeConfig` (prompt
+prefix pinned in the backend's cache, calibrator fitted or restored) and returns the FastAPI app;
+:func:`serve` runs it with uvicorn. See docs/serving.md.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from lmboost.serving.config import (
+    ONLINE_CALIBRATORS,
+    ServeConfig,
+    ServeConfigError,
+    ServedTask,
+    load_serve_config,
+)
+
+log = logging.getLogger("lmboost.serve")
+
+
+def build_app(config: ServeConfig, backend=None):
+    """The app for ``config``; ``backend`` (a loaded :class:`~lmboost.backends.Backend`) is
+    loaded from ``config.model`` when not given."""
+    from lmboost.backends import load_backend
+    from lmboost.serving.app import create_app
+    from lmboost.serving.engine import TaskEngine
+
+    config.validate()
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    if backend is None:
+        backend = load_backend(
+            config.model, config.backend, dtype=config.dtype, device=config.device,
+            batch_size=config.max_batch,
+        )
+    engines = []
+    for spec in config.tasks:
+        engines.append(TaskEngine(spec, backend, config.state_dir / f"{spec.name}.json",
+                                  config.save_every))
+        log.info("task %s ready (%s)", spec.name, engines[-1].state())
+    return create_app(config, backend, engines)
+
+
+def serve(config: ServeConfig, backend=None) -> None:
+    """Build the app and serve it until SIGINT/SIGTERM (calibrator state saved on the way out)."""
+    import uvicorn
+
+    app = build_app(config, backend)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="info")
+
+
+__all__ = [
+    "ONLINE_CALIBRATORS",
+    "ServeConfig",
+    "ServeConfigError",
+    "ServedTask",
+    "build_app",
+    "load_serve_config",
+    "serve",
+]
