@@ -8,6 +8,7 @@ prefix pinned in the backend's cache, calibrator fitted or restored) and returns
 from __future__ import annotations
 
 import logging
+import os
 
 from lmboost.serving.config import (
     ONLINE_CALIBRATORS,
@@ -28,6 +29,11 @@ def build_app(config: ServeConfig, backend=None):
     from lmboost.serving.engine import TaskEngine
 
     config.validate()
+    if config.api_key_env and not os.environ.get(config.api_key_env):
+        raise ServeConfigError(
+            f"api_key_env names {config.api_key_env}, which is unset or empty: export "
+            f"{config.api_key_env}=<a secret token>, or drop api_key_env to serve without one."
+        )
     config.state_dir.mkdir(parents=True, exist_ok=True)
     if backend is None:
         backend = load_backend(

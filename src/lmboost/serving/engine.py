@@ -285,6 +285,7 @@ class TaskEngine:
             "fields": self.fields,
             "shots": self.spec.shots,
             "template": self.task.template,
+            "prefix": self.prefix,
             "calibrator": self.state(),
             "prefix_tokens": self.prefix_tokens,
         }
