@@ -132,3 +132,35 @@ def _request(context, continuation):
     from lmboost.scoring import EncodedRequest
 
     return EncodedRequest(tuple(context), tuple(continuation))
+
+
+def test_a_pinned_prefix_is_reused_by_single_context_calls(tiny_model):
+    """A server pins its task's demonstrations once; later calls, even of one context, then run
+    only their own tokens after it, with the scores of an unpinned backend."""
+    from conftest import recorded_forwards
+
+    from lmboost.scoring.requests import encode_context
+
+    prefix = "Review: a fine film\nSentiment: positive\n\nReview: awful\nSentiment: negative\n\n"
+    queries = [prefix + c for c in CONTEXTS]
+    plain = Scorer(tiny_model).score_choices(queries, WORDS)
+    pinned = Scorer(tiny_model)
+    pins = [prefix + "Review: N/A\nSentiment:", prefix + "Review: \nSentiment:"]
+    length = pinned.pin_prefix(pins)
+    assert length >= len(pinned.tokenizer(prefix)["input_ids"])  # the demonstrations at least
+    pinned.score_choices([prefix + "Review: warm-up\nSentiment:"], WORDS)  # first-use probes
+    tokens = encode_context(pinned.tokenizer, pins[0])[:length]
+    single, first, expected = [], [], []
+    for q in queries:
+        with recorded_forwards(tiny_model.model.base_model) as shapes:
+            single.append(pinned.score_choices([q], WORDS)[0])
+        first.append(shapes[0])  # then the label words' later tokens, if any
+        ids = encode_context(pinned.tokenizer, q)
+        shared = next((i for i, (a, b) in enumerate(zip(tokens, ids)) if a != b), len(tokens))
+        assert shared >= length - 1  # at most the pin's last token differs (" " + "N" vs " a")
+        expected.append((1, len(ids) - shared))
+    # each query runs its own tokens only: the prefix is never run again
+    assert first == expected
+    torch.testing.assert_close(torch.tensor(single), torch.tensor(plain), atol=1e-5, rtol=0)
+    with pytest.raises(LmboostError, match="at least two contexts"):
+        pinned.pin_prefix([prefix])

@@ -416,9 +416,7 @@ class HFBackend(Backend):
         shared = sorted((c for c in contexts if c not in alone), key=len, reverse=True)
         if not shared:
             return results
-        pinned = [t for t in self._pinned if all(c[: len(t)] == t for c in shared)]
-        prefix_len = max(map(len, pinned)) if pinned else _common_prefix_len(shared)
-        prefix_kv = self._prefix_cache(shared[0][:prefix_len])
+        prefix_kv, prefix_len = self._prefix_for(shared[0][: _common_prefix_len(shared)])
         bar = tqdm(total=len(shared), desc="scoring", unit="context", disable=not progress)
         start = 0
         while start < len(shared):
@@ -589,12 +587,25 @@ class HFBackend(Backend):
     def _pad_id(self) -> int:
         return generation.pad_id(self.tokenizer)
 
+    def _prefix_for(self, common: tuple[int, ...]) -> tuple[list | None, int]:
+        """(KV layers, length) of the prefix a batch sharing ``common`` runs after: the longest
+        start a pinned prefix shares with ``common`` when it covers at least half of it (the
+        pinned cache sliced: attention is causal, so the KV of a prefix's first m tokens is that
+        of those m tokens alone), else ``common`` itself, kept for the next call."""
+        best, shared = None, 0
+        for tokens, cached in self._pinned.items():
+            m = next((i for i, (a, b) in enumerate(zip(tokens, common)) if a != b),
+                     min(len(tokens), len(common)))
+            if m > shared:
+                best, shared = cached, m
+        if best is not None and 2 * shared >= len(common):
+            return [(k[:, :, :shared], v[:, :, :shared]) for k, v in best.layers], shared
+        return self._prefix_cache(common), len(common)
+
     def _prefix_cache(self, prefix: tuple[int, ...]):
         """KV cache of the shared prefix, computed once and kept for the next call."""
         if not prefix:
             return None
-        if prefix in self._pinned:
-            return self._pinned[prefix].layers
         if self._prefix is None or self._prefix.tokens != prefix:
             self._prefix = self.prefix(prefix)
         return self._prefix.layers
