@@ -17,7 +17,7 @@ LOCK_ARGS := pyproject.toml --all-extras -c requirements/constraints.txt \
 	--no-emit-package torchaudio --no-emit-package torchcodec --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28 --generate-hashes $(UV_SOURCES)
 
-.PHONY: setup lock test-latest demo test test-fast lint bench-scoring bench-calibration bench-rain bench-training bench-reasoning bench-instruct clean
+.PHONY: setup lock test-latest demo test serve bench-serve test-fast lint bench-scoring bench-calibration bench-rain bench-training bench-reasoning bench-instruct clean
 
 setup: $(STAMP)
 
@@ -61,6 +61,14 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The HTTP service on 127.0.0.1:8000 (docs/serving.md): SST-2, 4-shot, Batch Calibration online.
+serve: setup
+	$(VENV)/bin/lmboost serve --task sst2 --warm-start 32
+
+# Load and fault test of the service (docs/serving.md, BENCHMARKS.md).
+bench-serve: setup
+	$(PY) benchmarks/serve.py --requests 2000 --clients 1,8,32
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
