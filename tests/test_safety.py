@@ -206,3 +206,113 @@ def test_remote_code_is_refused_by_every_loader(remote_code_dir, tmp_path, yes_o
          "--out", str(tmp_path / "c")],
         remote_code_dir, capsys,
     )
+
+
+# ------------------------------------------------------------------ input checked at the door
+WORDS = {"neg": "negative", "pos": "positive"}
+
+
+def _eval(path: Path, template: str = "{text}", words=WORDS):
+    from lmboost.tasks import task_from_file
+
+    return task_from_file(path, template, words).load_eval()
+
+
+def test_identical_label_words_are_refused(tmp_path, capsys):
+    from lmboost.errors import TaskError
+    from lmboost.tasks import task_from_file
+
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\ngood,pos\n")
+    with pytest.raises(TaskError, match="'neg' and 'pos' have the same label word 'good'"):
+        task_from_file(path, "{text}", {"neg": "good", "pos": "good"})
+    assert main(["tasks", str(path), "--template", "{text}", "--label-words", "a,a"]) == 2
+    assert "same label word 'a'" in capsys.readouterr().err
+
+
+def test_duplicated_header_column_is_refused(tmp_path):
+    from lmboost.errors import TaskError
+
+    path = tmp_path / "d.csv"
+    path.write_text("text,label,text\ngood,pos,fine\n")
+    with pytest.raises(TaskError, match=r"d\.csv, line 1: .*\['text'\] more than once"):
+        _eval(path)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])
+def test_files_that_are_not_utf8_name_the_first_bad_line(tmp_path, suffix):
+    from lmboost.errors import FileEncodingError
+
+    rows = {
+        ".csv": ["text,label", "good,pos", "caf\u00e9 au lait,neg"],
+        ".tsv": ["text\tlabel", "good\tpos", "caf\u00e9 au lait\tneg"],
+        ".jsonl": ['{"text": "good", "label": "pos"}', '{"text": "caf\u00e9", "label": "neg"}'],
+    }[suffix]
+    path = tmp_path / f"d{suffix}"
+    path.write_bytes("\n".join(rows).encode("cp1252"))
+    with pytest.raises(FileEncodingError) as err:
+        _eval(path)
+    assert f"d{suffix}, line {len(rows)}" in str(err.value)
+    assert "not UTF-8" in str(err.value) and "iconv" in str(err.value)
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(rows).encode("utf-8"))  # UTF-8 with a BOM
+    assert _eval(path)[-1].fields["text"].startswith("caf\u00e9")
+
+
+def test_corpus_and_calibration_text_files_must_be_utf8(tmp_path):
+    from lmboost.errors import FileEncodingError
+    from lmboost.training.data import read_corpus
+
+    path = tmp_path / "corpus.txt"
+    path.write_bytes("first line\nna\u00efve second\n".encode("latin-1"))
+    with pytest.raises(FileEncodingError, match=r"corpus\.txt, line 2"):
+        read_corpus(path)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("label_words: 3", "`label_words:` must be a list or a mapping"),
+        ("label_words: [[a, b], c]", "`label_words:` must be a list or a mapping"),
+        ("label_words: [a, b]\npool_size: '10'", "`pool_size:` must be a whole number"),
+        ("label_words: [a, b]\nseed: true", "`seed:` must be a whole number"),
+        ("label_words: [a, b]\ntext_columns: text", "`text_columns:` must be a list"),
+        ("label_words: [a, b]\ninstruction: [x]", "`instruction:` must be text"),
+    ],
+)
+def test_yaml_fields_of_the_wrong_type_name_the_key(tmp_path, line, message):
+    from lmboost.errors import TaskError
+    from lmboost.tasks import task_from_yaml
+
+    (tmp_path / "d.csv").write_text("text,label\ngood,0\n")
+    spec = tmp_path / "t.yaml"
+    spec.write_text(f"path: d.csv\ntemplate: '{{text}}'\n{line}\n")
+    with pytest.raises(TaskError, match=message):
+        task_from_yaml(spec)
+
+
+def test_headerless_csv_is_recognised(tmp_path):
+    from lmboost.errors import TaskError
+
+    path = tmp_path / "d.csv"
+    path.write_text("pos,a fine film\nneg,a dull film\n")
+    with pytest.raises(TaskError, match="seems to have no header row.*add one: label,text"):
+        _eval(path)
+    path.write_text("a fine film,pos\nneg,a dull film\n")
+    with pytest.raises(TaskError, match="add one: text,label"):
+        _eval(path)
+
+
+def test_device_this_machine_lacks_is_a_clear_error(tiny_model_dir, tmp_path, capsys):
+    from lmboost.errors import LmboostError
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    with pytest.raises(LmboostError, match="no CUDA GPU"):
+        load_model(tiny_model_dir, device="cuda:7")
+    for argv in (
+        ["compress", "--model", tiny_model_dir, "--prune", "magnitude:0.5"],
+        ["reason", "--model", tiny_model_dir, "--task", "gsm8k", "--limit", "1"],
+    ):
+        assert main([*argv, "--device", "cuda:7", "--out", str(tmp_path / argv[0])]) == 2
+        err = capsys.readouterr().err
+        assert "--device cuda:7: this machine has no CUDA GPU" in err, argv
