@@ -23,3 +23,15 @@ class TaskError(LmboostError):
 
 class DataNotFoundError(TaskError):
     """The data directory or a data file is missing."""
+
+
+class CacheError(ModelLoadError):
+    """A converted-model cache folder is damaged; ``lmboost models pull`` rebuilds it."""
+
+
+class RemoteCodeError(ModelLoadError):
+    """A model needs its own Python code, and the user has not allowed it."""
+
+
+class FileEncodingError(TaskError):
+    """A text file the user gave is not UTF-8."""

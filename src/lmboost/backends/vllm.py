@@ -43,6 +43,7 @@ from lmboost.backends.base import (
 )
 from lmboost.errors import ScoringError
 from lmboost.generation import GenerationConfig, Prompt, check_request, cut_at_stop
+from lmboost.models import check_remote_code
 from lmboost.scoring.requests import EncodedRequest
 
 #: KV-cache size on CPU when neither VLLM_CPU_KVCACHE_SPACE nor kv_cache_memory_bytes is given.
@@ -94,6 +95,8 @@ class VLLMBackend(Backend):
         **engine_kwargs: Any,
     ) -> None:
         path = resolve_model(spec)
+        if Path(path).is_dir():
+            check_remote_code(Path(path), trust_remote_code)
         self._vllm = _import_vllm()
         self.spec = spec
         self.tensor_parallel_size = tensor_parallel_size

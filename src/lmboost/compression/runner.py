@@ -71,6 +71,7 @@ class CompressConfig:
         icl_limit, icl_seeds: eval examples (a fixed stratified sample) and seeds for it.
         dtype: float32, bfloat16, float16 or auto (bfloat16 on CUDA, float32 elsewhere).
         device: where to run ("cpu" by default: the int8 kernels are CPU kernels).
+        trust_remote_code: let a model that maps to its own code (auto_map) run it.
     """
 
     out: Path
@@ -93,6 +94,7 @@ class CompressConfig:
     icl_seeds: int = 3
     dtype: str = "auto"
     device: str = "cpu"
+    trust_remote_code: bool = False
 
     def validate(self) -> None:
         """Raise LmboostError with the fix when a setting is malformed or out of range."""
@@ -148,7 +150,10 @@ def compress(config: CompressConfig, progress: bool = True) -> dict[str, Any]:
     config.validate()
     timer = RunTimer()
     out = Path(config.out)
-    loaded = load_model(config.model, dtype=config.dtype, device=config.device)
+    loaded = load_model(
+        config.model, dtype=config.dtype, device=config.device,
+        trust_remote_code=config.trust_remote_code,
+    )
     model, tokenizer = loaded.model, loaded.tokenizer
     ppl_source = config.ppl_text or wikitext2("test")
     ppl_ids = token_ids(tokenizer, ppl_source, config.ppl_tokens)
@@ -285,7 +290,10 @@ def _icl(config: CompressConfig, saved: Path, progress: bool) -> dict[str, Any]:
                 out=Path(config.out) / "icl" / stage,
             ),
             progress=progress,
-            loaded=load_compressed(saved) if stage == "after" else None,
+            loaded=(
+                load_compressed(saved, trust_remote_code=config.trust_remote_code)
+                if stage == "after" else None
+            ),
         )
         result[stage] = {row["method"]: row["accuracy"] for row in icl["summary"]}
     return result

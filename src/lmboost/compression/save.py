@@ -25,7 +25,7 @@ from torch import nn
 from lmboost.compression.quantize import get_quantizer, quantized_modules
 from lmboost.errors import ModelLoadError
 from lmboost.evaluation.records import atomic_file, read_json, write_json
-from lmboost.models.loading import DTYPES, LoadedModel, load_model
+from lmboost.models.loading import DTYPES, LoadedModel, check_remote_code, load_model
 
 FORMAT = "lmboost-compressed"
 FORMAT_VERSION = 1
@@ -87,12 +87,17 @@ def save_compressed(model: nn.Module, tokenizer: Any, out: str | Path) -> Path:
     return out
 
 
-def load_compressed(path: str | Path, *, device: str = "cpu") -> LoadedModel:
-    """Load a folder written by :func:`save_compressed` (or any transformers directory)."""
+def load_compressed(
+    path: str | Path, *, device: str = "cpu", trust_remote_code: bool = False
+) -> LoadedModel:
+    """Load a folder written by :func:`save_compressed` (or any transformers directory); a
+    model that maps to its own code (auto_map) is refused unless ``trust_remote_code``."""
     path = Path(path)
     if not (path / FORMAT_FILE).is_file():
-        return load_model(str(path), device=device)
+        return load_model(str(path), device=device, trust_remote_code=trust_remote_code)
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    check_remote_code(path, trust_remote_code)
 
     meta = read_json(path / FORMAT_FILE)
     if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
@@ -105,7 +110,9 @@ def load_compressed(path: str | Path, *, device: str = "cpu") -> LoadedModel:
         tensors[alias] = tensors[source]
     modules: dict[str, str] = meta["modules"]
     model = AutoModelForCausalLM.from_config(
-        AutoConfig.from_pretrained(path), dtype=DTYPES[meta["dtype"]]
+        AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code),
+        dtype=DTYPES[meta["dtype"]],
+        trust_remote_code=trust_remote_code,
     )
     floats = {k: v for k, v in tensors.items() if not _owner(k, modules)}
     missing, unexpected = model.load_state_dict(floats, strict=False)
@@ -122,7 +129,7 @@ def load_compressed(path: str | Path, *, device: str = "cpu") -> LoadedModel:
         own = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         get_quantizer(scheme).restore(model.get_submodule(name), own)
     model.to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(model=model, tokenizer=tokenizer, spec=str(path), path=path)

@@ -31,6 +31,7 @@ from torch import nn
 from lmboost.backends.hf import HFBackend
 from lmboost.compression.sparsity import check_fraction, decoder_layers
 from lmboost.errors import LmboostError
+from lmboost.tasks._io import read_text
 
 
 def wanda_scores(weight: torch.Tensor, input_norms: torch.Tensor) -> torch.Tensor:
@@ -125,7 +126,7 @@ def calibration_ids(
     """``n_samples`` random windows of ``seq_len`` tokens of ``text`` (a string, or a file when
     given as a Path), drawn with ``random.Random(seed)``: an N x L tensor of token ids."""
     if isinstance(text, Path):
-        text = text.read_text(encoding="utf-8")
+        text = read_text(text)
     ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     if n_samples < 1 or seq_len < 1:
         raise LmboostError("calibration needs n_samples >= 1 and seq_len >= 1.")

@@ -1,29 +1,54 @@
 """``load_model(spec)``: one entry point for aliases, local directories, GGUF files, hub ids.
 
 A GGUF file is dequantized once by transformers and cached as a plain safetensors directory under
-``cache_dir()/models``; the directory is written beside its final place and renamed into it, so an
-interrupted conversion never leaves a cache that loads half a model.
+``cache_dir()/models``; the directory is written beside its final place (``.converting-PID@HOST-*``)
+and renamed into it, so an interrupted conversion never leaves a cache that loads half a model.
+
+Every cache folder carries ``lmboost-manifest.json`` (each file's size and SHA-256), written last.
+Each load checks the sizes and the safetensors headers (cheap); ``lmboost models pull`` and
+``lmboost models list --verify`` also check the checksums. A damaged cache is a :class:`CacheError`
+that names the folder and the fix, ``lmboost models pull NAME``, which removes and rebuilds it. A
+cache from before manifests is checked the same way (sizes against the safetensors headers) and
+then given its manifest. Temporary folders of killed conversions are removed by the next
+conversion: those whose process is gone, or older than a day when that cannot be told.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import shutil
 import socket
+import struct
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from lmboost.config import cache_dir
-from lmboost.errors import LmboostError, ModelLoadError, ModelNotFoundError
+from lmboost.errors import (
+    CacheError,
+    LmboostError,
+    ModelLoadError,
+    ModelNotFoundError,
+    RemoteCodeError,
+)
+from lmboost.evaluation.records import read_json, write_json
 from lmboost.models.catalog import CATALOG, DEFAULT_MODEL, get_entry
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 #: What ``--dtype`` takes: a dtype, or "auto" = bfloat16 on CUDA, float32 elsewhere.
 DTYPE_CHOICES = ("auto", *DTYPES)
+#: The file in a converted-model cache folder that lists its files, sizes and checksums.
+MANIFEST = "lmboost-manifest.json"
+MANIFEST_FORMAT = "lmboost-cache-manifest"
+#: A conversion folder whose owner cannot be checked is left alone until it is this old.
+STALE_AFTER_S = 24 * 3600
+_CONVERTING = ".converting-"
 
 
 @dataclass
@@ -61,28 +86,57 @@ def load_model(
     # "balanced": accelerate's device map places the layers (over GPUs, then CPU) at load time.
     placement = "auto" if device == "balanced" and target_device.type == "cuda" else target_device
 
+    where = locate_model(spec)
+    if isinstance(where, str):
+        return _load_hub(where, torch_dtype, placement, trust_remote_code)
+    if spec in CATALOG and get_entry(spec).kind == "hf-dir":
+        return _load_encoder(where, spec, torch_dtype, target_device)
+    return _load_dir(where, spec, torch_dtype, placement, trust_remote_code)
+
+
+def locate_model(spec: str) -> Path | str:
+    """The local transformers directory behind ``spec`` (a catalog alias's, a ``.gguf`` file's
+    conversion, converted on first use, or the directory itself), or ``spec`` unchanged when it
+    is a hub id. Every command resolves a model spec here."""
     if spec in CATALOG:
         entry = get_entry(spec)
         path = entry.locate()
-        if entry.kind == "hf-dir":
-            return _load_encoder(path, spec, torch_dtype, target_device)
-        return _load_dir(cached_gguf_dir(path), spec, torch_dtype, placement, trust_remote_code)
-
+        return path if entry.kind == "hf-dir" else cached_gguf_dir(path, spec)
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelNotFoundError(f"GGUF file not found: {path}.")
-        return _load_dir(cached_gguf_dir(path), spec, torch_dtype, placement, trust_remote_code)
+        return cached_gguf_dir(path, spec)
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ModelLoadError(
                 f"{path} is a directory but holds no config.json: pass a transformers model "
                 "directory (save_pretrained output), a .gguf file or a catalog alias."
             )
-        return _load_dir(path, spec, torch_dtype, placement, trust_remote_code)
+        return path
     if _looks_like_path(spec):
         raise ModelNotFoundError(f"No such file or directory: {spec}. {_help_line()}")
-    return _load_hub(spec, torch_dtype, placement, trust_remote_code)
+    return spec
+
+
+def check_remote_code(path: Path, trust_remote_code: bool) -> None:
+    """Refuse a model folder whose config or tokenizer config maps to its own Python code
+    (``auto_map``) unless ``trust_remote_code``: transformers would run that code (or ask on
+    stdin whether to)."""
+    if trust_remote_code:
+        return
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            auto_map = json.loads((path / name).read_text(encoding="utf-8")).get("auto_map")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if auto_map:
+            classes = sorted(auto_map) if isinstance(auto_map, dict) else auto_map
+            raise RemoteCodeError(
+                f"{path / name} maps {classes} to the model's own Python code (auto_map), which "
+                "lmboost does not run unless you allow it. If you trust its source, pass "
+                "--trust-remote-code (Python: trust_remote_code=True)."
+            )
 
 
 def resolve_dtype(dtype: str, device: str = "auto") -> str:
@@ -120,16 +174,31 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def cached_gguf_dir(gguf_path: Path) -> Path:
-    """Directory of the float safetensors conversion of ``gguf_path``, converting on first use."""
+def cached_gguf_dir(gguf_path: Path, name: str | None = None) -> Path:
+    """Directory of the float safetensors conversion of ``gguf_path``, converting on first use.
+
+    ``name`` is how the user named the model (the fix for a damaged cache is ``lmboost models
+    pull NAME``). A damaged cache raises :class:`CacheError`; one from before manifests is
+    checked and given its manifest.
+    """
     target = conversion_dir(gguf_path)
+    remove_stale_conversions(target.parent)
     if target.is_dir():
+        problems = verify_cache(target)
+        if problems:
+            raise CacheError(
+                f"The converted-model cache {target} is damaged: {problems[0]}. Rebuild it with "
+                f"`lmboost models pull {name or gguf_path}`."
+            )
+        if not (target / MANIFEST).exists():  # from before manifests, and sound: adopt it
+            with contextlib.suppress(OSError):  # a read-only shared cache stays as it is
+                write_manifest(target, gguf_path)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
-    tmp.chmod(0o755)
+    tmp = _claim_temporary(target.parent)
     try:
         _convert_gguf(gguf_path, tmp)
+        write_manifest(tmp, gguf_path)
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished first
@@ -145,16 +214,156 @@ def conversion_dir(gguf_path: Path) -> Path:
     return cache_dir() / "models" / f"{gguf_path.stem}-{_file_key(gguf_path)}"
 
 
-def is_cached(alias: str) -> bool:
-    """True when a catalog model is installed and ready to load without conversion."""
+def write_manifest(folder: Path, source: Path) -> None:
+    """Write ``folder``'s manifest (each file's size and SHA-256) atomically, as its last file."""
+    files = {
+        p.name: {"size": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != MANIFEST
+    }
+    write_json(
+        folder / MANIFEST,
+        {"format": MANIFEST_FORMAT, "version": 1, "source": source.name, "files": files},
+    )
+
+
+def verify_cache(folder: Path, *, checksums: bool = False) -> list[str]:
+    """What is wrong with the converted-model cache ``folder`` ([] when nothing is).
+
+    Always: the manifest's files exist with their sizes, and each safetensors file is as long
+    as its header says. With ``checksums``, also every file's SHA-256. A folder without a
+    manifest (made before manifests existed) gets the safetensors check only.
+    """
+    manifest_path = folder / MANIFEST
+    listed: dict[str, dict] = {}
+    if manifest_path.exists():
+        try:
+            manifest = read_json(manifest_path)
+            listed = manifest["files"]
+            if manifest.get("format") != MANIFEST_FORMAT or not isinstance(listed, dict):
+                raise ValueError(manifest_path)
+        except (OSError, ValueError, KeyError, TypeError):
+            return [f"its manifest {MANIFEST} is unreadable"]
+    problems = []
+    for name, facts in listed.items():
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+        elif path.stat().st_size != facts.get("size"):
+            problems.append(f"{name} has {path.stat().st_size} bytes, not {facts.get('size')}")
+        elif checksums and _sha256(path) != facts.get("sha256"):
+            problems.append(f"{name} does not match its SHA-256 checksum")
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights and not problems:
+        problems.append("it holds no .safetensors weights")
+    for path in weights:
+        problem = _safetensors_problem(path)
+        if problem and not any(p.startswith(path.name) for p in problems):
+            problems.append(f"{path.name} {problem}")
+    if not (folder / "config.json").is_file() and "config.json is missing" not in problems:
+        problems.append("config.json is missing")
+    return problems
+
+
+def repair_cache(gguf_path: Path) -> list[str]:
+    """Check the conversion of ``gguf_path`` with checksums and remove it when damaged, so that
+    the next load converts anew; returns the problems found ([] when sound or absent)."""
+    target = conversion_dir(gguf_path)
+    if not target.is_dir():
+        return []
+    problems = verify_cache(target, checksums=True)
+    if problems:
+        doomed = _claim_temporary(target.parent)
+        os.replace(target, doomed)  # atomic: no load sees a half-deleted cache
+        shutil.rmtree(doomed, ignore_errors=True)
+    return problems
+
+
+def remove_stale_conversions(models_dir: Path) -> list[Path]:
+    """Remove the temporary folders of conversions that were killed: those whose process (on
+    this host) is gone, and any older than :data:`STALE_AFTER_S`. Returns what was removed."""
+    if not models_dir.is_dir():
+        return []
+    removed = []
+    for path in models_dir.glob(f"{_CONVERTING}*"):
+        owner, _, rest = path.name[len(_CONVERTING):].partition("@")
+        host = rest.rpartition("-")[0]
+        try:
+            age = time.time() - path.stat().st_mtime
+        except FileNotFoundError:  # its owner finished meanwhile
+            continue
+        ours = owner.isdigit() and host == socket.gethostname()
+        if (ours and not _process_alive(int(owner))) or age > STALE_AFTER_S:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def cache_status(alias: str, *, checksums: bool = False) -> str:
+    """"yes" when a catalog model is installed and ready to load without conversion, "damaged"
+    when its cache fails :func:`verify_cache`, else "no"."""
     entry = get_entry(alias)
     if not entry.installed():
-        return False
+        return "no"
     if entry.kind == "hf-dir":
-        return True
+        return "yes"
     if entry.kind == "gguf-parts" and not entry.assembled_path().exists():
+        return "no"
+    target = conversion_dir(entry.locate())
+    if not target.is_dir():
+        return "no"
+    return "damaged" if verify_cache(target, checksums=checksums) else "yes"
+
+
+def is_cached(alias: str) -> bool:
+    """True when a catalog model is installed and ready to load without conversion."""
+    return cache_status(alias) == "yes"
+
+
+def _claim_temporary(parent: Path) -> Path:
+    """A new empty folder in ``parent`` named after this process, so that a later run can tell
+    whether its owner is still alive."""
+    prefix = f"{_CONVERTING}{os.getpid()}@{socket.gethostname()}-"
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    tmp.chmod(0o755)
+    return tmp
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
-    return conversion_dir(entry.locate()).is_dir()
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why ``path`` is not a complete safetensors file (its header says how long it is)."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            if 8 + header_len > size:
+                raise ValueError
+            header = json.loads(f.read(header_len))
+        end = max(
+            (t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0
+        )
+    except (struct.error, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return f"is truncated or corrupt ({size} bytes, no valid header)"
+    if size != 8 + header_len + end:
+        return f"is truncated or corrupt ({size} bytes; its header says {8 + header_len + end})"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
@@ -200,23 +409,29 @@ def _load_dir(
     path: Path, spec: str, dtype: torch.dtype, device: torch.device | str,
     trust_remote_code: bool,
 ) -> LoadedModel:
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_remote_code(path, trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=dtype, trust_remote_code=trust_remote_code, **_device_map(device)
         )
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"Could not load a causal LM from {path}: {err}") from None
+    except (OSError, ValueError, SafetensorError) as err:
+        fix = (
+            f" (a damaged cache: rebuild it with `lmboost models pull {spec}`)"
+            if (path / MANIFEST).exists() else ""
+        )
+        raise ModelLoadError(f"Could not load a causal LM from {path}: {err}{fix}") from None
     return _ready(model, tokenizer, spec, path, device)
 
 
 def _load_encoder(path: Path, spec: str, dtype: torch.dtype, device: torch.device) -> LoadedModel:
     from transformers import AutoModel, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    model = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=False)
     loaded = _ready(model, tokenizer, spec, path, device)
     loaded.is_encoder = True
     return loaded
@@ -238,6 +453,12 @@ def _load_hub(
             **_device_map(device),
         )
     except (OSError, ValueError) as err:
+        if "trust_remote_code" in str(err):
+            raise RemoteCodeError(
+                f"'{spec}' needs its own Python code to load, which lmboost does not run unless "
+                "you allow it. If you trust its source, pass --trust-remote-code (Python: "
+                "trust_remote_code=True)."
+            ) from None
         reason = "the Hugging Face hub is unreachable and it is not in the local HF cache" if (
             offline
         ) else f"loading failed: {err}"

@@ -1,8 +1,9 @@
 """File readers shared by the built-in and custom tasks.
 
 Every reader reports problems as ``TaskError("<path>, line <n>: <what is wrong>")`` so that a bad
-row can be found and fixed. Lines are split on ``\\n`` only (tweets contain U+0085 and U+2028,
-which ``str.splitlines`` would treat as line breaks).
+row can be found and fixed. Files must be UTF-8 (a leading BOM is fine); anything else is a
+:class:`FileEncodingError` naming the first bad line. Lines are split on ``\\n`` only (tweets
+contain U+0085 and U+2028, which ``str.splitlines`` would treat as line breaks).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from lmboost.config import data_dir
-from lmboost.errors import DataNotFoundError, TaskError
+from lmboost.errors import DataNotFoundError, FileEncodingError, TaskError
 
 T = TypeVar("T")
 
@@ -37,13 +38,22 @@ def data_file(*parts: str) -> Path:
     return path
 
 
-def read_text(path: Path) -> str:
-    """UTF-8 text (a leading BOM removed); cp1252 for the rare file that is not UTF-8."""
-    raw = path.read_bytes()
+def read_text(path: Path, fallback: str | None = None) -> str:
+    """UTF-8 text, a leading BOM removed. A file that is not UTF-8 is decoded as ``fallback``
+    (for a packaged corpus known to hold such files) or, without one, a FileEncodingError naming
+    the file, the first bad line and the fix."""
+    raw = Path(path).read_bytes()
     try:
         return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("cp1252", errors="replace")
+    except UnicodeDecodeError as err:
+        if fallback is not None:
+            return raw.decode(fallback, errors="replace")
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise FileEncodingError(
+            f"{where(path, line)}: the file is not UTF-8 (byte 0x{raw[err.start]:02x}). "
+            f"Re-encode it as UTF-8, e.g. `iconv -f cp1252 -t utf-8 {path} > fixed{path.suffix}` "
+            "(use the encoding it was written in, often cp1252 or latin-1)."
+        ) from None
 
 
 def read_lines(path: Path) -> list[tuple[int, str]]:
@@ -91,6 +101,12 @@ def read_table(
                 continue
             if header is None:
                 header = [name.strip() for name in values]
+                repeated = sorted({n for n in header if header.count(n) > 1})
+                if repeated:
+                    raise TaskError(
+                        f"{where(path, line)}: the header names column(s) {repeated} more than "
+                        "once; give every column its own name."
+                    )
                 continue
             if len(values) != len(header):
                 raise TaskError(

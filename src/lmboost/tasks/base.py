@@ -104,6 +104,16 @@ class ClassificationTask:
                     f"Task {self.name!r}: label word {word!r} is empty or starts with "
                     "whitespace; write it without the leading space (one is added before it)."
                 )
+        if not self.per_example_choices:
+            first: dict[str, str] = {}
+            for label, word in zip(self.labels, self.verbalizer):
+                if word in first:
+                    raise TaskError(
+                        f"Task {self.name!r}: labels {first[word]!r} and {label!r} have the same "
+                        f"label word {word!r}, so no score can tell them apart; give each label "
+                        "its own word."
+                    )
+                first[word] = label
         try:
             self.template_fields  # noqa: B018 - parse once to reject a broken template early
         except ValueError as err:

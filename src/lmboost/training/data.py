@@ -34,6 +34,7 @@ import torch
 
 from lmboost.errors import DataNotFoundError, TaskError
 from lmboost.tasks import ClassificationTask, Example, get_task, task_from_file
+from lmboost.tasks._io import read_text
 from lmboost.training.recipes import RecipeError, TrainConfig
 
 IGNORE_INDEX = -100
@@ -182,7 +183,7 @@ def read_corpus(path: str | Path, text_field: str = "text") -> list[str]:
         raise DataNotFoundError(f"Corpus file {path} does not exist.")
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         return [str(record[text_field]) for record in _jsonl(path, (text_field,))]
-    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    text = read_text(path)
     return [line.strip() for line in text.split("\n") if line.strip()]
 
 
@@ -333,7 +334,7 @@ def _jsonl(path: Path, required: Sequence[str]) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DataNotFoundError(f"Data file {path} does not exist.")
     records = []
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path)
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue

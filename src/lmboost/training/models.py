@@ -7,22 +7,22 @@
 - ``lm`` and ``sft``: ``AutoModelForCausalLM`` (encoders are refused).
 
 A tokenizer without a pad token gets its EOS token as pad, and the model config is told, so
-batches can be padded and the classification head finds the last real token.
+batches can be padded and the classification head finds the last real token. Specs resolve through
+:func:`lmboost.models.locate_model`, and a model's own code runs only with ``trust_remote_code``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmboost.errors import LmboostError, ModelLoadError, ModelNotFoundError
-from lmboost.models import CATALOG, cached_gguf_dir, get_entry
+from lmboost.errors import LmboostError, ModelLoadError, RemoteCodeError
+from lmboost.models import check_remote_code, locate_model
 
 ENCODER_TYPES = frozenset(
     {"bert", "roberta", "distilbert", "xlm-roberta", "electra", "mpnet", "deberta", "deberta-v2"}
@@ -37,43 +37,40 @@ class ModelSource:
     path: str
     model_type: str
     is_encoder: bool
+    trust_remote_code: bool = False
 
 
-def resolve_model(spec: str) -> ModelSource:
+def resolve_model(spec: str, trust_remote_code: bool = False) -> ModelSource:
     """The weights behind ``spec`` (catalog alias, directory, ``.gguf`` file or hub id); a GGUF
-    is converted once to the float cache of :mod:`lmboost.models`."""
+    is converted once to the float cache of :mod:`lmboost.models`. A model that needs its own
+    code is refused unless ``trust_remote_code``."""
     from transformers import AutoConfig
 
-    if spec in CATALOG:
-        entry = get_entry(spec)
-        located = entry.locate()
-        path = str(located if entry.kind == "hf-dir" else cached_gguf_dir(located))
-    else:
-        local = Path(spec).expanduser()
-        if local.suffix == ".gguf":
-            if not local.is_file():
-                raise ModelNotFoundError(f"GGUF file not found: {local}.")
-            path = str(cached_gguf_dir(local))
-        elif local.is_dir():
-            if not (local / "config.json").exists():
-                raise ModelLoadError(f"{local} holds no config.json: not a transformers model.")
-            path = str(local)
-        elif spec.startswith((".", "/", "~")):
-            raise ModelNotFoundError(f"No such file or directory: {spec}.")
-        else:
-            path = spec
+    where = locate_model(spec)
+    if not isinstance(where, str):
+        check_remote_code(where, trust_remote_code)
     try:
-        config = AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(str(where), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
+        if "trust_remote_code" in str(err):
+            raise RemoteCodeError(
+                f"{spec!r} needs its own Python code to load; if you trust its source, pass "
+                "--trust-remote-code (Python: trust_remote_code=True)."
+            ) from None
         raise ModelLoadError(f"Cannot read the model config of {spec!r}: {err}") from None
-    return ModelSource(spec, path, config.model_type, config.model_type in ENCODER_TYPES)
+    return ModelSource(
+        spec, str(where), config.model_type, config.model_type in ENCODER_TYPES,
+        trust_remote_code,
+    )
 
 
 def load_tokenizer(source: ModelSource) -> Any:
     """The model's tokenizer, padding on the right, with a pad token (EOS when it had none)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source.path)
+    tokenizer = AutoTokenizer.from_pretrained(
+        source.path, trust_remote_code=source.trust_remote_code
+    )
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ModelLoadError(f"The tokenizer of {source.spec} has neither pad nor EOS token.")
@@ -99,6 +96,7 @@ def load_for_training(
                 id2label=dict(enumerate(labels)),
                 label2id={name: i for i, name in enumerate(labels)},
                 dtype=torch.float32,
+                trust_remote_code=source.trust_remote_code,
             )
         else:
             if source.is_encoder:
@@ -106,7 +104,9 @@ def load_for_training(
                     f"Recipe {recipe} trains a causal LM, but {source.spec} is an encoder "
                     f"({source.model_type}); use it with recipe classify."
                 )
-            model = AutoModelForCausalLM.from_pretrained(source.path, dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(
+                source.path, dtype=torch.float32, trust_remote_code=source.trust_remote_code
+            )
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"Cannot load {source.spec} for recipe {recipe}: {err}") from None
     model.config.pad_token_id = tokenizer.pad_token_id

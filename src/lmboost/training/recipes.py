@@ -125,6 +125,7 @@ class TrainConfig:
     gradient_checkpointing: bool = _help("recompute activations to save memory", False)
     precision: str = _help("fp32, bf16 or fp16 (mixed precision)", "fp32")
     device: str = _help("auto (CUDA when available) or cpu", "auto")
+    trust_remote_code: bool = _help("run the model's own code (auto_map) if it has some", False)
     seed: int = _help("seed of initialisation, data order and dropout", 0)
     report_to: str = _help("none, tensorboard or mlflow (a local file store in OUT)", "none")
     resume: bool = _help("continue from the last checkpoint in output_dir", False)

@@ -330,7 +330,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[TrainerCallback] = ()) -> 
     _check_reporter(config.report_to, out)
 
     set_seed(config.seed)
-    source = resolve_model(config.model)
+    source = resolve_model(config.model, config.trust_remote_code)
     tokenizer = load_tokenizer(source)
     data = build_data(config, tokenizer)
     model = load_for_training(source, config.recipe, tokenizer, data.labels)
