@@ -41,6 +41,7 @@ from lmboost.cli.options import (
     add_dtype,
     add_out,
     add_task_file,
+    add_trust_remote_code,
     comma_items,
     task_from_args,
 )
@@ -80,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_dtype(parser)
     add_backend(parser)
+    add_trust_remote_code(parser)
     parser.add_argument(
         "--demos", default="random", choices=DEMO_STRATEGIES, help="demonstrations (random)"
     )
@@ -119,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         tensor_parallel_size=args.tensor_parallel_size,
         truncation=args.truncation,
+        trust_remote_code=args.trust_remote_code,
         out=args.out,
     )
     print_summary(run_icl(config))

@@ -50,6 +50,14 @@ def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (auto)")
 
 
+def add_trust_remote_code(parser: argparse.ArgumentParser) -> None:
+    """``--trust-remote-code``: allow a model folder's own Python code (off)."""
+    parser.add_argument(
+        "--trust-remote-code", action="store_true",
+        help="run the model folder's own Python code (auto_map); only for models you trust (off)",
+    )
+
+
 def add_out(parser: argparse.ArgumentParser) -> None:
     """The required ``--out DIR`` run folder."""
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")

@@ -24,7 +24,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lmboost.cli.options import CHAT, add_backend, add_chat, add_device, add_dtype, add_out
+from lmboost.cli.options import (
+    CHAT,
+    add_backend,
+    add_chat,
+    add_device,
+    add_dtype,
+    add_out,
+    add_trust_remote_code,
+)
 from lmboost.models import DEFAULT_MODEL
 from lmboost.reasoning import MODES, ReasoningConfig, run_reasoning
 
@@ -65,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dtype(parser)
     add_device(parser)
     add_backend(parser)
+    add_trust_remote_code(parser)
     add_out(parser)
 
 
@@ -89,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         tensor_parallel_size=args.tensor_parallel_size,
         out=args.out,
+        trust_remote_code=args.trust_remote_code,
         progress=True,
     )
     results = run_reasoning(config)

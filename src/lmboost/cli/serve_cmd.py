@@ -24,7 +24,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from lmboost.cli.options import add_backend, add_device, add_dtype
+from lmboost.cli.options import add_backend, add_device, add_dtype, add_trust_remote_code
 from lmboost.models import DEFAULT_MODEL
 from lmboost.serving import ONLINE_CALIBRATORS, ServeConfig, ServedTask, load_serve_config, serve
 
@@ -59,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dtype(parser)
     add_device(parser)
     add_backend(parser)
+    add_trust_remote_code(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         "model": args.model, "host": args.host, "port": args.port,
         "api_key_env": args.api_key_env, "state_dir": args.state_dir,
         "save_every": args.save_every, "backend": args.backend, "device": args.device,
-        "dtype": args.dtype,
+        "dtype": args.dtype, "trust_remote_code": args.trust_remote_code or None,
     }
     if args.config is not None:
         config = load_serve_config(args.config, **overrides)

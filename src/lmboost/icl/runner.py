@@ -110,6 +110,7 @@ class ICLConfig:
         backend: "hf" (transformers, prefix-cached) or "vllm".
         tensor_parallel_size: GPUs the vllm backend shards the model over.
         truncation: "error" or "left" for prompts longer than the model's context window.
+        trust_remote_code: allow the model folder's own Python code (off).
     """
 
     task: str
@@ -128,6 +129,7 @@ class ICLConfig:
     backend: str = "hf"
     tensor_parallel_size: int = 1
     truncation: str = "error"
+    trust_remote_code: bool = False
 
     def validate(self) -> None:
         """Raise LmboostError with the fix when a setting is out of range or unknown."""
@@ -530,7 +532,8 @@ def _backend(
     if model is not None:
         return as_backend(model, **options)
     return load_backend(config.model, config.backend, dtype=config.dtype,
-                        tensor_parallel_size=config.tensor_parallel_size, **options)
+                        tensor_parallel_size=config.tensor_parallel_size,
+                        trust_remote_code=config.trust_remote_code, **options)
 
 
 # --------------------------------------------------------------------------- planning

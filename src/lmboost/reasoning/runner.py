@@ -84,6 +84,7 @@ class ReasoningConfig:
         chat: apply the tokenizer's chat template (None = when it has one).
         dtype, device: the weights' dtype and where they run (hf backend).
         backend: "hf" (transformers) or "vllm"; tensor_parallel_size: GPUs vLLM shards over.
+        trust_remote_code: allow the model folder's own Python code (off).
     """
 
     task: str
@@ -104,6 +105,7 @@ class ReasoningConfig:
     device: str = "auto"
     backend: str = "hf"
     tensor_parallel_size: int = 1
+    trust_remote_code: bool = False
     progress: bool = field(default=False, repr=False)
 
     def validate(self) -> None:
@@ -251,7 +253,7 @@ def _backend(config: ReasoningConfig, model: Backend | LoadedModel | None) -> Ba
         return as_backend(model, batch_size=config.batch_size)
     return load_backend(config.model, config.backend, dtype=config.dtype, device=config.device,
                         tensor_parallel_size=config.tensor_parallel_size,
-                        batch_size=config.batch_size)
+                        trust_remote_code=config.trust_remote_code, batch_size=config.batch_size)
 
 
 class _Solver:

@@ -38,7 +38,7 @@ def build_app(config: ServeConfig, backend=None):
     if backend is None:
         backend = load_backend(
             config.model, config.backend, dtype=config.dtype, device=config.device,
-            batch_size=config.max_batch,
+            trust_remote_code=config.trust_remote_code, batch_size=config.max_batch,
         )
     engines = []
     for spec in config.tasks:

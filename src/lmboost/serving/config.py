@@ -114,6 +114,7 @@ class ServeConfig:
         max_samples: most samples (sampling, self-consistency) per generate request.
         max_rain_iterations: most RAIN searches per step a request may ask for.
         chat: chat template for generation: auto, on or off.
+        trust_remote_code: allow the model folder's own Python code (off).
     """
 
     tasks: list[ServedTask] = field(default_factory=list)
@@ -135,6 +136,7 @@ class ServeConfig:
     max_samples: int = 16
     max_rain_iterations: int = 20
     chat: str = "auto"
+    trust_remote_code: bool = False
 
     def validate(self) -> None:
         """Raise ServeConfigError naming the first bad setting and its fix."""
@@ -225,6 +227,8 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
         return Path(value)
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if base is bool and not isinstance(value, bool):
+        raise ServeConfigError(f"{where} must be true or false, not {value!r}.")
     if base in (int, float, str) and not (isinstance(value, base) and not isinstance(value, bool)):
         raise ServeConfigError(f"{where} must be {base.__name__}, not {value!r}.")
     return value
