@@ -100,12 +100,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summary_table(summaries: dict, shots: list[int], metric: str) -> dict:
-    """{shots: {task: {method: mean of ``metric`` over seeds, or None where n/a}}}"""
+    """{shots: {task: {method: mean of ``metric`` over seeds, or None where n/a}}}, and the
+    same with the standard deviation over seeds under the key ``"std"``."""
     table: dict = {k: {} for k in shots}
     for task, summary in summaries.items():
         for row in summary["rows"]:
-            acc = row[metric]["mean"] if row["status"] == "ok" else None
-            table[row["shots"]].setdefault(task, {})[row["method"]] = acc
+            ok = row["status"] == "ok"
+            cell = table[row["shots"]].setdefault(task, {"std": {}})
+            cell[row["method"]] = row[metric]["mean"] if ok else None
+            cell["std"][row["method"]] = row[metric]["std"] if ok else None
     return table
 
 
@@ -175,8 +178,8 @@ def _table(rows: dict, methods: list[str]) -> list[str]:
         best = max((values[m] for m in methods if values.get(m) is not None), default=None)
         cells = [
             "n/a" if values.get(m) is None
-            else f"**{100 * values[m]:.1f}**" if values[m] == best
-            else f"{100 * values[m]:.1f}"
+            else (f"**{100 * values[m]:.1f}**" if values[m] == best
+                  else f"{100 * values[m]:.1f}") + f" ± {100 * values['std'][m]:.1f}"
             for m in methods
         ]
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
