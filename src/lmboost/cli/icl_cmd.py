@@ -40,6 +40,7 @@ from lmboost.cli.options import (
     add_backend,
     add_dtype,
     add_out,
+    add_restart,
     add_task_file,
     add_trust_remote_code,
     comma_items,
@@ -101,6 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="prompts longer than the context window: error (default) or drop oldest tokens",
     )
     add_out(parser)
+    add_restart(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         truncation=args.truncation,
         trust_remote_code=args.trust_remote_code,
         out=args.out,
+        restart=args.restart,
     )
     print_summary(run_icl(config))
     return 0

@@ -31,6 +31,7 @@ from lmboost.cli.options import (
     add_device,
     add_dtype,
     add_out,
+    add_restart,
     add_trust_remote_code,
 )
 from lmboost.models import DEFAULT_MODEL
@@ -75,6 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_backend(parser)
     add_trust_remote_code(parser)
     add_out(parser)
+    add_restart(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         tensor_parallel_size=args.tensor_parallel_size,
         out=args.out,
+        restart=args.restart,
         trust_remote_code=args.trust_remote_code,
         progress=True,
     )
