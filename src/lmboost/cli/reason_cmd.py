@@ -1,7 +1,9 @@
 """Chain-of-thought reasoning with answer extraction and self-consistency voting.
 
 Writes OUT/items.jsonl as items finish (a rerun resumes from it; a larger --limit extends the
-run) and OUT/results.json: settings, accuracy (overall and per sub-task), seconds per item and,
+run; a rerun with other settings, --batch-size and the model's weights among them, is refused
+naming each change, unless --restart moves the old content to OUT.old-<time>) and
+OUT/results.json: settings, accuracy (overall and per sub-task), seconds per item and,
 per item, the question, the chains, the extracted answers, the vote and its share, and the
 samples used and saved by --early-stop.
 
