@@ -23,6 +23,7 @@ from lmboost.errors import LmboostError
 from lmboost.evaluation.records import read_json
 from lmboost.evaluation.store import LOCK, SETTINGS, RunStore
 from lmboost.icl import ICLConfig, run_icl
+from lmboost.icl.posthoc import calibrate_run
 from lmboost.models import load_model
 from lmboost.models.identity import weights_fingerprint
 from lmboost.reasoning import ReasoningConfig, run_reasoning
@@ -117,6 +118,15 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tiny_model_dir, tmp_path):
         results = run_icl(_icl(tiny_model_dir, _task(tmp_path / "task"), out), progress=False)
     assert results["summary"][0]["status"] == "ok"
     assert not (out / LOCK).exists()
+
+
+def test_calibrate_does_not_write_into_a_claimed_run(tiny_model_dir, tmp_path):
+    out = tmp_path / "out"
+    run_icl(_icl(tiny_model_dir, _task(tmp_path / "task"), out), progress=False)
+    with RunStore(out, "icl", None), pytest.raises(LmboostError, match="in use by lmboost icl"):
+        calibrate_run(out, ["pc"])
+    assert calibrate_run(out, ["pc"])["summary"][0]["status"] == "ok"
+    assert read_json(out / SETTINGS)["command"] == "icl"  # calibrate leaves the settings
 
 
 def test_an_unreadable_lock_is_a_clear_error(tmp_path):

@@ -9,7 +9,8 @@
    removed when the ``with`` block ends, however it ends;
 3. with ``restart``, move everything the folder held to a sibling ``OUT.old-<UTC time>``;
 4. compare the settings with those ``out/settings.json`` recorded (a difference is an error
-   naming each setting, old -> new) and write them, atomically, before any work.
+   naming each setting, old -> new) and write them, atomically, before any work (unless the
+   store only claims the folder: ``settings=None``).
 
 Finished work is appended as it finishes to a JSON-lines log (:meth:`RunStore.log`), one line
 per item, flushed and fsynced; a torn last line left by a killed run is dropped with a warning.
@@ -58,7 +59,9 @@ class RunStore:
         out: the output folder.
         command: the command that runs in it ("icl", "reason", ...), recorded in the lock and
             the settings; a folder of another command is refused like any other setting.
-        settings: what is recorded in ``settings.json`` (JSON-ready after ``to_jsonable``).
+        settings: what is recorded in ``settings.json`` (JSON-ready after ``to_jsonable``);
+            None to claim the folder only (a command that rewrites a run's records, such as
+            ``lmboost calibrate``, and leaves its settings as they are).
         compare: the settings that must equal the recorded ones on a resume (default: all); a
             setting the record lacks (written by an older version) takes its value in ``added``,
             and is not compared when ``added`` has none.
@@ -70,7 +73,7 @@ class RunStore:
         self,
         out: str | Path,
         command: str,
-        settings: Mapping[str, Any],
+        settings: Mapping[str, Any] | None,
         *,
         compare: Iterable[str] | None = None,
         added: Mapping[str, Any] | None = None,
@@ -78,8 +81,10 @@ class RunStore:
     ) -> None:
         self.out = Path(out)
         self.command = command
-        self.settings = {"command": command, **to_jsonable(dict(settings))}
-        self.compare = ["command", *(compare if compare is not None else settings)]
+        self.settings = None if settings is None else {
+            "command": command, **to_jsonable(dict(settings))
+        }
+        self.compare = ["command", *(compare if compare is not None else settings or ())]
         self.added = dict(added or {})
         self.restart = restart
         self.moved_to: Path | None = None
@@ -103,8 +108,9 @@ class RunStore:
         try:
             if self.restart:
                 self.moved_to = self._move_aside()
-            self._check_settings()
-            write_json(self.out / SETTINGS, self.settings)
+            if self.settings is not None:
+                self._check_settings()
+                write_json(self.out / SETTINGS, self.settings)
         except BaseException:
             self.close()
             raise
@@ -172,8 +178,9 @@ class RunStore:
         changed = []
         for key in self.compare:
             old = stored.get(key, self.added.get(key, missing))
-            if old is not missing and old != self.settings.get(key):
-                changed.append(f"{key}: {old!r} -> {self.settings.get(key)!r}")
+            new = self.settings.get(key) if self.settings else None
+            if old is not missing and old != new:
+                changed.append(f"{key}: {old!r} -> {new!r}")
         if changed:
             raise LmboostError(
                 f"{self.out} holds a run with other settings ({', '.join(changed)}). Rerun with "
