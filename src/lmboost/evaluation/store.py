@@ -87,7 +87,6 @@ class RunStore:
         self.compare = ["command", *(compare if compare is not None else settings or ())]
         self.added = dict(added or {})
         self.restart = restart
-        self.moved_to: Path | None = None
         self._holder: Holder | None = None
 
     # ------------------------------------------------------------------ claim and release
@@ -107,7 +106,7 @@ class RunStore:
         self._claim()
         try:
             if self.restart:
-                self.moved_to = self._move_aside()
+                self._move_aside()
             if self.settings is not None:
                 self._check_settings()
                 write_json(self.out / SETTINGS, self.settings)
@@ -188,11 +187,11 @@ class RunStore:
                 f"over (the folder's content is moved to {self.out.name}.old-<time> beside it)."
             )
 
-    def _move_aside(self) -> Path | None:
-        """Move everything but the lock to a new sibling folder; returns it (None if empty)."""
+    def _move_aside(self) -> None:
+        """Move everything but the lock to a new sibling folder (saying which, in a warning)."""
         entries = [p for p in self.out.iterdir() if p.name != LOCK]
         if not entries:
-            return None
+            return
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         aside = self.out.with_name(f"{self.out.name}.old-{stamp}")
         n = 1
@@ -204,7 +203,6 @@ class RunStore:
             shutil.move(str(entry), aside / entry.name)
         warnings.warn(f"--restart: the earlier content of {self.out} is now in {aside}.",
                       stacklevel=4)
-        return aside
 
     # ------------------------------------------------------------------ content
 
