@@ -120,6 +120,18 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tiny_model_dir, tmp_path):
     assert not (out / LOCK).exists()
 
 
+def test_a_damaged_scores_file_is_named_and_scored_anew(tiny_model_dir, tmp_path):
+    out = tmp_path / "out"
+    config = _icl(tiny_model_dir, _task(tmp_path / "task"), out)
+    first = run_icl(config, progress=False)
+    path = out / "scores" / "shots0-seed0.npz"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.warns(UserWarning, match=f"{path} is unreadable .*computed anew"):
+        again = run_icl(config, progress=False)
+    assert not again["runs"][0]["scores_from_cache"]
+    assert again["runs"][0]["scores"] == first["runs"][0]["scores"]
+
+
 def test_calibrate_does_not_write_into_a_claimed_run(tiny_model_dir, tmp_path):
     out = tmp_path / "out"
     run_icl(_icl(tiny_model_dir, _task(tmp_path / "task"), out), progress=False)
