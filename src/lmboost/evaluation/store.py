@@ -9,11 +9,19 @@
    removed when the ``with`` block ends, however it ends;
 3. with ``restart``, move everything the folder held to a sibling ``OUT.old-<UTC time>``;
 4. compare the settings with those ``out/settings.json`` recorded (a difference is an error
-   naming each setting, old -> new) and write them, atomically, before any work (unless the
-   store only claims the folder: ``settings=None``).
+   naming each setting, old -> new) and write them, atomically, before any work
+   (:meth:`RunStore.record`; a store opened with ``settings=None`` records them later, or never).
 
 Finished work is appended as it finishes to a JSON-lines log (:meth:`RunStore.log`), one line
 per item, flushed and fsynced; a torn last line left by a killed run is dropped with a warning.
+A command whose items finish one by one (reason; generate and RAIN to come) reads::
+
+    with RunStore(out, "reason", settings, restart=restart) as store:
+        log = store.log("items.jsonl")
+        done = log.read()                      # uid -> record
+        for item in (i for i in items if i.uid not in done):
+            log.append(solve(item))
+        write_json(store.path("results.json"), summarise(log.read()))
 """
 
 from __future__ import annotations
@@ -59,13 +67,11 @@ class RunStore:
         out: the output folder.
         command: the command that runs in it ("icl", "reason", ...), recorded in the lock and
             the settings; a folder of another command is refused like any other setting.
-        settings: what is recorded in ``settings.json`` (JSON-ready after ``to_jsonable``);
-            None to claim the folder only (a command that rewrites a run's records, such as
-            ``lmboost calibrate``, and leaves its settings as they are).
-        compare: the settings that must equal the recorded ones on a resume (default: all); a
-            setting the record lacks (written by an older version) takes its value in ``added``,
-            and is not compared when ``added`` has none.
-        added: settings added after folders were written, with the value those folders had.
+        settings: what is recorded in ``settings.json`` on :meth:`open`, as :meth:`record`
+            does; None to claim the folder only (then :meth:`record` may follow, once settings
+            that need work to know, such as the weights' fingerprint, are known; or not at all:
+            ``lmboost calibrate`` rewrites a run's records and leaves its settings as they are).
+        compare, added: as in :meth:`record`.
         restart: start over: move what the folder holds aside first.
     """
 
@@ -81,11 +87,9 @@ class RunStore:
     ) -> None:
         self.out = Path(out)
         self.command = command
-        self.settings = None if settings is None else {
-            "command": command, **to_jsonable(dict(settings))
-        }
-        self.compare = ["command", *(compare if compare is not None else settings or ())]
-        self.added = dict(added or {})
+        self.settings = settings
+        self.compare = compare
+        self.added = added
         self.restart = restart
         self._holder: Holder | None = None
 
@@ -108,8 +112,7 @@ class RunStore:
             if self.restart:
                 self._move_aside()
             if self.settings is not None:
-                self._check_settings()
-                write_json(self.out / SETTINGS, self.settings)
+                self.record(self.settings, compare=self.compare, added=self.added)
         except BaseException:
             self.close()
             raise
@@ -159,7 +162,28 @@ class RunStore:
 
     # ------------------------------------------------------------------ settings
 
-    def _check_settings(self) -> None:
+    def record(
+        self,
+        settings: Mapping[str, Any],
+        *,
+        compare: Iterable[str] | None = None,
+        added: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Compare ``settings`` with those ``settings.json`` recorded, then write them there.
+
+        ``compare``: the settings that must equal the recorded ones (default: all; the command
+        always). A setting the record lacks (written by an older version) takes its value in
+        ``added``, the settings added since with the value those folders had, and is not
+        compared when ``added`` has none. A difference is an error naming each one, old -> new.
+        """
+        current = {"command": self.command, **to_jsonable(dict(settings))}
+        keys = ["command", *(compare if compare is not None else settings)]
+        self._check_settings(current, keys, dict(added or {}))
+        write_json(self.out / SETTINGS, current)
+
+    def _check_settings(
+        self, current: dict[str, Any], keys: list[str], added: dict[str, Any]
+    ) -> None:
         path = self.out / SETTINGS
         if not path.exists():
             return
@@ -175,11 +199,10 @@ class RunStore:
             ) from None
         missing = object()
         changed = []
-        for key in self.compare:
-            old = stored.get(key, self.added.get(key, missing))
-            new = self.settings.get(key) if self.settings else None
-            if old is not missing and old != new:
-                changed.append(f"{key}: {old!r} -> {new!r}")
+        for key in keys:
+            old = stored.get(key, added.get(key, missing))
+            if old is not missing and old != current.get(key):
+                changed.append(f"{key}: {old!r} -> {current.get(key)!r}")
         if changed:
             raise LmboostError(
                 f"{self.out} holds a run with other settings ({', '.join(changed)}). Rerun with "

@@ -40,7 +40,7 @@ from lmboost.backends import BACKENDS, Backend, as_backend, load_backend
 from lmboost.errors import LmboostError
 from lmboost.evaluation import accuracy
 from lmboost.evaluation.records import write_json
-from lmboost.evaluation.store import ItemLog, RunStore, check_out
+from lmboost.evaluation.store import ItemLog, RunStore
 from lmboost.generation import GenerationConfig, Prompt, format_prompt, resolve_chat
 from lmboost.models import DEFAULT_MODEL, LoadedModel
 from lmboost.models.identity import backend_fingerprint, weights_fingerprint
@@ -175,15 +175,14 @@ def run_reasoning(
     config.validate()
     items = load_items(config.task, config.limit)
     out = Path(config.out)
-    check_out(out)
-    backend = None if loaded is None else _backend(config, loaded)
-    weights = _weights(config, backend)
-    if weights is None:  # a hub id not downloaded yet: loading it fetches it
-        backend = _backend(config, None)
+    with RunStore(out, "reason", None, restart=config.restart) as store:
+        backend = None if loaded is None else _backend(config, loaded)
         weights = _weights(config, backend)
-    settings = _settings(config) | {"model_weights": weights or f"name:{config.model}"}
-    with RunStore(out, "reason", settings, compare=RECORD_SETTINGS, added=ADDED_SETTINGS,
-                  restart=config.restart) as store:
+        if weights is None:  # a hub id not downloaded yet: loading it fetches it
+            backend = _backend(config, None)
+            weights = _weights(config, backend)
+        settings = _settings(config) | {"model_weights": weights or f"name:{config.model}"}
+        store.record(settings, compare=RECORD_SETTINGS, added=ADDED_SETTINGS)
         log = store.log("items.jsonl")
         done = log.read()
         pending = [item for item in items if item.uid not in done]
