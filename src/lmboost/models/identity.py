@@ -40,12 +40,7 @@ def weights_fingerprint(spec: str) -> str | None:
         if snapshot is None:
             return None
         where = snapshot
-    if (where / MANIFEST).is_file():
-        listed = read_json(where / MANIFEST)["files"]
-        files = {name: facts["sha256"] for name, facts in listed.items()}
-    else:
-        files = _folder_checksums(where)
-    return _digest({"files": files})
+    return _digest({"files": _manifest_checksums(where) or _folder_checksums(where)})
 
 
 def module_fingerprint(model: torch.nn.Module) -> str:
@@ -71,6 +66,15 @@ def backend_fingerprint(model: Backend | LoadedModel, spec: str) -> str | None:
     if isinstance(module, torch.nn.Module):
         return module_fingerprint(module)
     return weights_fingerprint(spec)
+
+
+def _manifest_checksums(folder: Path) -> dict[str, str] | None:
+    """The checksums a converted-model cache's manifest lists (None without a readable one)."""
+    try:
+        listed = read_json(folder / MANIFEST)["files"]
+        return {name: str(facts["sha256"]) for name, facts in listed.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _folder_checksums(folder: Path) -> dict[str, str]:

@@ -383,7 +383,7 @@ def _record(
 
 def _settings(config: ReasoningConfig) -> dict[str, Any]:
     """The record settings but the weights' fingerprint, with the dtype resolved."""
-    settings = {name: getattr(config, name) for name in RECORD_SETTINGS if hasattr(config, name)}
+    settings = {name: getattr(config, name) for name in RECORD_SETTINGS if name != "model_weights"}
     return settings | {"dtype": resolve_dtype(config.dtype, config.device)}
 
 
