@@ -192,6 +192,20 @@ def test_reasoning_compares_batch_size_and_restarts(tmp_path):
     assert len(list(tmp_path.glob("run.old-*/items.jsonl"))) == 1
 
 
+def test_bias_reruns_are_checked_too(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "bias"
+    argv = ["bias", "--model", tiny_model_dir, "--tests", "weat10", "--permutations", "50",
+            "--out", str(out)]
+    assert main(argv) == 0
+    assert main(argv) == 0  # the same settings: run again in place
+    argv[6] = "60"
+    assert main(argv) == 2
+    assert "other settings (permutations: 50 -> 60)" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="is now in"):
+        assert main([*argv, "--restart"]) == 0
+    assert read_json(out / "results.json")["config"]["permutations"] == 60
+
+
 def test_another_commands_folder_and_corrupt_settings_are_refused(tmp_path):
     out = tmp_path / "run"
     with RunStore(out, "reason", {"mode": "direct"}):
