@@ -450,9 +450,10 @@ def run_icl(
     to ``out/results.json`` (JSON types only); the report goes to ``out/report.md``.
 
     ``loaded`` scores with a model already in memory (a backend, or a loaded transformers model,
-    a compressed one say); ``config.model`` then only names it in the record and the
-    fingerprints. Otherwise the model is loaded on ``config.backend`` only if some scores or
-    parts are not stored yet (or, for a hub id not downloaded yet, to fingerprint its weights).
+    a compressed one say); ``config.model`` then only names it in the record, and the
+    fingerprints key its weights as they are in memory. Otherwise the model is loaded on
+    ``config.backend`` only if some scores or parts are not stored yet (or, for a hub id not
+    downloaded yet, to fingerprint its weights).
     """
     config.validate()
     timer = RunTimer()
