@@ -309,6 +309,23 @@ def test_replaced_weights_are_rescored_the_same_weights_elsewhere_are_not(tmp_pa
     assert run_icl(_icl(str(model), spec, out), progress=False)["runs"][0]["scores_from_cache"]
 
 
+def test_a_hub_id_is_keyed_by_its_cached_snapshot(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--someone--tiny"
+    for commit, seed in (("a" * 40, 0), ("b" * 40, 1)):
+        save_tiny_llama(repo / "snapshots" / commit, seed=seed)
+    (repo / "refs").mkdir()
+    assert weights_fingerprint("someone/not-downloaded") is None
+    (repo / "refs" / "main").write_text("a" * 40)
+    first = weights_fingerprint("someone/tiny")
+    local = shutil.copytree(repo / "snapshots" / ("a" * 40), tmp_path / "local")
+    assert first == weights_fingerprint(str(local))  # the same files: the same weights
+    (repo / "refs" / "main").write_text("b" * 40)  # the cache now resolves another revision
+    assert weights_fingerprint("someone/tiny") not in (None, first)
+
+
 def test_reasoning_refuses_replaced_weights(tmp_path):
     model = tmp_path / "mymodel"
     config = ReasoningConfig(task="bbh:sports_understanding", mode="direct", out=tmp_path / "r",
