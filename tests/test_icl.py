@@ -162,20 +162,33 @@ def test_rerun_with_other_calibrators_needs_no_model(first_run, tmp_path, monkey
         assert new["metrics"]["bc"] == old["metrics"]["bc"]
 
 
-def test_changed_demonstrations_or_template_are_rescored(first_run, tmp_path, monkeypatch):
+def test_changed_demonstrations_or_template_are_refused_or_rescored_on_restart(
+    first_run, tmp_path, monkeypatch
+):
     config, first = first_run
     out = _copy_out(config, tmp_path)
-    balanced = run_icl(replace(config, out=out, demo_strategy="balanced"), progress=False)
+    with pytest.raises(LmboostError, match="other settings \\(demo_strategy: 'random' -> "
+                       "'balanced'\\).*--restart"):
+        run_icl(replace(config, out=out, demo_strategy="balanced"), progress=False)
+    assert read_json(out / "results.json") == first  # refused: nothing changed
+
+    balanced = run_icl(replace(config, out=out, demo_strategy="balanced", restart=True),
+                       progress=False)
+    (aside,) = tmp_path.glob("out.old-*")
+    assert read_json(aside / "results.json") == first  # the earlier run, moved aside whole
+    assert len(list((aside / "scores").glob("*.npz"))) == 4
     rescored = 0
     for new, old in zip(balanced["runs"], first["runs"]):
         same_demos = new["demo_uids"] == old["demo_uids"]
-        assert new["scores_from_cache"] == same_demos
+        assert not new["scores_from_cache"]
         assert (new["fingerprint"] == old["fingerprint"]) == same_demos
         rescored += not same_demos
-    assert rescored >= 1  # the 0-shot runs are reused, some 2-shot ones are not
+    assert rescored >= 1  # the 0-shot prompts are the same, some 2-shot ones are not
 
     spec = _write_task(tmp_path / "task2", template="Text: {text}\\nSentiment:")
-    templated = run_icl(replace(config, out=out, task=str(spec)), progress=False)
+    with pytest.raises(LmboostError, match="task: .*template: 'Review: "):
+        run_icl(replace(config, out=out, task=str(spec)), progress=False)
+    templated = run_icl(replace(config, out=out, task=str(spec), restart=True), progress=False)
     assert not any(run["scores_from_cache"] for run in templated["runs"])
 
     monkeypatch.setattr("lmboost.icl.runner.load_backend", _no_model)

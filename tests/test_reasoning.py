@@ -232,7 +232,7 @@ def test_resume_skips_finished_items(monkeypatch, long_model, tmp_path):
 
     calls.clear()
     monkeypatch.setattr(runner_module, "load_backend", lambda *a, **k: pytest.fail("loaded"))
-    again = run_reasoning(config)  # everything done: no model, no generation
+    again = run_reasoning(config, loaded=long_model)  # everything done: no generation
     assert calls == [] and again["items"] == first["items"]
 
     # A crash in the middle of writing a line leaves a partial last line: dropped on resume.
@@ -240,7 +240,8 @@ def test_resume_skips_finished_items(monkeypatch, long_model, tmp_path):
     lines = log.read_bytes().splitlines(keepends=True)
     log.write_bytes(lines[0] + lines[1][:25])
     calls.clear()
-    resumed = run_reasoning(config, loaded=long_model)
+    with pytest.warns(UserWarning, match="dropped its last line, a record cut short"):
+        resumed = run_reasoning(config, loaded=long_model)
     assert calls == [(1, 1)] and resumed["n_items"] == 2
     assert [i["uid"] for i in resumed["items"]] == [i["uid"] for i in first["items"]]
     assert log.read_bytes().count(b"\n") == 2 and all(
@@ -260,7 +261,8 @@ def test_corrupt_line_and_changed_settings_are_errors(monkeypatch, long_model, t
     config = _config("tiny", out, task="bbh:date_understanding", mode="direct")
     run_reasoning(config, loaded=long_model)
     with pytest.raises(LmboostError, match="other settings.*mode: 'direct' -> 'fs-cot'"):
-        run_reasoning(_config("tiny", out, task="bbh:date_understanding", mode="fs-cot"))
+        run_reasoning(_config("tiny", out, task="bbh:date_understanding", mode="fs-cot"),
+                      loaded=long_model)
     log = out / "items.jsonl"
     log.write_text("not json\n" + log.read_text())
     with pytest.raises(LmboostError, match="line 1 is not an item record"):

@@ -6,6 +6,9 @@ runs :func:`lmboost.bias.weat.weat` on each test, and writes
 
 - ``out/results.json``: the settings and, per test, its sets, effect size, statistic, p-value
   (and how it was obtained) and the association s(w, A, B) of every target example;
+- ``out/settings.json``: the settings, written first (a rerun with others is refused unless
+  ``restart``; the folder is a :class:`~lmboost.evaluation.store.RunStore`, claimed by a lock
+  before the model loads);
 - ``out/report.md``: a table laid out like May et al.'s SEAT tables (test, target and attribute
   sets, effect size, p-value, set sizes) and ``out/effect_sizes.png``, a bar per test.
 """
@@ -32,6 +35,7 @@ from lmboost.evaluation.records import (
     write_json,
     write_text,
 )
+from lmboost.evaluation.store import RunStore
 from lmboost.models import load_model
 from lmboost.models.loading import resolve_dtype
 
@@ -55,6 +59,7 @@ class BiasConfig:
             p-value does not depend on which other tests run with it.
         batch_size: texts encoded at once.
         dtype: float32, bfloat16, float16 or auto (bfloat16 on CUDA, float32 elsewhere).
+        restart: start the folder over: what it holds is moved aside (``OUT.old-<time>``).
     """
 
     model: str
@@ -65,6 +70,7 @@ class BiasConfig:
     seed: int = 0
     batch_size: int = 32
     dtype: str = "auto"
+    restart: bool = False
 
     def validate(self) -> None:
         """Raise LmboostError with the fix when a setting is out of range or unknown."""
@@ -89,8 +95,20 @@ def run_bias(config: BiasConfig, progress: bool = True) -> dict[str, Any]:
     """Run the tests ``config`` names on its model; returns the results object, exactly as
     written to ``out/results.json``; the report goes to ``out/report.md``."""
     config.validate()
-    timer = RunTimer()
     tests = [load_test(name) for name in resolve_tests(config.tests)]
+    out = Path(config.out)
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("out", "restart")}
+    with RunStore(out, "bias", settings | {"dtype": resolve_dtype(config.dtype)},
+                  restart=config.restart):
+        results = _run(config, tests, progress)
+        write_json(out / "results.json", results)
+        write_report(results, out)
+    return results
+
+
+def _run(config: BiasConfig, tests: list, progress: bool) -> dict[str, Any]:
+    """Encode every text once, test, and build the results object."""
+    timer = RunTimer()
     loaded = load_model(config.model, dtype=config.dtype)
     check_pooling(loaded, config.pooling)
     texts = list(dict.fromkeys(t for test in tests for t in test.texts()))
@@ -117,7 +135,7 @@ def run_bias(config: BiasConfig, progress: bool = True) -> dict[str, Any]:
             },
             **result.to_dict(),
         })
-    results = to_jsonable({
+    return to_jsonable({
         "kind": "bias",
         "lmboost_version": __version__,
         "config": config.to_dict(),
@@ -133,10 +151,6 @@ def run_bias(config: BiasConfig, progress: bool = True) -> dict[str, Any]:
         "tests": records,
         **timer.fields(),
     })
-    out = Path(config.out)
-    write_json(out / "results.json", results)
-    write_report(results, out)
-    return results
 
 
 def summary_table(results: dict[str, Any]) -> str:

@@ -31,7 +31,7 @@ import argparse
 from pathlib import Path
 
 from lmboost.bias import POOLINGS, BiasConfig, run_bias, summary_table
-from lmboost.cli.options import add_dtype, add_out
+from lmboost.cli.options import add_dtype, add_out, add_restart
 
 NAME = "bias"
 HELP = "WEAT/SEAT social-bias association tests (effect sizes, p-values)"
@@ -56,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_dtype(parser)
     add_out(parser)
+    add_restart(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     config = BiasConfig(
         model=args.model,
         out=args.out,
+        restart=args.restart,
         tests=args.tests.split(","),
         pooling=args.pooling,
         permutations=args.permutations,

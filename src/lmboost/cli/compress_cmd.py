@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lmboost.cli.options import add_dtype, add_out
+from lmboost.cli.options import add_dtype, add_out, add_restart
 from lmboost.compression import QUANTIZERS
 from lmboost.compression.magnitude import SCOPES
 from lmboost.compression.runner import CompressConfig, compress, summary_table
@@ -76,6 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow the model's own code (auto_map) to run (off)")
     add_out(parser)
+    add_restart(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         trust_remote_code=args.trust_remote_code,
         out=args.out,
+        restart=args.restart,
     )
     results = compress(config)
     steps = " + ".join(s for s in (config.prune, config.quantize) if s) or "sweep only"

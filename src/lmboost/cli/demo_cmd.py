@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lmboost.cli.options import add_restart
 from lmboost.evaluation.report import label_names
 from lmboost.icl import ICLConfig, run_icl
 from lmboost.models import DEFAULT_MODEL
@@ -37,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--limit", type=int, default=500, help="articles evaluated, of 1000 (default: 500)"
     )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory")
+    add_restart(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
         labelled_size=0,
         out=args.out,
+        restart=args.restart,
     )
     print(
         f"BBC News topic classification (5 topics), {args.model}, {args.shots}-shot, "

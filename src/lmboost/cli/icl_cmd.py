@@ -4,6 +4,10 @@ Scores each (shots, seed) prompt once and keeps the scores in OUT/scores/, so a 
 an interrupted run and a new --calibration list needs no model (or: lmboost calibrate OUT),
 unless it adds hidden, knn, pmi or gc: what they need is computed once and stored beside.
 Writes OUT/results.json (every score, metric and setting) and OUT/report.md with plots.
+Scores are keyed by the model's weights (their content, not the name), so replaced weights are
+scored anew. OUT/settings.json is written first: a rerun that changes what the scores depend on
+(model, dtype, backend, task, template, --limit, --demos, --labelled-size, --n-domain) is
+refused naming each change; --restart moves the old content to OUT.old-<time> and starts over.
 
 calibration methods (default: the first seven, which need only label scores):
   none  the label scores, normalised        pc    prototypical calibration (test scores)
@@ -40,6 +44,7 @@ from lmboost.cli.options import (
     add_backend,
     add_dtype,
     add_out,
+    add_restart,
     add_task_file,
     add_trust_remote_code,
     comma_items,
@@ -101,6 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="prompts longer than the context window: error (default) or drop oldest tokens",
     )
     add_out(parser)
+    add_restart(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         truncation=args.truncation,
         trust_remote_code=args.trust_remote_code,
         out=args.out,
+        restart=args.restart,
     )
     print_summary(run_icl(config))
     return 0

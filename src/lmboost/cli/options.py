@@ -63,6 +63,15 @@ def add_out(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
 
 
+def add_restart(parser: argparse.ArgumentParser) -> None:
+    """``--restart``: start the --out folder over on purpose."""
+    parser.add_argument(
+        "--restart", action="store_true",
+        help="start over: move what --out holds aside to OUT.old-<time> (a rerun with other "
+        "settings is refused without it)",
+    )
+
+
 def add_task_file(parser: argparse.ArgumentParser) -> None:
     """The flags that turn a .csv/.tsv/.jsonl data file given as the task into a task; read them
     back with :func:`task_from_args`."""

@@ -1,7 +1,9 @@
 """Chain-of-thought reasoning with answer extraction and self-consistency voting.
 
 Writes OUT/items.jsonl as items finish (a rerun resumes from it; a larger --limit extends the
-run) and OUT/results.json: settings, accuracy (overall and per sub-task), seconds per item and,
+run; a rerun with other settings, --batch-size and the model's weights among them, is refused
+naming each change, unless --restart moves the old content to OUT.old-<time>) and
+OUT/results.json: settings, accuracy (overall and per sub-task), seconds per item and,
 per item, the question, the chains, the extracted answers, the vote and its share, and the
 samples used and saved by --early-stop.
 
@@ -31,6 +33,7 @@ from lmboost.cli.options import (
     add_device,
     add_dtype,
     add_out,
+    add_restart,
     add_trust_remote_code,
 )
 from lmboost.models import DEFAULT_MODEL
@@ -75,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_backend(parser)
     add_trust_remote_code(parser)
     add_out(parser)
+    add_restart(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         tensor_parallel_size=args.tensor_parallel_size,
         out=args.out,
+        restart=args.restart,
         trust_remote_code=args.trust_remote_code,
         progress=True,
     )

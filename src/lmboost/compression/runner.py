@@ -4,7 +4,9 @@
 weight bytes, forward throughput, strided perplexity, optionally SST-2 4-shot ICL accuracy with
 batch calibration), optionally sweeps pruning amounts on copies of the dense model, prunes
 (``--prune``), quantizes (``--quantize``), measures again, saves the result to ``out/model`` and
-writes ``out/results.json``, ``out/report.md`` and, for a sweep, ``out/sweep.png``.
+writes ``out/results.json``, ``out/report.md`` and, for a sweep, ``out/sweep.png``. The folder
+is a :class:`~lmboost.evaluation.store.RunStore`: claimed by a lock before the model loads, its
+settings written first (a rerun with others is refused unless ``restart``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from lmboost.evaluation.records import (
     write_json,
     write_text,
 )
+from lmboost.evaluation.store import RunStore
 from lmboost.icl import ICLConfig, run_icl
 from lmboost.models import DEFAULT_MODEL, load_model
 from lmboost.models.loading import resolve_dtype
@@ -72,6 +75,7 @@ class CompressConfig:
         dtype: float32, bfloat16, float16 or auto (bfloat16 on CUDA, float32 elsewhere).
         device: where to run ("cpu" by default: the int8 kernels are CPU kernels).
         trust_remote_code: let a model that maps to its own code (auto_map) run it.
+        restart: start the folder over: what it holds is moved aside (``OUT.old-<time>``).
     """
 
     out: Path
@@ -95,6 +99,7 @@ class CompressConfig:
     dtype: str = "auto"
     device: str = "cpu"
     trust_remote_code: bool = False
+    restart: bool = False
 
     def validate(self) -> None:
         """Raise LmboostError with the fix when a setting is malformed or out of range."""
@@ -148,8 +153,18 @@ def compress(config: CompressConfig, progress: bool = True) -> dict[str, Any]:
     """Run the experiment ``config`` describes; returns the results object, exactly as written
     to ``out/results.json``; the report goes to ``out/report.md``."""
     config.validate()
-    timer = RunTimer()
     out = Path(config.out)
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("out", "restart")}
+    with RunStore(out, "compress", settings, restart=config.restart):
+        results = _run(config, out, progress)
+        write_json(out / "results.json", results)
+        write_report(results, out)
+    return results
+
+
+def _run(config: CompressConfig, out: Path, progress: bool) -> dict[str, Any]:
+    """Measure, compress, measure again and save the model; the results object."""
+    timer = RunTimer()
     loaded = load_model(
         config.model, dtype=config.dtype, device=config.device,
         trust_remote_code=config.trust_remote_code,
@@ -180,7 +195,7 @@ def compress(config: CompressConfig, progress: bool = True) -> dict[str, Any]:
     icl = _icl(config, saved, progress) if config.icl else None
 
     calibration_text = str(config.calib_text or "WikiText-2 valid (tokenized)")
-    results = to_jsonable({
+    return to_jsonable({
         "kind": "compression",
         "lmboost_version": __version__,
         "config": config.to_dict(),
@@ -198,9 +213,6 @@ def compress(config: CompressConfig, progress: bool = True) -> dict[str, Any]:
         "icl": icl,
         **timer.fields(),
     })
-    write_json(out / "results.json", results)
-    write_report(results, out)
-    return results
 
 
 # --------------------------------------------------------------------------- steps

@@ -28,6 +28,7 @@ import numpy as np
 from lmboost.calibration import CALIBRATORS
 from lmboost.errors import LmboostError
 from lmboost.evaluation.records import RunTimer, read_json
+from lmboost.evaluation.store import RunStore
 from lmboost.icl.lm_eval_log import LmEvalLog, find_samples_file, read_lm_eval_log
 from lmboost.icl.runner import (
     NEEDS_PART,
@@ -58,7 +59,9 @@ def calibrate_run(folder: str | Path, methods: Sequence[str], out: str | Path | 
     """Recompute the results of the run in ``folder`` for ``methods`` from its stored scores.
 
     Writes into ``out`` (default: ``folder`` itself, as a rerun of ``lmboost icl`` with a new
-    ``--calibration`` list would); a new ``out`` also gets a copy of ``scores/``.
+    ``--calibration`` list would); a new ``out`` also gets a copy of ``scores/``. ``out`` is
+    claimed while it is written (:class:`~lmboost.evaluation.store.RunStore`, lock only), so a
+    run using it is not written over.
     """
     folder = Path(folder)
     check_methods(methods)
@@ -74,6 +77,14 @@ def calibrate_run(folder: str | Path, methods: Sequence[str], out: str | Path | 
     if source["kind"] == "lm-eval":
         _check_needs(methods, has_labelled=bool(old["config"].get("labelled_size")))
     out = folder if out is None else Path(out)
+    with RunStore(out, "calibrate", None):
+        return _recalibrate(folder, old, methods, out, source)
+
+
+def _recalibrate(
+    folder: Path, old: dict[str, Any], methods: Sequence[str], out: Path, source: dict[str, Any]
+) -> dict[str, Any]:
+    """:func:`calibrate_run` in its claimed ``out`` folder."""
     labels = np.array(old["eval"]["labels"], dtype=np.int64)
     timer = RunTimer()
     records = []
@@ -136,68 +147,69 @@ def calibrate_lm_eval(
         lab = read_lm_eval_log(_samples_path(Path(labelled)))
         _check_labelled(log, lab)
     out = Path(out)
-    shots = log.n_shot or 0
-    digest = hashlib.sha256(log.path.read_bytes())
-    if lab is not None:
-        digest.update(lab.path.read_bytes())
-    k = log.scores.shape[1]
-    scores = ScoreSet(
-        shots=shots,
-        seed=0,
-        fingerprint=digest.hexdigest(),
-        eval=log.scores,
-        content_free=None,
-        domain=None,
-        labelled=lab.scores if lab is not None else np.zeros((0, k)),
-        labelled_labels=lab.labels if lab is not None else np.zeros(0, dtype=np.int64),
-        demo_uids=[],
-        labelled_uids=[f"doc{d}" for d in lab.doc_ids] if lab is not None else [],
-        domain_strings=[],
-    )
-    scores.save(out / "scores" / f"shots{shots}-seed0.npz")
-    names = log.choices or [f"option {i + 1}" for i in range(k)]
-    results = build_results(
-        config={
-            "task": log.task,
-            "out": str(out),
-            "model": log.model,
-            "shots": [shots],
-            "seeds": 1,
-            "calibration": list(methods),
-            "labelled_size": len(scores.labelled),
-        },
-        model={"spec": log.model or "(model not recorded)", "dtype": "as lm-eval ran it",
-               "backend": "lm-evaluation-harness"},
-        task={
-            "name": log.task,
-            "labels": names,
-            "verbalizer": names,
-            "template": None,
-            "instruction": None,
-            "eval_split": str(log.path),
-            "pool_split": str(lab.path) if lab is not None else "",
-            "per_example_choices": log.choices is None,
-            "description": "Scores from an lm-evaluation-harness --log_samples file.",
-        },
-        eval_set={
-            "n": len(log.labels),
-            "total": len(log.labels),
-            "sample": None,
-            "uids": [f"doc{d}" for d in log.doc_ids],
-            "labels": log.labels,
-        },
-        pool_size=0,
-        records=[run_record(scores, log.labels, methods, from_cache=True)],
-        timer=timer,
-        source={
-            "kind": "lm-eval",
-            "path": str(log.path),
-            "labelled_path": str(lab.path) if lab is not None else None,
-            "n_shot": shots,
-            "reported_acc": log.reported_acc,
-        },
-    )
-    write_results(results, out)
+    with RunStore(out, "calibrate", None):
+        shots = log.n_shot or 0
+        digest = hashlib.sha256(log.path.read_bytes())
+        if lab is not None:
+            digest.update(lab.path.read_bytes())
+        k = log.scores.shape[1]
+        scores = ScoreSet(
+            shots=shots,
+            seed=0,
+            fingerprint=digest.hexdigest(),
+            eval=log.scores,
+            content_free=None,
+            domain=None,
+            labelled=lab.scores if lab is not None else np.zeros((0, k)),
+            labelled_labels=lab.labels if lab is not None else np.zeros(0, dtype=np.int64),
+            demo_uids=[],
+            labelled_uids=[f"doc{d}" for d in lab.doc_ids] if lab is not None else [],
+            domain_strings=[],
+        )
+        scores.save(out / "scores" / f"shots{shots}-seed0.npz")
+        names = log.choices or [f"option {i + 1}" for i in range(k)]
+        results = build_results(
+            config={
+                "task": log.task,
+                "out": str(out),
+                "model": log.model,
+                "shots": [shots],
+                "seeds": 1,
+                "calibration": list(methods),
+                "labelled_size": len(scores.labelled),
+            },
+            model={"spec": log.model or "(model not recorded)", "dtype": "as lm-eval ran it",
+                   "backend": "lm-evaluation-harness"},
+            task={
+                "name": log.task,
+                "labels": names,
+                "verbalizer": names,
+                "template": None,
+                "instruction": None,
+                "eval_split": str(log.path),
+                "pool_split": str(lab.path) if lab is not None else "",
+                "per_example_choices": log.choices is None,
+                "description": "Scores from an lm-evaluation-harness --log_samples file.",
+            },
+            eval_set={
+                "n": len(log.labels),
+                "total": len(log.labels),
+                "sample": None,
+                "uids": [f"doc{d}" for d in log.doc_ids],
+                "labels": log.labels,
+            },
+            pool_size=0,
+            records=[run_record(scores, log.labels, methods, from_cache=True)],
+            timer=timer,
+            source={
+                "kind": "lm-eval",
+                "path": str(log.path),
+                "labelled_path": str(lab.path) if lab is not None else None,
+                "n_shot": shots,
+                "reported_acc": log.reported_acc,
+            },
+        )
+        write_results(results, out)
     return results
 
 

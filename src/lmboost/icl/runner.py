@@ -12,13 +12,20 @@ For every number of shots k and seed s, :func:`run_icl`
    labelled prompts, the choice scores after the domain premise alone (pmi), and ``n_gc``
    pseudo-inputs the model samples with the label scores after each (gc);
 4. saves it as ``out/scores/shots{k}-seed{s}.npz`` with a fingerprint of everything the scores
-   depend on, and one per part; a rerun reuses every file whose fingerprint matches, computes
-   only the parts it lacks, and loads the model only if something is missing, so an
-   interrupted run resumes and calibrators can be changed freely;
+   depend on (the model by its weights' content, :mod:`lmboost.models.identity`, with dtype
+   and backend; the prompts; the examples), and one per part; a rerun reuses every file whose
+   fingerprint matches, computes only the parts it lacks, and loads the model only if something
+   is missing, so an interrupted run resumes and calibrators can be changed freely. Scores that
+   are not finite (NaN, inf) are an error and are never stored;
 5. fits each calibrator on what it ``needs``, predicts the eval set, and records accuracy,
    macro-F1, ECE, the predicted-label distribution and the reliability bins;
 
 then writes ``out/results.json`` and ``out/report.md`` (with plots).
+
+The folder is a :class:`~lmboost.evaluation.store.RunStore`: claimed by a lock before any
+work, its settings recorded in ``out/settings.json``; those the label scores depend on
+(:data:`COMPARED_SETTINGS`) must stay the same on a rerun, unless ``restart`` moves the old
+content aside. Shots, seeds, calibration methods, ``n_gc`` and the batch size may change.
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ from lmboost.evaluation.records import (
     write_json,
 )
 from lmboost.evaluation.report import write_report
+from lmboost.evaluation.store import RunStore
 from lmboost.generation import GenerationConfig
 from lmboost.icl.prompts import (
     CONTENT_FREE_INPUTS,
@@ -76,6 +84,7 @@ from lmboost.icl.prompts import (
     select_demonstrations,
 )
 from lmboost.models import DEFAULT_MODEL
+from lmboost.models.identity import backend_fingerprint, weights_fingerprint
 from lmboost.models.loading import DTYPE_CHOICES, LoadedModel, resolve_dtype
 from lmboost.tasks import ClassificationTask, Example, get_task
 
@@ -83,6 +92,12 @@ EVAL_SAMPLE_SEED = 0
 ECE_BINS = 10
 DEMO_STRATEGIES = ("random", "balanced")
 TRUNCATIONS = ("error", "left")
+#: The settings a rerun into the same folder must keep (the label scores depend on them;
+#: the task's prompt is compared by its template, label words and instruction).
+COMPARED_SETTINGS = (
+    "model", "dtype", "backend", "task", "template", "verbalizer", "instruction", "limit",
+    "demo_strategy", "labelled_size", "n_domain",
+)
 
 
 @dataclass(kw_only=True)
@@ -111,6 +126,7 @@ class ICLConfig:
         tensor_parallel_size: GPUs the vllm backend shards the model over.
         truncation: "error" or "left" for prompts longer than the model's context window.
         trust_remote_code: allow the model folder's own Python code (off).
+        restart: start the folder over: what it holds is moved aside (``OUT.old-<time>``).
     """
 
     task: str
@@ -130,6 +146,7 @@ class ICLConfig:
     tensor_parallel_size: int = 1
     truncation: str = "error"
     trust_remote_code: bool = False
+    restart: bool = False
 
     def validate(self) -> None:
         """Raise LmboostError with the fix when a setting is out of range or unknown."""
@@ -314,10 +331,15 @@ def score_run(
     shots: int,
     seed: int,
     config: ICLConfig,
+    weights: str | None = None,
 ) -> ScoreSet:
     """Score the eval set, content-free inputs, domain strings and labelled set for one
-    (shots, seed), all after the same prefix (instruction + ``shots`` demonstrations)."""
-    plan = _plan(task, eval_examples, pool, shots, seed, config)
+    (shots, seed), all after the same prefix (instruction + ``shots`` demonstrations).
+
+    ``weights`` is the fingerprint of the scorer's weights (computed from it when None).
+    """
+    weights = weights or _weights(config, scorer)
+    plan = _plan(task, eval_examples, pool, shots, seed, config, weights)
     prefix = build_prefix(task, plan.demos)
     groups: dict[str, list[Example]] = {"eval": list(eval_examples), "labelled": plan.labelled}
     if not task.per_example_choices:
@@ -356,6 +378,7 @@ def score_parts(
     scores: ScoreSet,
     parts: Sequence[str],
     config: ICLConfig,
+    weights: str | None = None,
 ) -> None:
     """Compute the ``parts`` (see :data:`PART_DESCRIPTIONS`) of one (shots, seed) under its
     prefix and set them, with their fingerprints, on ``scores``.
@@ -364,9 +387,11 @@ def score_parts(
     (:meth:`Backend.prompt_states`); premise scores each eval example's choices after the prefix
     and its domain premise; generated samples ``config.n_gc`` pseudo-inputs after the prefix
     (temperature 1, no top-k or top-p, seed = the run's seed, at most as many tokens as the
-    longest eval input) and scores the label words after each.
+    longest eval input) and scores the label words after each. ``weights`` is as in
+    :func:`score_run`.
     """
-    plan = _plan(task, eval_examples, pool, scores.shots, scores.seed, config)
+    weights = weights or _weights(config, scorer)
+    plan = _plan(task, eval_examples, pool, scores.shots, scores.seed, config, weights)
     prefix = build_prefix(task, plan.demos)
     k = scores.eval.shape[1]
     n = len(eval_examples)
@@ -425,9 +450,10 @@ def run_icl(
     to ``out/results.json`` (JSON types only); the report goes to ``out/report.md``.
 
     ``loaded`` scores with a model already in memory (a backend, or a loaded transformers model,
-    a compressed one say); ``config.model`` then only names it in the record and the
-    fingerprints. Otherwise the model is loaded on ``config.backend`` only if some scores or
-    parts are not stored yet.
+    a compressed one say); ``config.model`` then only names it in the record, and the
+    fingerprints key its weights as they are in memory. Otherwise the model is loaded on
+    ``config.backend`` only if some scores or parts are not stored yet (or, for a hub id not
+    downloaded yet, to fingerprint its weights).
     """
     config.validate()
     timer = RunTimer()
@@ -437,37 +463,61 @@ def run_icl(
     pool = task.load_pool() if task.has_pool or max(config.shots) > 0 else []
     _check_pool(pool, config)
     out = Path(config.out)
+    with RunStore(out, "icl", _stored_settings(config, task), compare=COMPARED_SETTINGS,
+                  restart=config.restart) as store:
+        scorer = functools.cache(lambda: _backend(config, loaded, progress))
+        weights = _run_weights(config, loaded, scorer)
+        labels = np.array([ex.label for ex in eval_examples], dtype=np.int64)
+        runs = [(k, s) for k in config.shots for s in range(config.seeds)]
+        records = []
+        for shots, seed in tqdm(runs, desc="icl runs", unit="run", disable=not progress):
+            path = store.path("scores", f"shots{shots}-seed{seed}.npz")
+            plan = _plan(task, eval_examples, pool, shots, seed, config, weights)
+            scores = _cached(path, plan.fingerprint)
+            computed: list[str] = []
+            if scores is None:
+                scores = score_run(
+                    scorer(), task, eval_examples, pool, shots, seed, config, weights
+                )
+                _check_finite(scores, ("eval", "content_free", "domain", "labelled"))
+                scores.save(path)
+                computed.append("scores")
+            missing = [
+                part for part in required_parts(scores, config.calibration)
+                if scores.part_fingerprints.get(part)
+                != _part_fingerprint(part, task, eval_examples, plan, config)
+            ]
+            if missing:
+                score_parts(scorer(), task, eval_examples, pool, scores, missing, config, weights)
+                _check_finite(scores, [name for part in missing for name in _PART_FIELDS[part]])
+                scores.save(path)
+                computed += missing
+            records.append(
+                run_record(scores, labels, config.calibration, "scores" not in computed, computed)
+            )
+        results = _results(config, task, weights, all_eval, eval_examples, labels, pool,
+                           records, timer)
+        write_results(results, out)
+    return results
 
-    scorer = functools.cache(lambda: _backend(config, loaded, progress))
-    labels = np.array([ex.label for ex in eval_examples], dtype=np.int64)
-    runs = [(k, s) for k in config.shots for s in range(config.seeds)]
-    records = []
-    for shots, seed in tqdm(runs, desc="icl runs", unit="run", disable=not progress):
-        path = out / "scores" / f"shots{shots}-seed{seed}.npz"
-        plan = _plan(task, eval_examples, pool, shots, seed, config)
-        scores = _cached(path, plan.fingerprint)
-        computed: list[str] = []
-        if scores is None:
-            scores = score_run(scorer(), task, eval_examples, pool, shots, seed, config)
-            scores.save(path)
-            computed.append("scores")
-        missing = [
-            part for part in required_parts(scores, config.calibration)
-            if scores.part_fingerprints.get(part)
-            != _part_fingerprint(part, task, eval_examples, plan, config)
-        ]
-        if missing:
-            score_parts(scorer(), task, eval_examples, pool, scores, missing, config)
-            scores.save(path)
-            computed += missing
-        records.append(
-            run_record(scores, labels, config.calibration, "scores" not in computed, computed)
-        )
 
-    results = build_results(
+def _results(
+    config: ICLConfig,
+    task: ClassificationTask,
+    weights: str,
+    all_eval: list[Example],
+    eval_examples: list[Example],
+    labels: np.ndarray,
+    pool: Sequence[Example],
+    records: list[dict[str, Any]],
+    timer: RunTimer,
+) -> dict[str, Any]:
+    """The results object of :func:`run_icl`."""
+    return build_results(
         config=config.to_dict(),
         model={
             "spec": config.model, "dtype": resolve_dtype(config.dtype), "backend": config.backend,
+            "weights": weights,
         },
         task=_task_info(task),
         eval_set={
@@ -481,8 +531,6 @@ def run_icl(
         records=records,
         timer=timer,
     )
-    write_results(results, out)
-    return results
 
 
 def build_results(
@@ -536,6 +584,56 @@ def _backend(
                         trust_remote_code=config.trust_remote_code, **options)
 
 
+def _stored_settings(config: ICLConfig, task: ClassificationTask) -> dict[str, Any]:
+    """What ``settings.json`` records: the config (the dtype resolved) and the task's prompt."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("out", "restart")}
+    return settings | {
+        "dtype": resolve_dtype(config.dtype),
+        "template": task.template,
+        "verbalizer": task.verbalizer,
+        "instruction": task.instruction,
+    }
+
+
+def _run_weights(
+    config: ICLConfig, loaded: Backend | LoadedModel | None, scorer: Callable[[], Backend]
+) -> str:
+    """The fingerprint of the weights the run scores with: ``loaded``'s, else those of
+    ``config.model`` (a hub id not downloaded yet is loaded to be fingerprinted)."""
+    weights = weights_fingerprint(config.model) if loaded is None else None
+    return weights or _weights(config, scorer())
+
+
+def _weights(config: ICLConfig, backend: Backend) -> str:
+    """The fingerprint of ``backend``'s weights; its name when they cannot be read."""
+    weights = backend_fingerprint(backend, config.model)
+    if weights is None:
+        warnings.warn(
+            f"Cannot fingerprint the weights of {config.model!r}: its scores are keyed by its "
+            "name only.",
+            stacklevel=3,
+        )
+        return f"name:{config.model}"
+    return weights
+
+
+def _check_finite(scores: ScoreSet, names: Sequence[str]) -> None:
+    """Raise LmboostError, before anything is stored, when a model output is NaN or inf."""
+    bad = [
+        name for name in names
+        if isinstance(getattr(scores, name), np.ndarray)
+        and getattr(scores, name).dtype.kind == "f"
+        and not np.isfinite(getattr(scores, name)).all()
+    ]
+    if bad:
+        raise LmboostError(
+            f"The model gave non-finite values (NaN or inf) in its {', '.join(bad)} scores at "
+            f"{scores.shots} shots, seed {scores.seed}; nothing is stored for them. Check the "
+            "model's weights (float16 overflows? try --dtype float32); a rerun with a sound "
+            "model scores them anew."
+        )
+
+
 # --------------------------------------------------------------------------- planning
 
 
@@ -546,6 +644,7 @@ def _plan(
     shots: int,
     seed: int,
     config: ICLConfig,
+    weights: str,
 ) -> _Plan:
     n_labelled = _labelled_count(pool, config)
     chosen = _stratified_indices([ex.label for ex in pool], n_labelled, seed)
@@ -557,7 +656,7 @@ def _plan(
         texts = [" ".join(ex.fields[f] for f in task.template_fields) for ex in eval_examples]
         domain = domain_context_strings(texts, n=config.n_domain, seed=seed)
     payload = {
-        "model": config.model,
+        "weights": weights,
         "dtype": resolve_dtype(config.dtype),
         **({"backend": config.backend} if config.backend != "hf" else {}),
         "task": task.name,
@@ -664,13 +763,19 @@ def _check_pool(pool: Sequence[Example], config: ICLConfig) -> None:
 
 
 def _cached(path: Path, fingerprint: str) -> ScoreSet | None:
-    """The ScoreSet stored at ``path`` if it exists and has this fingerprint, else None."""
+    """The ScoreSet stored at ``path`` if it exists and has this fingerprint, else None (an
+    unreadable file is scored anew, with a warning that names it)."""
     if not path.is_file():
         return None
     try:
         scores = ScoreSet.load(path)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        return None  # unreadable or from an older format: rescore
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        warnings.warn(
+            f"{path} is unreadable ({type(err).__name__}: damaged, or from an older lmboost); "
+            "its scores are computed anew and replace it.",
+            stacklevel=3,
+        )
+        return None
     return scores if scores.fingerprint == fingerprint else None
 
 

@@ -11,8 +11,12 @@ For each batch of ``batch_size`` items the runner
 4. extracts each chain's answer, votes, compares the vote with the target;
 5. appends one JSON line per item to ``out/items.jsonl`` (flushed and fsynced).
 
-A rerun with the same settings skips the items already in ``items.jsonl`` (a partial last line
-left by a crash is dropped), so an interrupted run resumes; a larger ``limit`` extends a run.
+The folder is a :class:`~lmboost.evaluation.store.RunStore`: claimed by a lock first, its
+settings (:data:`RECORD_SETTINGS`, the model's weights by their fingerprint and ``batch_size``
+among them: the sampling seeds follow the batches) recorded in ``out/settings.json`` and
+compared on every resume. A rerun with the same settings skips the items already in
+``items.jsonl`` (a partial last line left by a crash is dropped with a warning), so an
+interrupted run resumes; a larger ``limit`` extends a run; ``restart`` starts over.
 Finally ``out/results.json`` is written atomically: settings, accuracy (overall and per
 sub-task), seconds per item, samples used/saved, and every item record.
 """
@@ -21,9 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,9 +39,11 @@ from lmboost import __version__
 from lmboost.backends import BACKENDS, Backend, as_backend, load_backend
 from lmboost.errors import LmboostError
 from lmboost.evaluation import accuracy
-from lmboost.evaluation.records import read_json, to_jsonable, write_json
+from lmboost.evaluation.records import write_json
+from lmboost.evaluation.store import ItemLog, RunStore
 from lmboost.generation import GenerationConfig, Prompt, format_prompt, resolve_chat
 from lmboost.models import DEFAULT_MODEL, LoadedModel
+from lmboost.models.identity import backend_fingerprint, weights_fingerprint
 from lmboost.models.loading import resolve_dtype
 from lmboost.reasoning.prompts import (
     ANSWER_STOP,
@@ -61,11 +66,14 @@ from lmboost.reasoning.vote import first_decidable, is_decided, majority_vote
 ANSWER_MAX_TOKENS = 32  # the zs-cot answer-extraction stage needs only a few tokens
 
 #: Settings that change the records; a rerun into the same folder must keep them.
+#: ``model_weights`` is the fingerprint of the weights (:mod:`lmboost.models.identity`);
+#: ``batch_size`` fixes which items share a sampling seed (and the padding of greedy batches).
 RECORD_SETTINGS = (
     "model", "task", "mode", "self_consistency", "early_stop", "max_new_tokens", "temperature",
-    "top_k", "top_p", "seed", "chat", "dtype", "backend",
+    "top_k", "top_p", "seed", "chat", "dtype", "backend", "batch_size", "model_weights",
 )
-#: Record settings added after runs were written, with the value those runs had.
+#: Record settings added after runs were written, with the value those runs had (settings
+#: missing from an older record and not listed here are not compared).
 ADDED_SETTINGS = {"backend": "hf"}
 
 
@@ -85,6 +93,7 @@ class ReasoningConfig:
         dtype, device: the weights' dtype and where they run (hf backend).
         backend: "hf" (transformers) or "vllm"; tensor_parallel_size: GPUs vLLM shards over.
         trust_remote_code: allow the model folder's own Python code (off).
+        restart: start the folder over: what it holds is moved aside (``OUT.old-<time>``).
     """
 
     task: str
@@ -106,6 +115,7 @@ class ReasoningConfig:
     backend: str = "hf"
     tensor_parallel_size: int = 1
     trust_remote_code: bool = False
+    restart: bool = False
     progress: bool = field(default=False, repr=False)
 
     def validate(self) -> None:
@@ -159,20 +169,26 @@ def run_reasoning(
 
     ``loaded`` reuses a model already in memory (a backend or a loaded transformers model;
     ``config.model`` then only names it in the record); otherwise the model is loaded on
-    ``config.backend`` only if some item is still to be done.
+    ``config.backend`` only if some item is still to be done (or, for a hub id not downloaded
+    yet, to fingerprint its weights).
     """
     config.validate()
     items = load_items(config.task, config.limit)
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_settings(out, config)
-    log = out / "items.jsonl"
-    done = read_item_log(log)
-    pending = [item for item in items if item.uid not in done]
-    if pending:
-        solver = _Solver(_backend(config, loaded), config)
-        batches = range(0, len(pending), config.batch_size)
-        with open(log, "a", encoding="utf-8") as f:
+    with RunStore(out, "reason", None, restart=config.restart) as store:
+        backend = None if loaded is None else _backend(config, loaded)
+        weights = _weights(config, backend)
+        if weights is None:  # a hub id not downloaded yet: loading it fetches it
+            backend = _backend(config, None)
+            weights = _weights(config, backend)
+        settings = _settings(config) | {"model_weights": weights or f"name:{config.model}"}
+        store.record(settings, compare=RECORD_SETTINGS, added=ADDED_SETTINGS)
+        log = store.log("items.jsonl")
+        done = log.read()
+        pending = [item for item in items if item.uid not in done]
+        if pending:
+            solver = _Solver(backend or _backend(config, None), config)
+            batches = range(0, len(pending), config.batch_size)
             for start in tqdm(batches, desc="reasoning", unit="batch", disable=not config.progress):
                 batch = pending[start : start + config.batch_size]
                 began = time.perf_counter()
@@ -180,11 +196,11 @@ def run_reasoning(
                 seconds = (time.perf_counter() - began) / len(batch)
                 for record in records:
                     record["seconds"] = seconds
-                    _append(f, record)
+                    log.append(record)
                     done[record["uid"]] = record
-    records = [done[item.uid] for item in items]
-    results = summarise(config, records, items)
-    write_json(out / "results.json", results)
+        records = [done[item.uid] for item in items]
+        results = summarise(config, records, items)
+        write_json(out / "results.json", results)
     return results
 
 
@@ -200,7 +216,7 @@ def summarise(
     return {
         "lmboost_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": _settings(config) | {"limit": config.limit, "batch_size": config.batch_size},
+        "config": _settings(config) | {"limit": config.limit},
         "task": config.task,
         "mode": config.mode,
         "n_items": len(records),
@@ -219,32 +235,23 @@ def summarise(
 
 
 def read_item_log(path: Path) -> dict[str, dict]:
-    """Finished item records by uid from ``items.jsonl``.
+    """Finished item records by uid from ``items.jsonl`` (see :meth:`ItemLog.read`)."""
+    return ItemLog(Path(path)).read()
 
-    Each record is written as one line ending in a newline, so bytes after the last newline are
-    a record cut short by a crash: they are dropped (and cut off the file, so that appending
-    goes on cleanly). Any complete line that is not a record is an error.
-    """
-    if not path.exists():
-        return {}
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end < len(data):
-        with open(path, "r+b") as f:
-            f.truncate(end)
-    records: dict[str, dict] = {}
-    for number, line in enumerate(data[:end].split(b"\n")[:-1], start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            records[record["uid"]] = record
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-            raise LmboostError(
-                f"{path}, line {number} is not an item record: delete that line (its item is "
-                "redone) or the whole file, and rerun."
-            ) from None
-    return records
+
+def _weights(config: ReasoningConfig, backend: Backend | None) -> str | None:
+    """The fingerprint of the weights: ``backend``'s when one is loaded, else ``config.model``'s
+    (None for a hub id that is not downloaded yet)."""
+    if backend is not None:
+        weights = backend_fingerprint(backend, config.model)
+        if weights is None:
+            warnings.warn(
+                f"Cannot fingerprint the weights of {config.model!r}: the run is keyed by its "
+                "name only.",
+                stacklevel=3,
+            )
+        return weights
+    return weights_fingerprint(config.model)
 
 
 def _backend(config: ReasoningConfig, model: Backend | LoadedModel | None) -> Backend:
@@ -374,34 +381,10 @@ def _record(
     return record
 
 
-def _append(f, record: dict) -> None:
-    """One complete line per write, flushed to disk before the next item."""
-    f.write(json.dumps(to_jsonable(record), ensure_ascii=False) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
-
-
 def _settings(config: ReasoningConfig) -> dict[str, Any]:
-    settings = {name: getattr(config, name) for name in RECORD_SETTINGS}
+    """The record settings but the weights' fingerprint, with the dtype resolved."""
+    settings = {name: getattr(config, name) for name in RECORD_SETTINGS if name != "model_weights"}
     return settings | {"dtype": resolve_dtype(config.dtype, config.device)}
-
-
-def _check_settings(out: Path, config: ReasoningConfig) -> None:
-    """Refuse to mix records made with different settings in one folder."""
-    path = out / "settings.json"
-    current = to_jsonable(_settings(config))
-    if path.exists() and (out / "items.jsonl").exists():
-        stored = read_json(path)
-        changed = [
-            k for k in RECORD_SETTINGS if stored.get(k, ADDED_SETTINGS.get(k)) != current[k]
-        ]
-        if changed:
-            diff = ", ".join(f"{k}: {stored.get(k)!r} -> {current[k]!r}" for k in changed)
-            raise LmboostError(
-                f"{out} holds a run with other settings ({diff}). Use another --out folder, or "
-                "delete that one to start over."
-            )
-    write_json(path, current)
 
 
 def _prompt_text(item: ReasoningItem, config: ReasoningConfig) -> str:
