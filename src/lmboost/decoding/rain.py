@@ -84,6 +84,7 @@ class RainConfig:
     sentence_ends: tuple[str, ...] = (".", "!", "?", "\n")
     value_bounds: tuple[float, float] = (-1.0, 1.0)  # the running min/max start at the value scale
     seed: int = 0
+    batched: bool = True  # the simulation and the candidates decoded as one batch (same result)
 
     def validate(self) -> None:
         """Raise GenerationError naming the first bad setting."""
@@ -225,6 +226,15 @@ def ready_to_commit(child: Node, min_visits: float, value_threshold: float) -> b
     return child.n > min_visits and child.v > value_threshold
 
 
+def _sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One index per row of ``probs`` (rows x k), by inverse CDF in float64 with one uniform per
+    row from ``generator``: a row's draw does not depend on the other rows."""
+    cdf = probs.double().cumsum(-1)
+    u = torch.rand(len(probs), 1, dtype=torch.float64, device=probs.device, generator=generator)
+    drawn = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(1)
+    return drawn.clamp(max=probs.shape[-1] - 1)
+
+
 # --- the search on a model ---------------------------------------------------------------------
 
 
@@ -254,7 +264,9 @@ class _Search:
         self.state = backend.prefill(prompt_ids)  # the committed text; next-token logits after it
         self.root = Node()
         self.bounds = ValueBounds(*config.value_bounds)
-        self.generator = torch.Generator(device=self.device)
+        self.generators = {
+            purpose: torch.Generator(device=self.device) for purpose in ("simulate", "propose")
+        }
 
     def done(self) -> bool:
         """EOS committed, or max_new_tokens reached."""
@@ -267,7 +279,8 @@ class _Search:
     def step(self, index: int) -> dict:
         """The inner loop for one commit, then the commit; returns the step's trace."""
         cfg = self.config
-        self.generator.manual_seed(cfg.seed * 1_000_003 + index)
+        for offset, generator in enumerate(self.generators.values()):
+            generator.manual_seed((cfg.seed * 1_000_003 + index) * 2 + offset)
         budget = max(
             cfg.max_iterations - self.root.visits, min(cfg.min_new_iterations, cfg.max_iterations)
         )
@@ -316,18 +329,21 @@ class _Search:
         tokens = [t for node in path[1:] for t in node.tokens]
         response = self.committed + tokens
         terminal = len(response) >= self.max_new or bool(self.eos & set(leaf.tokens))
-        state, logits = self._advance(tokens)
-        # 2. Simulation to the end of the sentence, 3. self-evaluation of the whole text.
-        simulated = [] if terminal else self._simulate(state.fork(), logits, response)
-        value = self.evaluate(self.user, self.reply + self._decode(response + simulated))
-        # 4. Expansion of the leaf.
+        # 2. Simulation to the end of the sentence and 4. expansion of the leaf's candidates:
+        # decoded together from the leaf's state (as two batches when not ``batched``).
+        simulated: list[int] = []
         if not terminal:
             length = self._set_length(leaf, len(response))
-            leaf.children = [
-                Node(tokens=t, depth=leaf.depth + 1, logp=lp)
-                for t, lp in self._propose(state, logits, length, exclude=set())
-            ]
+            state, logits = self._advance(tokens)
+            if cfg.batched:
+                simulated, candidates = self._rollouts(state, logits, response, length, set())
+            else:
+                simulated, _ = self._rollouts(state.fork(), logits, response, 0, set())
+                _, candidates = self._rollouts(state, logits, None, length, set())
+            leaf.children = [Node(tokens=t, depth=leaf.depth + 1, logp=lp) for t, lp in candidates]
             set_priors(leaf, cfg.root_uniform_mix if leaf is self.root else 0.0)
+        # 3. Self-evaluation of the whole text.
+        value = self.evaluate(self.user, self.reply + self._decode(response + simulated))
         # 5. Backward, each path node embedded by its continuation (its tokens on).
         starts, offset = [], 0
         for node in path[1:]:
@@ -369,52 +385,84 @@ class _Search:
     def _propose(
         self, state: KVState, logits: torch.Tensor, length: int, exclude: set[tuple[int, ...]]
     ) -> list[tuple[tuple[int, ...], float]]:
-        """Up to q distinct token sets of ``length`` after the cached text, none in ``exclude``,
-        each with its summed log-prob: single tokens are the q most probable ones; longer sets
-        are the greedy one and q - 1 samples from the top k, decoded as one batch of q rows
-        (cut after EOS; duplicates dropped). Consumes ``state``."""
+        """Up to q distinct token sets of ``length`` after the cached text, none in ``exclude``
+        (see :meth:`_rollouts`). Consumes ``state``."""
+        return self._rollouts(state, logits, None, length, exclude)[1]
+
+    def _rollouts(
+        self,
+        state: KVState,
+        logits: torch.Tensor,
+        response: list[int] | None,
+        length: int,
+        exclude: set[tuple[int, ...]],
+    ) -> tuple[list[int], list[tuple[tuple[int, ...], float]]]:
+        """From the cached text (``state``, next-token ``logits``), decoded as one batch whose
+        forwards run only the rows still going:
+
+        * the simulation, unless ``response`` is None: sampling on after ``response`` until the
+          text ends a sentence, EOS, or the cap;
+        * up to q distinct token sets of ``length`` (none when 0), none in ``exclude``, each
+          with its summed log-prob: single tokens are the q most probable ones; longer sets are
+          the greedy one and q - 1 samples from the top k (cut after EOS, duplicates dropped).
+
+        Each draws from its own generator, in the same order whichever else shares the batch,
+        so decoding them together or apart gives the same tokens. Consumes ``state``."""
         cfg = self.config
-        logp = logits.log_softmax(-1)
+        q = cfg.num_candidates if length > 1 else 0
+        simulated: list[int] = []
+        cap = -1
+        if response is not None:
+            cap = min(cfg.simulation_tokens, self.window - self.prompt_len - len(response))
+            if cap <= 0 or self._sentence_ended(response):
+                cap = -1  # nothing to simulate
+        sim = cap > 0  # the simulation is row 0 while it runs; the candidates follow
+        rows: list[torch.Tensor] = []
+        total = torch.zeros(q, dtype=torch.float64, device=self.device)
+        alive = torch.ones(q, dtype=torch.bool, device=self.device)
+        batch = logits.expand(sim + q, -1)
+        if sim + q > 1:
+            state.repeat(sim + q)
+        while sim or len(rows) < length and q:
+            tokens = []
+            if sim:
+                token = int(_sample(batch[:1].softmax(-1), self.generators["simulate"])[0])
+                simulated.append(token)
+                sim = not (len(simulated) >= cap or token in self.eos
+                           or self._sentence_ended(response + simulated))
+                tokens.append(token)
+            if q and len(rows) < length:
+                logp = batch[-q:].log_softmax(-1)
+                token = logp.argmax(-1)  # row 0 stays greedy; the others are sampled
+                if q > 1:
+                    top = logp[1:].topk(min(cfg.top_k, logp.shape[-1]))
+                    drawn = _sample(top.values.softmax(-1), self.generators["propose"])
+                    token[1:] = top.indices.gather(1, drawn[:, None]).squeeze(1)
+                total += torch.where(alive, logp.gather(1, token[:, None]).squeeze(1).double(), 0)
+                alive &= ~torch.isin(token, self.eos_ids)
+                rows.append(token)
+                tokens += token.tolist()
+            keep = ([0] if sim else []) + (
+                list(range(len(tokens) - q, len(tokens))) if q and len(rows) < length else []
+            )
+            if not keep:
+                break
+            if len(keep) < len(tokens):
+                state.select(keep)
+            batch = state.extend([[tokens[i]] for i in keep])
+        candidates: dict[tuple[int, ...], float] = {}
         if length == 1:
+            logp = logits.log_softmax(-1)
             top = logp.topk(min(cfg.num_candidates + len(exclude), logp.numel())).indices.tolist()
             picks = [t for t in top if (t,) not in exclude][: cfg.num_candidates]
-            return [((t,), logp[t].item()) for t in picks]
-        q = cfg.num_candidates
-        state.repeat(q)
-        logp = logp.expand(q, -1)
-        rows, total = [], torch.zeros(q, device=self.device)
-        alive = torch.ones(q, dtype=torch.bool, device=self.device)
-        for position in range(length):
-            token = logp.argmax(-1)  # row 0 stays greedy; the others are sampled
-            if q > 1:
-                top = logp[1:].topk(min(cfg.top_k, logp.shape[-1]))
-                drawn = torch.multinomial(top.values.softmax(-1), 1, generator=self.generator)
-                token[1:] = top.indices.gather(1, drawn).squeeze(1)
-            total += torch.where(alive, logp.gather(1, token[:, None]).squeeze(1), 0.0)
-            alive &= ~torch.isin(token, self.eos_ids)
-            rows.append(token)
-            if position + 1 < length:
-                logp = state.extend(token[:, None]).log_softmax(-1)
-        candidates: dict[tuple[int, ...], float] = {}
-        for row, score in zip(torch.stack(rows, 1).tolist(), total.tolist()):
-            cut = next((i + 1 for i, t in enumerate(row) if t in self.eos), len(row))
-            tokens = tuple(row[:cut])
-            if tokens not in exclude and tokens not in candidates:
-                candidates[tokens] = score
-        return list(candidates.items())
-
-    def _simulate(self, state: KVState, logits: torch.Tensor, response: list[int]) -> list[int]:
-        """Sample on after ``response`` until the text ends a sentence, EOS, or the cap."""
-        cap = min(self.config.simulation_tokens, self.window - self.prompt_len - len(response))
-        simulated: list[int] = []
-        while len(simulated) < cap and not self._sentence_ended(response + simulated):
-            if simulated:
-                logits = state.extend([[simulated[-1]]])[0]
-            token = int(torch.multinomial(logits.softmax(-1), 1, generator=self.generator))
-            simulated.append(token)
-            if token in self.eos:
-                break
-        return simulated
+            candidates = {(t,): logp[t].item() for t in picks}
+        elif q:
+            for row, score in zip(torch.stack(rows, 1).tolist(), total.tolist()):
+                cut = next((i + 1 for i, t in enumerate(row) if t in self.eos), len(row))
+                tokens_set = tuple(row[:cut])
+                if tokens_set not in exclude and tokens_set not in candidates:
+                    candidates[tokens_set] = score
+        return simulated, list(candidates.items())
 
     def _sentence_ended(self, ids: list[int]) -> bool:
         return bool(ids) and self._decode(ids).endswith(self.config.sentence_ends)

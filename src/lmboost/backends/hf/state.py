@@ -57,6 +57,13 @@ class KVState:
         self.logits = self.logits.repeat_interleave(n, dim=0)
         return self
 
+    def select(self, rows: Sequence[int]) -> KVState:
+        """Keep only ``rows`` (in that order), in place."""
+        index = torch.tensor(list(rows), dtype=torch.long, device=self.logits.device)
+        self.cache.batch_select_indices(index)
+        self.logits = self.logits[index]
+        return self
+
 
 @dataclass(frozen=True)
 class CachedPrefix:
@@ -79,6 +86,29 @@ class CachedPrefix:
     def cache(self, config, rows: int):
         """A fresh DynamicCache holding the prefix for ``rows`` rows (expanded, not copied)."""
         return expanded_cache(config, self.layers, rows)
+
+    def crop(self, length: int) -> CachedPrefix:
+        """The prefix of its first ``length`` tokens (views of the same keys and values)."""
+        return CachedPrefix(
+            self.tokens[:length], [(k[:, :, :length], v[:, :, :length]) for k, v in self.layers]
+        )
+
+    @torch.inference_mode()
+    def extend(self, backend: HFBackend, tokens: Sequence[int]) -> CachedPrefix:
+        """The prefix followed by ``tokens``: only ``tokens`` are run, after the cached KV (this
+        prefix is left as it is)."""
+        if not tokens:
+            return self
+        start = len(self.tokens)
+        ids = torch.tensor([list(tokens)], dtype=torch.long, device=backend.device)
+        positions = torch.arange(start, start + len(tokens), device=backend.device)[None]
+        cache = self.cache(backend.model.config, 1)
+        backend.next_logits(
+            input_ids=ids, position_ids=positions, use_cache=True,
+            **cache_kwargs(backend.model, cache),
+        )
+        layers = [(layer.keys, layer.values) for layer in cache.layers]
+        return CachedPrefix(self.tokens + tuple(tokens), layers)
 
 
 def expanded_cache(config, layers: list[tuple[torch.Tensor, torch.Tensor]] | None, rows: int):
