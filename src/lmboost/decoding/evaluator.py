@@ -41,11 +41,12 @@ import torch
 
 from lmboost.backends import as_backend
 from lmboost.backends.hf import CachedPrefix, HFBackend
-from lmboost.decoding.goals import ANSWER_PREFIX, Goal, resolve_goal
 from lmboost.calibration import StreamingBatchCalibration
+from lmboost.decoding.goals import ANSWER_PREFIX, Goal, resolve_goal
 from lmboost.generation import GenerationError, encode_prompt, resolve_chat
 from lmboost.models.loading import LoadedModel
 from lmboost.scoring import EncodedRequest
+
 
 def label_token_ids(
     tokenizer, labels: tuple[str, str], context: str = ANSWER_PREFIX
@@ -127,7 +128,7 @@ class SelfEvaluator:
     @torch.inference_mode()
     def p_good_batch(self, prompt: str, responses: Sequence[str]) -> torch.Tensor:
         """(n, 2): :meth:`p_good` of each response, both orders of every question in one batch,
-        run after the KV cache of the tokens all its questions share (see :meth:`_shared_prefix`)."""
+        run after the KV cache of the tokens all the questions share (:meth:`_shared_prefix`)."""
         rows = [
             encode_prompt(
                 self.backend.tokenizer,
@@ -176,7 +177,9 @@ class SelfEvaluator:
         if not target:
             return None
         cached = self._prefix
-        kept = _common_length([cached.tokens, target], len(target)) if cached is not None else 0
+        kept = 0
+        if cached is not None:
+            kept = _common_length([cached.tokens, target], min(len(cached.tokens), len(target)))
         if cached is None or kept == 0:
             self._prefix = self.backend.prefix(target)
         else:

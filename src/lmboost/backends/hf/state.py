@@ -19,12 +19,15 @@ if TYPE_CHECKING:
 class KVState:
     """Rows of token sequences run by the model, with their KV cache and the next-token logits
     after each row (``logits``: rows x vocabulary, float32). Extending consumes the state in
-    place; :meth:`fork` copies it first."""
+    place; :meth:`fork` copies it first. Rows of different lengths (:meth:`extend_rows`) keep an
+    attention ``mask`` over the cache (1: a token, 0: padding); None while there is no padding."""
 
-    def __init__(self, backend: HFBackend, cache, logits: torch.Tensor) -> None:
+    def __init__(self, backend: HFBackend, cache, logits: torch.Tensor,
+                 mask: torch.Tensor | None = None) -> None:
         self.backend = backend
         self.cache = cache
         self.logits = logits
+        self.mask = mask
 
     @classmethod
     @torch.inference_mode()
@@ -41,27 +44,57 @@ class KVState:
         """Run ``ids`` (rows x tokens: a nested list or a tensor) after each row; the new
         next-token logits (rows x vocabulary)."""
         ids = torch.as_tensor(ids, dtype=torch.long, device=self.backend.device)
-        model = self.backend.model
+        padding = {}
+        if self.mask is not None:
+            self.mask = torch.cat([self.mask, self.mask.new_ones(ids.shape)], 1)
+            positions = self.mask.cumsum(-1)[:, -ids.shape[1] :] - 1
+            padding = {"attention_mask": self.mask, "position_ids": positions}
         self.logits = self.backend.next_logits(
-            input_ids=ids, use_cache=True, **cache_kwargs(model, self.cache)
+            input_ids=ids, use_cache=True, **padding, **cache_kwargs(self.backend.model, self.cache)
         )
+        return self.logits
+
+    @torch.inference_mode()
+    def extend_rows(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Run ``rows[i]`` (token lists of any lengths, at least one token each) after row i, as
+        one right-padded batch; the next-token logits after each row's last token. Later
+        extensions skip the padding (masked, positions counted over tokens only)."""
+        from lmboost.backends.hf.generation import pad_id
+
+        device = self.backend.device
+        ids, new = pad_rows([list(r) for r in rows], pad_id(self.backend.tokenizer), device)
+        past = self.cache.get_seq_length()
+        old = self.mask if self.mask is not None else new.new_ones(len(rows), past)
+        self.mask = torch.cat([old, new], 1)
+        positions = (self.mask.cumsum(-1)[:, past:] - 1).clamp(min=0)
+        model = self.backend.model
+        logits = model(
+            input_ids=ids, attention_mask=self.mask, position_ids=positions, use_cache=True,
+            **cache_kwargs(model, self.cache),
+        ).logits
+        last = new.sum(1) - 1
+        self.logits = logits[torch.arange(len(rows), device=device), last].float()
         return self.logits
 
     def fork(self) -> KVState:
         """An independent copy (the cache is copied, not shared)."""
-        return KVState(self.backend, copy.deepcopy(self.cache), self.logits)
+        return KVState(self.backend, copy.deepcopy(self.cache), self.logits, self.mask)
 
     def repeat(self, n: int) -> KVState:
         """Every row repeated ``n`` times in place (row i becomes rows i*n .. i*n+n-1)."""
         self.cache.batch_repeat_interleave(n)
         self.logits = self.logits.repeat_interleave(n, dim=0)
+        if self.mask is not None:
+            self.mask = self.mask.repeat_interleave(n, dim=0)
         return self
 
     def select(self, rows: Sequence[int]) -> KVState:
-        """Keep only ``rows`` (in that order), in place."""
+        """Keep ``rows`` (in that order, repeats allowed), in place."""
         index = torch.tensor(list(rows), dtype=torch.long, device=self.logits.device)
         self.cache.batch_select_indices(index)
         self.logits = self.logits[index]
+        if self.mask is not None:
+            self.mask = self.mask[index]
         return self
 
 
