@@ -433,10 +433,11 @@ def test_self_evaluator_equals_a_plain_forward_of_the_whole_question(tiny_model)
             assert evaluator(prompt, response) == pytest.approx(
                 float(2 * expected.mean() - 1), abs=1e-5
             )
-        responses = [" so good", " so bad", " fine"]
-        start = len(widths)
+    responses = [" so good", " so bad", " fine"]
+    with recorded_forwards(tiny_model.model.model) as widths:  # the body: the head runs apart
         good = evaluator.p_good_batch(PROMPT, responses)
-        assert widths[-1][0] == 6  # three questions, two orders each, one batch
+    (stems, _), (tails, _) = widths[-2:]
+    assert (stems, tails) == (3, 6)  # each response's shared tokens once, then the 6 tails
     for response, row in zip(responses, good):
         assert torch.allclose(row, plain_p_good(tiny_model, SHORT, PROMPT, response), atol=1e-5)
 

@@ -148,9 +148,26 @@ class SelfEvaluator:
             rows = [row[-self.window :] for row in rows]
         else:
             prefix = self._shared_prefix(rows)
-        logits = self.backend.last_logits(rows, prefix)
+        logits = None
+        if prefix is not None and len(responses) > 1:
+            logits = self._branched(prefix, rows)
+        if logits is None:
+            logits = self.backend.last_logits(rows, prefix)
         pair = logits[:, list(self.label_ids)].softmax(-1).reshape(len(responses), 2, 2)
         return torch.stack([pair[:, 0, 0], pair[:, 1, 1]], 1)  # good = A, good = B
+
+    def _branched(self, prefix: CachedPrefix, rows: list[list[int]]) -> torch.Tensor | None:
+        """The last logits of rows that come in pairs (both orders of one question) after
+        ``prefix``, the tokens each pair shares run once: None when a pair shares none."""
+        start = len(prefix.tokens)
+        stems, tails = [], []
+        for a, b in zip(rows[::2], rows[1::2]):
+            shared = _common_length([a, b], min(len(a), len(b)) - 1)
+            if shared <= start:
+                return None
+            stems.append(a[start:shared])
+            tails.append([a[shared:], b[shared:]])
+        return self.backend.branch_logits(prefix, stems, tails)
 
     def _calibrated(self, good: torch.Tensor) -> torch.Tensor:
         """p_good (n, 2) after each order's running BC estimate has taken in these rows."""

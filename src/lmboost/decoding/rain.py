@@ -471,7 +471,7 @@ class _Search:
     def _rollouts(self, state: KVState, logits: torch.Tensor, jobs: list[_Rollout]) -> None:
         """Fill in each job's simulation and candidates, from row i of ``state`` (next-token
         ``logits[i]``) for ``jobs[i]``, decoded as one batch whose forwards run only the rows
-        still going:
+        still going, and rows with the same tokens since the same leaf as one row:
 
         * the simulation, unless the job's response is None: sampling on after the response
           until the text ends a sentence, EOS, or the cap;
@@ -495,30 +495,28 @@ class _Search:
         sets: list[list[torch.Tensor]] = [[] for _ in jobs]  # per job: tokens per position
         totals = [torch.zeros(q, dtype=torch.float64, device=self.device) for q in sizes]
         alive = [torch.ones(q, dtype=torch.bool, device=self.device) for q in sizes]
-        index = [i for i in range(len(jobs)) for _ in range(simulating[i] + sizes[i])]
-        if index:
-            state.select(index)
-            batch = logits[index]
-        while index:
-            tokens: list[int] = []
-            keep: list[int] = []  # the rows that go on
-            row = 0
+        # Rows with the same tokens since the same leaf share one row of the batch (and its KV).
+        where = {(i, ()): i for i in range(len(jobs))}  # (job, tokens since its leaf) -> row
+        batch = logits
+        while True:
+            going: list[tuple[int, tuple[int, ...]]] = []  # the rows that go on
             for i, job in enumerate(jobs):
                 if simulating[i]:
-                    token = int(_sample(batch[row : row + 1].softmax(-1),
-                                        self.generators["simulate"])[0])
-                    row += 1
+                    row = batch[where[(i, tuple(job.simulated))]]
+                    token = int(_sample(row[None].softmax(-1), self.generators["simulate"])[0])
                     job.simulated.append(token)
                     simulating[i] = not (
                         len(job.simulated) >= caps[i] or token in self.eos
                         or self._sentence_ended(job.response + job.simulated)
                     )
-                    keep += [len(tokens)] if simulating[i] else []
-                    tokens.append(token)
+                    if simulating[i]:
+                        going.append((i, tuple(job.simulated)))
                 q = sizes[i]
                 if q and len(sets[i]) < job.length:
-                    logp = batch[row : row + q].log_softmax(-1)
-                    row += q
+                    so_far = [()] * q
+                    if sets[i]:
+                        so_far = [tuple(r) for r in torch.stack(sets[i], 1).tolist()]
+                    logp = batch[[where[(i, h)] for h in so_far]].log_softmax(-1)
                     chosen = logp.argmax(-1)  # row 0 stays greedy; the others are sampled
                     if q > 1:
                         top = logp[1:].topk(min(cfg.top_k, logp.shape[-1]))
@@ -529,13 +527,13 @@ class _Search:
                     alive[i] &= ~torch.isin(chosen, self.eos_ids)
                     sets[i].append(chosen)
                     if len(sets[i]) < job.length:
-                        keep += range(len(tokens), len(tokens) + q)
-                    tokens += chosen.tolist()
-            if not keep:
+                        going += [(i, h + (t,)) for h, t in zip(so_far, chosen.tolist())]
+            rows = list(dict.fromkeys(going))
+            if not rows:
                 break
-            if len(keep) < len(tokens):
-                state.select(keep)
-            batch = state.extend([[tokens[k]] for k in keep])
+            state.select([where[(i, h[:-1])] for i, h in rows])
+            batch = state.extend([[h[-1]] for _, h in rows])
+            where = {key: row for row, key in enumerate(rows)}
         for i, job in enumerate(jobs):
             job.candidates = self._candidates(logits[i], job, sets[i], totals[i])
 

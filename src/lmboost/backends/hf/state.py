@@ -67,13 +67,8 @@ class KVState:
         old = self.mask if self.mask is not None else new.new_ones(len(rows), past)
         self.mask = torch.cat([old, new], 1)
         positions = (self.mask.cumsum(-1)[:, past:] - 1).clamp(min=0)
-        model = self.backend.model
-        logits = model(
-            input_ids=ids, attention_mask=self.mask, position_ids=positions, use_cache=True,
-            **cache_kwargs(model, self.cache),
-        ).logits
         last = new.sum(1) - 1
-        self.logits = logits[torch.arange(len(rows), device=device), last].float()
+        self.logits = self.backend.logits_at(ids, self.mask, positions, self.cache, last)
         return self.logits
 
     def fork(self) -> KVState:
