@@ -30,13 +30,25 @@ poorly judged branches. The committed child becomes the new root and keeps its s
 visits it inherits count towards the next step's T, but every step runs at least 15 new searches
 (the authors' ``range(root.fn, max(T, root.fn + 15))``). Decoding stops at EOS or max_new_tokens.
 
-Speed: the prompt and the committed text are encoded once, in a KV cache extended at each commit;
-a search iteration copies that cache and runs only the path, the simulation and the candidates
-(one forward with q rows per token); every forward applies the output head at its last position
-only. The judge's questions share the instruction and the prompt, run once and cached (see
-``evaluator.py``): an evaluation runs only the response and the options, both orders of the
-question in one batch; judged and embedded texts are memoised. A torch Generator, seeded per step,
-makes a search reproducible.
+Speed: the prompt and the committed text are encoded once, in a KV cache extended at each commit
+and shared by every search of every step. A search copies that cache and runs the path; the
+leaf's simulation and its q candidates then decode as one batch from the leaf's state, each
+forward running one token of each row still going, rows with the same tokens so far (the greedy
+candidate and the simulation often agree for a while) run once; the output head runs at the last
+position only. The judge runs both orders of its question after the KV cache of all they share,
+kept from the last question (the committed text is not run again; see ``evaluator.py``); judged
+and embedded texts are memoised. On a CPU one forward of a few rows costs about what one row
+does, so the batch's length, not its width, sets the time: the simulation's tokens (to the end
+of a sentence) are most of it.
+
+Order: simulations and candidates draw from two torch Generators, seeded per step, each in the
+order of the searches; decoding a leaf's simulation and candidates apart (``batched=False``)
+gives the same tokens and the same tree, to float round-off. ``parallel = K`` (an option,
+changing the search) runs K searches per round as one batch: each descends with the paths of
+the round so far counted as visits valued at the lowest value seen (virtual losses, as in
+parallel MCTS), then the K simulations and expansions decode together (paths of different
+lengths padded), the K judgements and embeddings run as one batch each, and the K values back
+up in order.
 """
 
 from __future__ import annotations
@@ -64,10 +76,12 @@ Embedder = Callable[[Sequence[str]], torch.Tensor]
 
 @dataclass(frozen=True)
 class RainConfig:
-    """RAIN's settings, the paper's (and the authors' code's) values by default."""
+    """RAIN's settings: the paper's (and the authors' code's) values by default, except T (the
+    paper's 50) and the length (its 128 tokens), cut to what a CPU runs in a couple of minutes
+    per prompt (time grows linearly with T; see docs/rain-results.md)."""
 
-    max_new_tokens: int = 128
-    max_iterations: int = 50  # T: searches per step, inherited visits included
+    max_new_tokens: int = 64
+    max_iterations: int = 10  # T: searches per step, inherited visits included
     min_new_iterations: int = 15  # new searches per step, at least (capped by T)
     min_visits: float = 6  # T_m: a child is committed early once n > T_m ...
     value_threshold: float = 0.8  # V: ... and v > V
