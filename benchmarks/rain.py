@@ -724,10 +724,9 @@ def render(summary: dict) -> str:
         "only / under vanilla only.",
         "",
         "Read with care: a handful of prompts per set (one prompt moves a rate by 100/n points), "
-        "a shortened search (T and length above; lmboost's defaults, the paper's, are T = 50 and "
-        "128 new tokens), "
-        "policies of 0.1-0.5B parameters judging themselves, and a 1.5B judge, while the paper's "
-        "anchors come from 7B-70B LLaMA models and a far stronger evaluator.",
+        "a shortened search (T and length above; the paper's are T = 50 and 128 new tokens), "
+        f"policies of 0.1-0.5B parameters judging themselves, and {s['judge']} as the judge, "
+        "while the paper's anchors come from 7B-70B LLaMA models and a far stronger evaluator.",
     ]
     return "\n".join(lines) + "\n"
 
