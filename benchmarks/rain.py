@@ -39,6 +39,14 @@ RAIN / vanilla, and RAIN's search from its trace: iterations, rewinds (an iterat
 root branch the previous one took), committed steps, and steps committed early (visits and value
 over the thresholds) rather than at the end of the budget.
 
+RAIN's options: ``--parallel K`` (K searches per round with virtual losses, which changes the
+search), ``--calibrate`` (the self-evaluation calibrated by a running Batch Calibration over the
+run's judgements; an experiment), ``--check-unbatched N`` (the first N prompts of each set also
+decoded with the leaves' simulations and candidates run apart, ``batched=False``, with judges of
+their own: the summary says whether text and trace are identical, and the seconds of each).
+The summary records the CPU's model name and the load average: other jobs share the machine, so
+compare times measured in the same run.
+
 Resumable: ``generations.jsonl`` holds one line per (policy, set, method, item, settings),
 ``judgements.jsonl`` one per (judge, question, text), each appended as soon as it is done; a
 rerun skips what is there, and a change of settings starts new records beside the old ones.

@@ -10,8 +10,10 @@ what RAIN costs:
   ones), and each search decodes a simulation to the end of the sentence (up to 32 tokens) and
   q candidate token sets (--candidates) of the next length, and asks the model two questions.
   Time therefore grows with T x steps: linearly in T, and per token less as the sets reach 10
-  tokens. The defaults (T = 10, 64 tokens; the paper: T = 50, 128 tokens) took MEASURED_DEFAULTS
-  on one CPU thread with SmolLM2-135M; T = 50 and 128 tokens about MEASURED_PAPER.
+  tokens. The defaults (T = 10, 64 tokens; the paper's: T = 50, 128 tokens) took 195-413 s per
+  prompt, 18-40x greedy decoding, with SmolLM2-135M on one thread of a busy 2-core CPU
+  (docs/rain-results.md); the paper's settings took 415 s (95x) before the search was batched.
+  --parallel K cuts the forwards, not the work, and changes the search.
   A progress line per prompt (stderr) shows the tokens committed, the step, the searches and
   the rewinds so far.
 
