@@ -9,8 +9,8 @@ settings given as ``RainConfig`` keyword dicts, one line each, with the seconds 
     OMP_NUM_THREADS=1 python benchmarks/rain_forwards.py --max-iterations 10 \\
         --max-new-tokens 24 '{"batched": false}' '{}' '{"parallel": 4}'
 
-The estimate uses ``--per-forward`` and ``--per-token`` seconds (defaults: SmolLM2-135M on one
-thread of an idle AMD EPYC core: 0.075 s and 0.004 s).
+The estimate uses ``--per-forward`` and ``--per-token`` seconds (defaults: 0.075 s and 0.004 s,
+fitted to SmolLM2-135M on one thread of the 2-core AMD EPYC of docs/rain-results.md).
 """
 
 from __future__ import annotations
