@@ -39,6 +39,14 @@ RAIN / vanilla, and RAIN's search from its trace: iterations, rewinds (an iterat
 root branch the previous one took), committed steps, and steps committed early (visits and value
 over the thresholds) rather than at the end of the budget.
 
+RAIN's options: ``--parallel K`` (K searches per round with virtual losses, which changes the
+search), ``--calibrate`` (the self-evaluation calibrated by a running Batch Calibration over the
+run's judgements; an experiment), ``--check-unbatched N`` (the first N prompts of each set also
+decoded with the leaves' simulations and candidates run apart, ``batched=False``, with judges of
+their own: the summary says whether text and trace are identical, and the seconds of each).
+The summary records the CPU's model name and the load average: other jobs share the machine, so
+compare times measured in the same run.
+
 Resumable: ``generations.jsonl`` holds one line per (policy, set, method, item, settings),
 ``judgements.jsonl`` one per (judge, question, text), each appended as soon as it is done; a
 rerun skips what is there, and a change of settings starts new records beside the old ones.
@@ -103,6 +111,7 @@ SETS = ("sentiment", "hh", "advbench")
 GOAL = {"sentiment": "positive", "hh": "harmless", "advbench": "harmless"}
 CHAT = {"sentiment": False, "hh": None, "advbench": None}  # None: the policy's chat template
 METHODS = ("vanilla", "rain")
+UNBATCHED = "rain_unbatched"  # the check: the same search, its rollouts run one at a time
 OPENING_WORDS, MIN_REVIEW_WORDS, MAX_HH_CHARS, MAX_PAIR_CHARS = 8, 12, 300, 1000
 SEED = 0
 
@@ -127,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=6, help="prompts per set (6)")
     parser.add_argument("--max-new-tokens", type=int, default=24, help="(24)")
     parser.add_argument("--max-iterations", type=int, default=10, help="RAIN's T (10)")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="RAIN searches per round, with virtual losses (1: the paper's order)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="RAIN's self-evaluation calibrated by a running Batch Calibration")
+    parser.add_argument("--check-unbatched", type=int, default=0, metavar="N",
+                        help="also decode the first N prompts per set with the unbatched search "
+                        "and compare (0)")
     parser.add_argument("--judge-sst2", type=int, default=100, help="SST-2 dev reviews (100)")
     parser.add_argument("--judge-hh-pairs", type=int, default=24, help="HH-RLHF pairs (24)")
     parser.add_argument("--judge-batch-size", type=int, default=8)
@@ -147,11 +163,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     items = {name: load_items(name, args.prompts) for name in sets}
-    rain = RainConfig(max_new_tokens=args.max_new_tokens, max_iterations=args.max_iterations)
+    rain = RainConfig(max_new_tokens=args.max_new_tokens, max_iterations=args.max_iterations,
+                      parallel=args.parallel)
     rain.validate()
+    if args.check_unbatched and (args.calibrate or args.parallel > 1):
+        parser.error("--check-unbatched compares the paper's order, uncalibrated: drop "
+                     "--calibrate and --parallel")
     settings = {
         "vanilla": {"max_new_tokens": args.max_new_tokens, "decoding": "greedy"},
-        "rain": dataclasses.asdict(rain),
+        "rain": {**dataclasses.asdict(rain), "calibrate": args.calibrate},
+        UNBATCHED: {**dataclasses.asdict(dataclasses.replace(rain, batched=False)),
+                    "calibrate": False},
     }
     args.results.mkdir(parents=True, exist_ok=True)
     generations = JsonlStore(args.results / "generations.jsonl")
@@ -159,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     validation = {"sst2": sst2_sample(args.judge_sst2), "hh": hh_pairs(args.judge_hh_pairs)}
 
     for policy in policies:
-        run_policy(policy, items, settings, rain, generations, args.device)
+        run_policy(policy, items, settings, rain, generations, args)
         run_judge(args, items, policies, settings, generations, judgements, validation)
         write_summary(args, items, policies, settings, generations, judgements, validation)
     if not policies:
@@ -302,24 +324,25 @@ def judgement_key(judge: str, kind: str, *texts: str) -> str:
 
 
 def run_policy(
-    policy: str, items: dict, settings: dict, rain: RainConfig, store: JsonlStore, device: str
+    policy: str, items: dict, settings: dict, rain: RainConfig, store: JsonlStore, args
 ) -> None:
-    """Vanilla and RAIN on every item not done yet, one record each."""
+    """Vanilla and RAIN on every item not done yet, one record each; the unbatched search on the
+    first ``args.check_unbatched`` items of each set, with judges of its own (no shared memo)."""
     todo = [
         (name, item, method)
         for name, its in items.items()
-        for item in its
-        for method in METHODS
-        if generation_key(policy, name, method, item.uid, settings) not in store
+        for index, item in enumerate(its)
+        for method in (*METHODS, UNBATCHED)
+        if (method != UNBATCHED or index < args.check_unbatched)
+        and generation_key(policy, name, method, item.uid, settings) not in store
     ]
     if not todo:
         return
     print(f"== {policy}: {len(todo)} generations to do", flush=True)
-    loaded = load_model(policy, device=device)
-    evaluators = {
-        goal: SelfEvaluator(loaded, GOALS[goal], chat=None) for goal in set(GOAL.values())
-    }
-    embedder = ModelEmbedder(loaded)
+    loaded = load_model(policy, device=args.device)
+    searches = {"rain": (rain, self_judges(loaded, args.calibrate), ModelEmbedder(loaded)),
+                UNBATCHED: (dataclasses.replace(rain, batched=False), self_judges(loaded, False),
+                            ModelEmbedder(loaded))}
     vanilla = GenerationConfig(max_new_tokens=settings["vanilla"]["max_new_tokens"])
     generate(loaded, ["Hello"], GenerationConfig(max_new_tokens=2))  # warm-up, not timed
     for done, (name, item, method) in enumerate(todo, 1):
@@ -335,23 +358,31 @@ def run_policy(
             tokens = len(loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
             record.update(text=text, seconds=seconds, tokens=tokens)
         else:
+            config, evaluators, embedder = searches[method]
             result = rain_generate(
-                loaded, item.prompt, rain, evaluator=evaluators[GOAL[name]], embedder=embedder,
-                chat=CHAT[name],
+                loaded, item.prompt, config, evaluator=evaluators[GOAL[name]], embedder=embedder,
+                chat=CHAT[name], progress=f"{name} {item.uid} {method}",
             )
             record.update(
                 text=result.text, seconds=result.seconds, tokens=result.tokens,
                 steps=result.steps, iterations=result.iterations,
                 rewinds=sum(step["rewinds"] for step in result.trace),
                 early_steps=sum(step["stop"] == "thresholds" for step in result.trace),
-                trace=[[s["iterations"], s["rewinds"], s["stop"], s["committed"]]
+                trace=[[s["iterations"], s["rewinds"], s["stop"], s["committed"],
+                        [[c["visits"], round(c["value"], 3)] for c in s["children"]]]
                        for s in result.trace],
             )
         store.add(record)
         print(f"[{done}/{len(todo)}] {policy} {name} {method} {item.uid}: "
               f"{record['seconds']:.1f} s {record['text'][:70]!r}", flush=True)
-    del loaded, evaluators, embedder
+    del loaded, searches
     gc.collect()
+
+
+def self_judges(loaded, calibrate: bool) -> dict[str, SelfEvaluator]:
+    """A self-evaluator per goal (sharing its memo, and its BC estimate, over the run)."""
+    return {goal: SelfEvaluator(loaded, GOALS[goal], chat=None, calibrate=calibrate)
+            for goal in set(GOAL.values())}
 
 
 # --- judging ------------------------------------------------------------------------------------
@@ -446,6 +477,7 @@ def write_summary(args, items, policies, settings, generations, judgements, vali
             if pairs:
                 rows.append(compare(policy, name, pairs, sst2_scores, p_harmless, bc))
     summary = {
+        "unbatched_check": unbatched_check(generations, policies, items, settings),
         "settings": {
             "policies": policies, "judge": judge, "sets": list(items),
             "prompts_per_set": args.prompts, "vanilla": settings["vanilla"],
@@ -453,7 +485,8 @@ def write_summary(args, items, policies, settings, generations, judgements, vali
             "judge_hh_pairs": args.judge_hh_pairs,
         },
         "machine": {
-            "platform": platform.platform(), "cpus": os.cpu_count(),
+            "platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu_name(),
+            "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
         },
         "judge_checks": checks,
@@ -462,6 +495,40 @@ def write_summary(args, items, policies, settings, generations, judgements, vali
     }
     write_json(args.results / "summary.json", summary)
     write_text(args.results / "summary.md", render(summary))
+
+
+def unbatched_check(store: JsonlStore, policies, items, settings) -> list[dict]:
+    """Per prompt decoded both ways: whether the batched search's text and trace (committed
+    sets, searches, rewinds, every root child's visits and value to 1e-3) equal the unbatched
+    one's, and the seconds of each."""
+    rows = []
+    for policy in policies:
+        for name, its in items.items():
+            for item in its:
+                pair = [store.get(generation_key(policy, name, m, item.uid, settings))
+                        for m in ("rain", UNBATCHED)]
+                if None in pair:
+                    continue
+                batched, unbatched = pair
+                rows.append({
+                    "policy": policy, "set": name, "uid": item.uid,
+                    "same_text": batched["text"] == unbatched["text"],
+                    "same_trace": same_trace(batched["trace"], unbatched["trace"]),
+                    "seconds": batched["seconds"], "seconds_unbatched": unbatched["seconds"],
+                })
+    return rows
+
+
+def same_trace(a: list, b: list) -> bool:
+    """Traces equal up to 1e-3 in the children's visits and values."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if x[:4] != y[:4] or len(x[4]) != len(y[4]):
+            return False
+        if not np.allclose(np.array(x[4], dtype=float), np.array(y[4], dtype=float), atol=1e-3):
+            return False
+    return True
 
 
 def judge_checks(validation, sst2_scores, p_harmless) -> tuple[dict, BatchCalibration | None]:
@@ -560,7 +627,9 @@ def render(summary: dict) -> str:
         f"prompts per set; {s['vanilla']['max_new_tokens']} new tokens; RAIN T = "
         f"{rain['max_iterations']} (at least {per_step} new searches per step), q = "
         f"{rain['num_candidates']}, simulation <= {rain['simulation_tokens']} tokens, T_m = "
-        f"{rain['min_visits']}, V = {rain['value_threshold']}. Machine: "
+        f"{rain['min_visits']}, V = {rain['value_threshold']}, {rain['parallel']} search(es) "
+        f"per round, self-evaluation {'calibrated (BC)' if rain['calibrate'] else 'raw'}. "
+        f"Machine: {summary['machine']['cpu']}, load average {summary['machine']['load']}, "
         f"{summary['machine']['cpus']} CPUs, {summary['machine']['torch_threads']} torch "
         "thread(s).",
         "",
@@ -642,6 +711,18 @@ def render(summary: dict) -> str:
             )
         for setting, value in PAPER["time_ratio"]:
             lines.append(f"| paper: {setting} | | | | | {value:.2f}x | | | | | |")
+    check = summary["unbatched_check"]
+    if check:
+        lines += [
+            "",
+            "## The batched search against the unbatched one (same seed)",
+            "",
+            f"- {len(check)} prompts: identical text for {sum(r['same_text'] for r in check)}, "
+            f"identical trace (committed sets, searches, rewinds; root children's visits and "
+            f"values to 1e-3) for {sum(r['same_trace'] for r in check)}.",
+            f"- seconds per prompt: batched {np.mean([r['seconds'] for r in check]):.1f}, "
+            f"unbatched {np.mean([r['seconds_unbatched'] for r in check]):.1f}.",
+        ]
     lines += [
         "",
         "Per prompt: seconds of decoding alone (model loading excluded); vanilla is greedy with "
@@ -651,12 +732,22 @@ def render(summary: dict) -> str:
         "only / under vanilla only.",
         "",
         "Read with care: a handful of prompts per set (one prompt moves a rate by 100/n points), "
-        "a shortened search (T and length above; lmboost's defaults, the paper's, are T = 50 and "
-        "128 new tokens), "
-        "policies of 0.1-0.5B parameters judging themselves, and a 1.5B judge, while the paper's "
-        "anchors come from 7B-70B LLaMA models and a far stronger evaluator.",
+        "a shortened search (T and length above; the paper's are T = 50 and 128 new tokens), "
+        f"policies of 0.1-0.5B parameters judging themselves, and {s['judge']} as the judge, "
+        "while the paper's anchors come from 7B-70B LLaMA models and a far stronger evaluator.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def pct(value: float | None) -> str:

@@ -6,6 +6,7 @@ on the tiny random Llama, and ``lmboost generate`` end to end."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -217,9 +218,10 @@ def test_seeded_search_is_deterministic(tiny_model):
 
 
 def test_seeded_search_with_the_cached_judge_prefix(tiny_model):
-    """The judge's prompt prefix is run once per search and reused by every later judgement (the
-    forwards the judge asks for are short), the search stays reproducible, and every value it
-    judged equals that of a plain forward of the whole question."""
+    """Every judgement runs both option orders as one 2-row batch of the option tails alone,
+    after a cached prefix of everything the two questions share; the prefix is built from the
+    last judgement's (its shared tokens not run again); the search stays reproducible, and every
+    value it judged equals that of a plain forward of the whole question."""
     runs, judged = [], []
     for _ in range(2):
         evaluator = SelfEvaluator(tiny_model, SHORT)
@@ -231,15 +233,16 @@ def test_seeded_search_with_the_cached_judge_prefix(tiny_model):
             runs.append(rain_generate(tiny_model, PROMPT, SMALL, evaluator=evaluator,
                                       embedder=ModelEmbedder(tiny_model)))
     assert runs[0].text == runs[1].text and runs[0].trace == runs[1].trace
-    assert len(evaluator.memo) > 3
-    (rows, prefix_len), = [shape for _, _, calls in judged for shape in calls if shape[0] == 1]
-    assert rows == 1 and prefix_len > 10 and judged[0][2][0] == (1, prefix_len)  # once, first
-    assert len(judged) > 3
-    for prompt, response, calls in judged:
-        full = len(encode_prompt(tiny_model.tokenizer,
-                                 SHORT.judge(prompt, response, good_first=True), False))
-        batch, width = calls[-1]  # both orders in one batch, after the cached prefix
-        assert batch == 2 and width <= full - prefix_len
+    assert len(evaluator.memo) > 3 and len(judged) > 3
+    for number, (prompt, (response,), calls) in enumerate(judged):
+        rows = [encode_prompt(tiny_model.tokenizer, SHORT.judge(prompt, response, good_first=g),
+                              False) for g in (True, False)]
+        shared = next(i for i, (a, b) in enumerate(zip(*rows)) if a != b)
+        *prefix, (batch, width) = calls
+        assert batch == 2 and width == len(rows[0]) - shared  # the tails alone
+        (rows_run, run), = prefix  # one 1-row forward of the shared tokens not cached yet
+        assert rows_run == 1
+        assert run == shared if number == 0 else run < shared
     for (prompt, response), value in evaluator.memo.items():
         assert value == pytest.approx(
             float(2 * plain_p_good(tiny_model, SHORT, prompt, response).mean() - 1),
@@ -249,21 +252,99 @@ def test_seeded_search_with_the_cached_judge_prefix(tiny_model):
 
 @contextlib.contextmanager
 def judge_forwards(evaluator, widths, judged):
-    """Collect into ``judged`` (prompt, response, forwards run) for each judgement."""
-    original = evaluator.p_good
+    """Collect into ``judged`` (prompt, responses, forwards run) for each batch of judgements."""
+    original = evaluator.p_good_batch
 
-    def p_good(prompt, response):
+    def p_good_batch(prompt, responses):
         start = len(widths)
         try:
-            return original(prompt, response)
+            return original(prompt, responses)
         finally:
-            judged.append((prompt, response, widths[start:]))
+            judged.append((prompt, responses, widths[start:]))
 
-    evaluator.p_good = p_good
+    evaluator.p_good_batch = p_good_batch
     try:
         yield
     finally:
-        del evaluator.p_good
+        del evaluator.p_good_batch
+
+
+def _comparable(trace: list[dict]) -> list[dict]:
+    """A trace with its floats rounded to what float round-off between batch shapes leaves."""
+    return [
+        {**step, "children": [{**child, "visits": round(child["visits"], 3),
+                               "value": round(child["value"], 3),
+                               "prior": round(child["prior"], 3)}
+                              for child in step["children"]]}
+        for step in trace
+    ]
+
+
+@pytest.mark.parametrize("goal", [SHORT, resolve_goal("positive")])
+@pytest.mark.filterwarnings("ignore:A judge prompt")
+def test_the_batched_search_equals_the_sequential_one(tiny_model, goal):
+    """Decoding each leaf's simulation and candidates as one batch gives the sequential search's
+    text and tree statistics (visits, values, priors of every step's root children, the
+    committed sets, iterations, rewinds) for a fixed seed, on two judge goals: the draws come
+    from the same generators in the same order, and the batch changes the logits only by float
+    round-off (3 decimals compared; they agree far closer)."""
+    config = RainConfig(max_new_tokens=12, max_iterations=8, num_candidates=4,
+                        simulation_tokens=8, seed=3)
+    runs = {}
+    for batched in (False, True):
+        with recorded_forwards(tiny_model.model) as widths:
+            runs[batched] = rain_generate(
+                tiny_model, PROMPT, dataclasses.replace(config, batched=batched), goal=goal,
+                embedder=ModelEmbedder(tiny_model),
+            )
+        runs[batched].forwards = len(widths)
+    sequential, batched = runs[False], runs[True]
+    assert batched.text == sequential.text and batched.tokens == sequential.tokens == 12
+    assert _comparable(batched.trace) == _comparable(sequential.trace)
+    assert batched.iterations == sequential.iterations
+    assert batched.forwards < sequential.forwards  # the point: fewer, wider forwards
+
+
+@pytest.mark.filterwarnings("ignore:A judge prompt")
+def test_parallel_rounds_with_virtual_losses(tiny_model):
+    """parallel = 3: searches run in rounds of up to 3 distinct leaves, in fewer forwards; the
+    budget still counts every search, and the search is reproducible."""
+    config = RainConfig(max_new_tokens=7, max_iterations=7, min_new_iterations=4,
+                        num_candidates=3, simulation_tokens=6, parallel=3)
+    runs, forwards = [], []
+    for parallel in (3, 3, 1):
+        with recorded_forwards(tiny_model.model) as widths:
+            runs.append(rain_generate(
+                tiny_model, PROMPT, dataclasses.replace(config, parallel=parallel), goal=SHORT,
+                embedder=ModelEmbedder(tiny_model),
+            ))
+        forwards.append(len(widths))
+    assert runs[0].text == runs[1].text and runs[0].trace == runs[1].trace
+    assert runs[0].tokens == 7
+    assert [step["iterations"] for step in runs[0].trace] == [
+        step["iterations"] for step in runs[2].trace
+    ]
+    assert forwards[0] < forwards[2]
+    with pytest.raises(GenerationError, match="parallel"):
+        RainConfig(parallel=0).validate()
+
+
+def test_virtual_loss_counts_as_visits_at_the_lowest_value():
+    child = Node(prior=0.3, n=1, v=0.6)
+    bounds = ValueBounds(-1.0, 1.0)
+    # n = 1 + 1, v = (0.6 - 1) / 2 = -0.2 -> v^ = 0.4; 2 * 0.3 * 3 / (1 + 2) = 0.6
+    assert puct_score(child, 9, 2.0, bounds, virtual=1) == pytest.approx(1.0)
+    parent = Node(n=9, children=[child, Node(prior=0.25, n=1, v=0.6)])
+    assert select_child(parent, 2.0, bounds) is child
+    assert select_child(parent, 2.0, bounds, {id(child): 1}) is parent.children[1]
+
+
+def test_progress_line_per_prompt(tiny_model, capsys):
+    rain_generate(tiny_model, PROMPT, SMALL, evaluator=constant_evaluator(0.0),
+                  embedder=orthogonal_embedder(), progress="prompt 1/1")
+    err = capsys.readouterr().err
+    assert "prompt 1/1" in err and "7/7" in err
+    assert "step=3" in err and "searches=" in err and "rewinds=" in err
 
 
 def test_candidates_reuse_the_prompt_cache(tiny_model):
@@ -327,31 +408,67 @@ def plain_p_good(loaded, goal, prompt, response) -> torch.Tensor:
 
 
 def test_self_evaluator_equals_a_plain_forward_of_the_whole_question(tiny_model):
-    """Values equal a plain forward of each whole question; the tokens before the response are
-    run once per prompt (a 1-row forward) and every question after it runs only its rest."""
+    """Values equal a plain forward of each whole question. Each judgement runs, as one row,
+    only the tokens both orders share that the last judgement's cache does not hold (for a new
+    response to the same prompt, fewer than all of them), then both option tails as one batch;
+    a batch of responses, all its questions after the prefix they all share."""
     evaluator = SelfEvaluator(tiny_model, SHORT)
     pairs = [(PROMPT, " indeed"), (PROMPT, ""), (PROMPT, "!"), (PROMPT, " and long, long"),
              ("Review: boring", " film"), ("Hi", " there")]
     with recorded_forwards(tiny_model.model) as widths:
-        prefix_len = 0
         for i, (prompt, response) in enumerate(pairs):
             expected = plain_p_good(tiny_model, SHORT, prompt, response)
             start = len(widths)
             got = evaluator.p_good(prompt, response)
             assert torch.allclose(got, expected, atol=1e-5)
-            calls = widths[start:]
-            fresh = i == 0 or prompt != pairs[i - 1][0]
-            assert len(calls) == (2 if fresh else 1)  # the prefix once per prompt
-            if fresh:
-                (rows, prefix_len), calls = calls[0], calls[1:]
-                assert rows == 1 and prefix_len > 10
-            full = len(encode_prompt(tiny_model.tokenizer,
-                                     SHORT.judge(prompt, response, good_first=True), False))
-            (batch, width), = calls  # both orders in one batch, after the cached prefix
-            assert batch == 2 and width <= full - prefix_len
+            rows = [encode_prompt(tiny_model.tokenizer,
+                                  SHORT.judge(prompt, response, good_first=g), False)
+                    for g in (True, False)]
+            shared = next(i for i, (a, b) in enumerate(zip(*rows)) if a != b)
+            (one, run), (batch, width) = widths[start:]
+            assert one == 1 and 0 < run <= shared
+            if prompt == PROMPT and i > 0:
+                assert run < shared  # the prompt's tokens came from the last judgement
+            assert batch == 2 and width == len(rows[0]) - shared
             assert evaluator(prompt, response) == pytest.approx(
                 float(2 * expected.mean() - 1), abs=1e-5
             )
+    responses = [" so good", " so bad", " fine"]
+    with recorded_forwards(tiny_model.model.model) as widths:  # the body: the head runs apart
+        good = evaluator.p_good_batch(PROMPT, responses)
+    (stems, _), (tails, _) = widths[-2:]
+    assert (stems, tails) == (3, 6)  # each response's shared tokens once, then the 6 tails
+    for response, row in zip(responses, good):
+        assert torch.allclose(row, plain_p_good(tiny_model, SHORT, PROMPT, response), atol=1e-5)
+
+
+def test_calibrated_self_evaluation_is_relative_to_the_run(tiny_model):
+    """With ``calibrate``, each order's running BC estimate (this batch included) is subtracted:
+    a first batch of one judgement is neutral (0); a first batch of two gets opposite values."""
+    assert SelfEvaluator(tiny_model, SHORT, calibrate=True)(PROMPT, " indeed") == 0.0
+    calibrated = SelfEvaluator(tiny_model, SHORT, calibrate=True)
+    values = calibrated.values(PROMPT, [" so good", " so bad"])
+    assert values[0] != 0.0 and values[0] == pytest.approx(-values[1], abs=1e-6)
+    assert calibrated.values(PROMPT, [" so good"]) == values[:1]  # memoised
+
+
+@torch.inference_mode()
+def test_rows_of_different_lengths_extend_like_plain_forwards(tiny_model):
+    """KVState.extend_rows pads rows of different lengths; the logits after each, and after a
+    further token for every row, are those of a plain forward of each whole row."""
+    from lmboost.backends.hf import HFBackend
+
+    backend = HFBackend(tiny_model)
+    prompt = [5, 6, 7, 8]
+    rows = [[9], [10, 11, 12], [13, 14]]
+    state = backend.prefill(prompt).select([0, 0, 0])
+    logits = state.extend_rows(rows)
+    after = state.extend([[20], [21], [22]])
+    for i, row in enumerate(rows):
+        full = torch.tensor([prompt + row + [20 + i]])
+        plain = tiny_model.model(input_ids=full).logits[0]
+        assert torch.allclose(logits[i], plain[-2], atol=1e-4)
+        assert torch.allclose(after[i], plain[-1], atol=1e-4)
 
 
 def test_model_embedder_equals_the_full_models_last_hidden_states(tiny_model):

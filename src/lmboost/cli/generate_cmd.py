@@ -2,7 +2,20 @@
 
 RAIN (Li et al., ICLR 2024) searches a tree of continuations before committing each token set,
 scored by the model's own judgement of the text against the goal; it needs no training, but
-costs many forward passes per token (see --max-iterations).
+costs many forward passes per token.
+
+what RAIN costs:
+  Each step commits one token set: 1, 2, 4, then 10 tokens at a time (so 64 tokens take 9 steps,
+  128 take 15). Before each commit it runs T searches (--max-iterations; at least min(15, T) new
+  ones), and each search decodes a simulation to the end of the sentence (up to 32 tokens) and
+  q candidate token sets (--candidates) of the next length, and asks the model two questions.
+  Time therefore grows with T x steps: linearly in T, and per token less as the sets reach 10
+  tokens. The defaults (T = 10, 64 tokens; the paper's: T = 50, 128 tokens) took 195-413 s per
+  prompt, 18-40x greedy decoding, with SmolLM2-135M on one thread of a busy 2-core CPU
+  (docs/rain-results.md); the paper's settings took 415 s (95x) before the search was batched.
+  --parallel K cuts the forwards, not the work, and changes the search.
+  A progress line per prompt (stderr) shows the tokens committed, the step, the searches and
+  the rewinds so far.
 
 goals (--goal, with --rain):
   harmless     is the assistant's response harmless or harmful? (default)
@@ -54,13 +67,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="prompts, one per line (.jsonl: one {\"prompt\": ...} object per line)",
     )
     parser.add_argument(
-        "--max-new-tokens", type=int, default=128, metavar="N", help="continuation length (128)"
+        "--max-new-tokens", type=int, default=None, metavar="N",
+        help=f"continuation length (128; with --rain {RainConfig.max_new_tokens})",
     )
     rain = parser.add_argument_group("RAIN")
     rain.add_argument("--rain", action="store_true", help="decode with RAIN instead of greedily")
     rain.add_argument("--goal", default="harmless", help="harmless, positive or a yes/no question")
     rain.add_argument(
-        "--max-iterations", type=int, default=50, metavar="T", help="searches per step (50)"
+        "--max-iterations", type=int, default=RainConfig.max_iterations, metavar="T",
+        help=f"searches per step ({RainConfig.max_iterations}; the paper: 50): time grows "
+        "linearly with T",
     )
     rain.add_argument(
         "--candidates", type=int, default=10, metavar="Q", help="token sets per expansion (10)"
@@ -68,6 +84,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rain.add_argument(
         "--hard-votes", action="store_true",
         help="judge by an A/B vote per option order, as the authors' code (default: probabilities)",
+    )
+    rain.add_argument(
+        "--parallel", type=int, default=1, metavar="K",
+        help="searches per round, run as one batch, later ones steered off the earlier ones' "
+        "paths by virtual losses: changes the search (1, the paper's order)",
+    )
+    rain.add_argument(
+        "--calibrate", action="store_true",
+        help="an experiment: calibrate the self-evaluation by a running Batch Calibration over "
+        "the run's judgements",
     )
     rain.add_argument("--trace", action="store_true", help="record each step's search")
     rain.add_argument("--seed", type=int, default=0, help="(0)")
@@ -81,6 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Generate for every prompt, write OUT/results.json and say where it is."""
     prompts = [args.prompt] if args.prompts is None else read_prompts(args.prompts)
+    if args.max_new_tokens is None:
+        args.max_new_tokens = RainConfig.max_new_tokens if args.rain else 128
     settings = {
         "model": args.model,
         "decoding": "rain" if args.rain else "greedy",
@@ -102,11 +130,12 @@ def run(args: argparse.Namespace) -> int:
             max_iterations=args.max_iterations,
             num_candidates=args.candidates,
             seed=args.seed,
+            parallel=args.parallel,
         )
         config.validate()
         settings.update(goal=goal.name, max_iterations=args.max_iterations,
                         candidates=args.candidates, hard_votes=args.hard_votes, seed=args.seed,
-                        trace=args.trace)
+                        parallel=args.parallel, calibrate=args.calibrate, trace=args.trace)
     path = args.out / "results.json"
     record = _resumable(path, settings, prompts)
     todo = prompts[len(record["results"]) :]
@@ -124,11 +153,14 @@ def run(args: argparse.Namespace) -> int:
         record["seconds"] += time.perf_counter() - start
         write_json(path, record)
     elif todo:
-        evaluator = SelfEvaluator(loaded, goal, chat=chat, hard=args.hard_votes)
+        evaluator = SelfEvaluator(loaded, goal, chat=chat, hard=args.hard_votes,
+                                  calibrate=args.calibrate)
         embedder = ModelEmbedder(loaded)
         for prompt in todo:
+            number = len(record["results"]) + 1
             result = rain_generate(
-                loaded, prompt, config, evaluator=evaluator, embedder=embedder, chat=chat
+                loaded, prompt, config, evaluator=evaluator, embedder=embedder, chat=chat,
+                progress=f"prompt {number}/{len(prompts)}",
             )
             item = {"prompt": prompt, "text": result.text, "tokens": result.tokens,
                     "seconds": result.seconds, "steps": result.steps,

@@ -11,11 +11,13 @@ With ``hard=True`` each order casts a vote instead (1 when the good label is the
 as the authors' code does; the value is then -1, 0 or 1. The label tokens are found through the
 tokenizer (the first token of each label as it follows the answer prefix), never hard-coded.
 
-Speed: the judge's questions about one prompt differ only from the response on, so the tokens
-before it (the chat header, the instruction, the prompt: most of each question) are run once and
-their KV cache kept; each evaluation then runs only the response and the options, for both orders
-in one batch, and the output head only at the last position (``logits_to_keep``). The result is
-that of a plain forward of the whole question, to float round-off.
+Speed: the two orders of a question differ only at the options, and the questions of one search
+differ only from the response on, most of which (the committed text) they share too. So the
+tokens all rows of a batch begin with are run once, as one row, after the KV cache kept from the
+last evaluation cut back to the tokens they share with it; then only the option tails run, both
+orders (of every response of a batch) as one batch, and the output head only at the last
+position (``logits_to_keep``). The result is that of a plain forward of the whole question, to
+float round-off.
 
 Embeddings, for RAIN's similarity updates, are the model's own last hidden states averaged over
 the text's tokens, taken from the model's body without its output head; any callable from texts
@@ -39,13 +41,11 @@ import torch
 
 from lmboost.backends import as_backend
 from lmboost.backends.hf import CachedPrefix, HFBackend
+from lmboost.calibration import StreamingBatchCalibration
 from lmboost.decoding.goals import ANSWER_PREFIX, Goal, resolve_goal
-from lmboost.generation import GenerationError, encode_prompt, format_prompt, resolve_chat
+from lmboost.generation import GenerationError, encode_prompt, resolve_chat
 from lmboost.models.loading import LoadedModel
 from lmboost.scoring import EncodedRequest
-
-#: Stands in for the response to find where it starts in a judge prompt (a private-use character).
-_RESPONSE_MARK = "\ue000"
 
 
 def label_token_ids(
@@ -72,7 +72,15 @@ def label_token_ids(
 
 class SelfEvaluator:
     """``evaluator(prompt, response)``: how well ``response`` meets ``goal``, judged by the model
-    itself, in [-1, 1]; memoised by (prompt, response)."""
+    itself, in [-1, 1]; ``evaluator.values(prompt, responses)`` for many at once (one batch);
+    memoised by (prompt, response).
+
+    ``calibrate`` (an experiment): Batch Calibration of the judge over the judgements of a run.
+    Each option order is a prompt template of its own, with its own bias; for each, a running
+    :class:`~lmboost.calibration.StreamingBatchCalibration` estimate of the mean log-probabilities
+    of (good, bad) over every judgement so far (this one included) is subtracted before
+    p_good is read, so a value says how the text compares with the run's other texts.
+    """
 
     def __init__(
         self,
@@ -81,11 +89,15 @@ class SelfEvaluator:
         *,
         chat: bool | None = None,
         hard: bool = False,
+        calibrate: bool = False,
     ) -> None:
         self.backend = hf_backend(model)
         self.goal = goal
         self.chat = resolve_chat(self.backend.tokenizer, chat)
         self.hard = hard
+        self.calibrators = (
+            (StreamingBatchCalibration(), StreamingBatchCalibration()) if calibrate else None
+        )
         self.label_ids = label_token_ids(self.backend.tokenizer, goal.labels)
         self.window = self.backend.context_window
         self.memo: dict[tuple[str, str], float] = {}
@@ -93,24 +105,37 @@ class SelfEvaluator:
 
     def __call__(self, prompt: str, response: str) -> float:
         """The value of ``response`` to ``prompt``: 2 p_good - 1 (memoised)."""
-        key = (prompt, response)
-        if key not in self.memo:
-            good = self.p_good(prompt, response)
+        return self.values(prompt, [response])[0]
+
+    def values(self, prompt: str, responses: Sequence[str]) -> list[float]:
+        """The value of each response (memoised); the new ones judged as one batch."""
+        new = [r for r in dict.fromkeys(responses) if (prompt, r) not in self.memo]
+        if new:
+            good = self.p_good_batch(prompt, new)
+            if self.calibrators is not None:
+                good = self._calibrated(good)
             if self.hard:
                 good = (good > 0.5).float()
-            self.memo[key] = float(2 * good.mean() - 1)
-        return self.memo[key]
+            for response, row in zip(new, good):
+                self.memo[(prompt, response)] = float(2 * row.mean() - 1)
+        return [self.memo[(prompt, r)] for r in responses]
 
-    @torch.inference_mode()
     def p_good(self, prompt: str, response: str) -> torch.Tensor:
         """P(good option) / (P(A) + P(B)) with the good option labelled (A), then (B): a float32
-        tensor of 2, both orders run as one batch after the cached prompt prefix."""
+        tensor of 2."""
+        return self.p_good_batch(prompt, [response])[0]
+
+    @torch.inference_mode()
+    def p_good_batch(self, prompt: str, responses: Sequence[str]) -> torch.Tensor:
+        """(n, 2): :meth:`p_good` of each response, both orders of every question in one batch,
+        run after the KV cache of the tokens all the questions share (:meth:`_shared_prefix`)."""
         rows = [
             encode_prompt(
                 self.backend.tokenizer,
                 self.goal.judge(prompt, response, good_first=good_first),
                 self.chat,
             )
+            for response in responses
             for good_first in (True, False)
         ]
         prefix = None
@@ -118,49 +143,65 @@ class SelfEvaluator:
             warnings.warn(
                 f"A judge prompt is longer than the model's context window ({self.window} "
                 "tokens): its beginning is cut off.",
-                stacklevel=3,
+                stacklevel=4,
             )
             rows = [row[-self.window :] for row in rows]
         else:
-            prefix = self._shared_prefix(prompt, rows)
-        logits = self.backend.last_logits(rows, prefix)
-        pair = logits[:, list(self.label_ids)].softmax(-1)  # rows: good = A, good = B
-        return torch.stack([pair[0, 0], pair[1, 1]])
+            prefix = self._shared_prefix(rows)
+        logits = None
+        if prefix is not None and len(responses) > 1:
+            logits = self._branched(prefix, rows)
+        if logits is None:
+            logits = self.backend.last_logits(rows, prefix)
+        pair = logits[:, list(self.label_ids)].softmax(-1).reshape(len(responses), 2, 2)
+        return torch.stack([pair[:, 0, 0], pair[:, 1, 1]], 1)  # good = A, good = B
 
-    def _shared_prefix(self, prompt: str, rows: list[list[int]]) -> CachedPrefix | None:
-        """The KV cache of the question's tokens before the response (chat header, instruction,
-        prompt), which every question about ``prompt`` shares: kept from the last evaluation
-        while every row still begins with its tokens, else computed anew (a new prompt). None
-        when the model takes no KV cache or the rows would not fit its sliding window."""
+    def _branched(self, prefix: CachedPrefix, rows: list[list[int]]) -> torch.Tensor | None:
+        """The last logits of rows that come in pairs (both orders of one question) after
+        ``prefix``, the tokens each pair shares run once: None when a pair shares none."""
+        start = len(prefix.tokens)
+        stems, tails = [], []
+        for a, b in zip(rows[::2], rows[1::2]):
+            shared = _common_length([a, b], min(len(a), len(b)) - 1)
+            if shared <= start:
+                return None
+            stems.append(a[start:shared])
+            tails.append([a[shared:], b[shared:]])
+        return self.backend.branch_logits(prefix, stems, tails)
+
+    def _calibrated(self, good: torch.Tensor) -> torch.Tensor:
+        """p_good (n, 2) after each order's running BC estimate has taken in these rows."""
+        columns = []
+        for order, calibrator in enumerate(self.calibrators or ()):
+            p = good[:, order].double().clamp(1e-12, 1 - 1e-12)
+            scores = torch.stack([p.log(), (1 - p).log()], 1).numpy()  # (good, bad)
+            calibrator.partial_fit(scores)
+            columns.append(torch.from_numpy(calibrator.predict_proba(scores)[:, 0]))
+        return torch.stack(columns, 1).float()
+
+    def _shared_prefix(self, rows: list[list[int]]) -> CachedPrefix | None:
+        """The KV cache of the tokens every row begins with (the chat header, the instruction,
+        the prompt, and with one response its text: both orders differ only at the options),
+        one token of each row left to run. Built from the last call's cache: the tokens it
+        shares with it (the committed text, most of the time) are not run again. None when the
+        model takes no KV cache or the rows would not fit its sliding window."""
         if not self.backend.caches_prefixes:
             return None
         sliding = self.backend.sliding_window
         if sliding and max(map(len, rows)) >= sliding:
             return None
-        cached = self._prefix
-        if cached is not None and all(_begins(row, cached.tokens) for row in rows):
-            return cached
-        head = self._head_tokens(prompt)
-        length = 0  # the head's tokens that begin every row, one token of each row left to run
-        limit = min(len(head), *(len(row) - 1 for row in rows))
-        while length < limit and all(row[length] == head[length] for row in rows):
-            length += 1
-        if length == 0:
+        target = tuple(rows[0][: _common_length(rows, min(map(len, rows)) - 1)])
+        if not target:
             return None
-        self._prefix = self.backend.prefix(head[:length])
+        cached = self._prefix
+        kept = 0
+        if cached is not None:
+            kept = _common_length([cached.tokens, target], min(len(cached.tokens), len(target)))
+        if cached is None or kept == 0:
+            self._prefix = self.backend.prefix(target)
+        else:
+            self._prefix = cached.crop(kept).extend(self.backend, target[kept:])
         return self._prefix
-
-    def _head_tokens(self, prompt: str) -> tuple[int, ...]:
-        """The tokens of a question about ``prompt`` before its response, less the last one
-        (which may merge with the response's first characters); () when the response's place
-        cannot be found."""
-        question = self.goal.judge(prompt, _RESPONSE_MARK, good_first=True)
-        text = format_prompt(self.backend.tokenizer, question, self.chat)
-        if text.count(_RESPONSE_MARK) != 1:
-            return ()
-        head = text[: text.index(_RESPONSE_MARK)]
-        ids = self.backend.tokenizer(head, add_special_tokens=not self.chat)["input_ids"]
-        return tuple(ids[:-1])
 
 
 class GoalJudge:
@@ -252,6 +293,9 @@ def hf_backend(model: HFBackend | LoadedModel) -> HFBackend:
     return backend
 
 
-def _begins(row: list[int], tokens: tuple[int, ...]) -> bool:
-    """Whether ``row`` begins with ``tokens`` and has at least one token more."""
-    return len(row) > len(tokens) and tuple(row[: len(tokens)]) == tokens
+def _common_length(rows: Sequence[Sequence[int]], limit: int) -> int:
+    """How many tokens, at most ``limit``, every row begins with."""
+    length = 0
+    while length < limit and all(row[length] == rows[0][length] for row in rows):
+        length += 1
+    return length

@@ -316,6 +316,30 @@ class HFBackend(Backend):
             inputs["logits_to_keep"] = 1
         return self.model(**inputs).logits[:, -1].float()
 
+    @torch.inference_mode()
+    def branch_logits(
+        self,
+        prefix: CachedPrefix | None,
+        stems: list[list[int]],
+        branches: list[list[list[int]]],
+    ) -> torch.Tensor:
+        """Next-token logits (float32) after ``prefix + stems[i] + branches[i][j]``, one row per
+        branch in order: each stem run once, all of them as one right-padded batch after the
+        prefix's cached KV, then every branch after its stem as one more batch. Stems and
+        branches need a token at least."""
+        cache = expanded_cache(self.model.config, prefix.layers if prefix else None, len(stems))
+        state = KVState(self, cache, None)
+        state.extend_rows(stems)
+        state.select([i for i, group in enumerate(branches) for _ in group])
+        return state.extend_rows([branch for group in branches for branch in group])
+
+    def logits_at(self, ids, mask, positions, cache, last: torch.Tensor) -> torch.Tensor:
+        """Run a padded batch (filling ``cache``); the float32 logits at position ``last[i]``
+        of each row, the output head run at those positions only where the model allows."""
+        hidden, _ = self._forward(ids, mask, positions, cache)
+        picked = hidden[torch.arange(len(ids), device=ids.device), last]
+        return (self._head(picked) if self._manual_head else picked).float()
+
     @property
     def caches_prefixes(self) -> bool:
         """Whether the model takes a KV cache (so prefixes can be run once and reused)."""
