@@ -164,4 +164,3 @@ def test_a_pinned_prefix_is_reused_by_single_context_calls(tiny_model):
     torch.testing.assert_close(torch.tensor(single), torch.tensor(plain), atol=1e-5, rtol=0)
     with pytest.raises(LmboostError, match="at least two contexts"):
         pinned.pin_prefix([prefix])
-
