@@ -7,7 +7,7 @@ updated by the traffic itself (no labels, no extra forward passes), saved to --s
 greedily, samples, votes over samples (self-consistency) or runs RAIN. GET /v1/tasks, /health,
 /metrics (Prometheus), /docs (the OpenAPI page) and / (a page to try a task) are there too.
 The server listens on 127.0.0.1 unless --host says otherwise; with --api-key-env NAME every
-request must send `Authorization: Bearer $NAME`.
+request must send `Authorization: Bearer <the value of NAME>`.
 
 examples:
   lmboost serve --task sst2                           # SST-2, 4-shot, BC, on 127.0.0.1:8000
@@ -40,13 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a task to serve (registered name or task file); repeat for several",
     )
     parser.add_argument("--model", default=None, help=f"model spec ({DEFAULT_MODEL})")
-    parser.add_argument("--shots", type=int, default=4, help="demonstrations per task (4)")
+    parser.add_argument("--shots", type=int, default=4, help="demonstrations per --task (4)")
     parser.add_argument(
         "--calibrator", default="bc", choices=ONLINE_CALIBRATORS, help="per --task (bc)"
     )
     parser.add_argument(
         "--warm-start", type=int, default=0, metavar="N",
-        help="unlabelled pool inputs scored at start-up to begin BC's estimate (0)",
+        help="per --task: unlabelled pool inputs scored at start-up to begin BC's estimate (0)",
     )
     parser.add_argument("--host", default=None, help="address to bind (127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="(8000)")
