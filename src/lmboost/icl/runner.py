@@ -585,10 +585,12 @@ def _backend(
 
 
 def _stored_settings(config: ICLConfig, task: ClassificationTask) -> dict[str, Any]:
-    """What ``settings.json`` records: the config (the dtype resolved) and the task's prompt."""
+    """What ``settings.json`` records: the config (the dtype resolved) and the task — its name,
+    however it was given (registry name, task file, flags), and its prompt."""
     settings = {k: v for k, v in config.to_dict().items() if k not in ("out", "restart")}
     return settings | {
         "dtype": resolve_dtype(config.dtype),
+        "task": task.name,
         "template": task.template,
         "verbalizer": task.verbalizer,
         "instruction": task.instruction,
