@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000, help="per concurrency level")
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--warm-start", type=int, default=32)
+    parser.add_argument("--batch-wait-ms", type=float, default=5.0)
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/serve"))
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.clients.split(",")]
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         f.unlink()
     config = {
         "model": args.model, "device": "cpu", "state_dir": str(state_dir.resolve()),
-        "max_batch": top, "batch_wait_ms": 5, "save_every": 100,
+        "max_batch": top, "batch_wait_ms": args.batch_wait_ms, "save_every": 100,
         "tasks": [{"task": "sst2", "shots": 4, "calibrator": "bc",
                    "warm_start": args.warm_start}],
     }
