@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     (folder / "serve.yaml").write_text(json.dumps(config))
     record: dict = {
         "machine": machine(), "model": args.model, "requests_per_level": args.requests,
-        "max_batch": top, "levels": [],
+        "max_batch": top, "batch_wait_ms": args.batch_wait_ms, "levels": [],
     }
 
     server = Server(folder)
