@@ -35,7 +35,7 @@ from lmboost.evaluation.records import (
     write_json,
     write_text,
 )
-from lmboost.evaluation.store import RunStore
+from lmboost.evaluation.store import RunStore, config_settings
 from lmboost.models import load_model
 from lmboost.models.loading import resolve_dtype
 
@@ -97,7 +97,7 @@ def run_bias(config: BiasConfig, progress: bool = True) -> dict[str, Any]:
     config.validate()
     tests = [load_test(name) for name in resolve_tests(config.tests)]
     out = Path(config.out)
-    settings = {k: v for k, v in config.to_dict().items() if k not in ("out", "restart")}
+    settings = config_settings(config)
     with RunStore(out, "bias", settings | {"dtype": resolve_dtype(config.dtype)},
                   restart=config.restart):
         results = _run(config, tests, progress)

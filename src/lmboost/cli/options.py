@@ -7,11 +7,12 @@ from pathlib import Path
 
 from lmboost.backends import BACKENDS
 from lmboost.errors import LmboostError
+from lmboost.generation import CHAT_MODES
 from lmboost.models.loading import DTYPE_CHOICES
 from lmboost.tasks import register_task, task_from_file
 from lmboost.tasks.custom import CLI_NAMES, SUFFIXES
 
-CHAT = {"auto": None, "on": True, "off": False}
+CHAT = CHAT_MODES
 
 
 def add_chat(parser: argparse.ArgumentParser) -> None:

@@ -39,7 +39,7 @@ from lmboost.evaluation.records import (
     write_json,
     write_text,
 )
-from lmboost.evaluation.store import RunStore
+from lmboost.evaluation.store import RunStore, config_settings
 from lmboost.icl import ICLConfig, run_icl
 from lmboost.models import DEFAULT_MODEL, load_model
 from lmboost.models.loading import resolve_dtype
@@ -154,7 +154,7 @@ def compress(config: CompressConfig, progress: bool = True) -> dict[str, Any]:
     to ``out/results.json``; the report goes to ``out/report.md``."""
     config.validate()
     out = Path(config.out)
-    settings = {k: v for k, v in config.to_dict().items() if k not in ("out", "restart")}
+    settings = config_settings(config)
     with RunStore(out, "compress", settings, restart=config.restart):
         results = _run(config, out, progress)
         write_json(out / "results.json", results)

@@ -288,6 +288,12 @@ class ItemLog:
             os.fsync(f.fileno())
 
 
+def config_settings(config: Any) -> dict[str, Any]:
+    """A run config's fields as settings: ``to_dict()`` without ``out`` and ``restart``, which
+    say where and how to run, not what."""
+    return {k: v for k, v in config.to_dict().items() if k not in ("out", "restart")}
+
+
 def check_out(out: Path) -> None:
     """Make sure ``out`` is (or can become) a folder lmboost writes in, creating it; a file, a
     path under a file or a folder that cannot be created is an error saying so."""

@@ -1,6 +1,7 @@
 """Text generation: batched, stop strings, chat templates, n samples sharing one prompt encoding."""
 
 from lmboost.generation.generate import (
+    CHAT_MODES,
     GenerationConfig,
     GenerationError,
     Prompt,
@@ -13,6 +14,7 @@ from lmboost.generation.generate import (
 )
 
 __all__ = [
+    "CHAT_MODES",
     "GenerationConfig",
     "GenerationError",
     "Prompt",

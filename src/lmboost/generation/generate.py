@@ -103,6 +103,10 @@ def check_request(
     return encoded
 
 
+#: ``--chat`` / ``chat:`` values: auto (when the tokenizer has a template), on, off.
+CHAT_MODES: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
+
+
 def resolve_chat(tokenizer, chat: bool | None) -> bool:
     """Whether to apply a chat template: ``chat`` if given, else whether the tokenizer has one."""
     has_template = bool(getattr(tokenizer, "chat_template", None))

@@ -71,7 +71,7 @@ from lmboost.evaluation.records import (
     write_json,
 )
 from lmboost.evaluation.report import write_report
-from lmboost.evaluation.store import RunStore
+from lmboost.evaluation.store import RunStore, config_settings
 from lmboost.generation import GenerationConfig
 from lmboost.icl.prompts import (
     CONTENT_FREE_INPUTS,
@@ -84,7 +84,7 @@ from lmboost.icl.prompts import (
     select_demonstrations,
 )
 from lmboost.models import DEFAULT_MODEL
-from lmboost.models.identity import backend_fingerprint, weights_fingerprint
+from lmboost.models.identity import loaded_fingerprint, weights_fingerprint
 from lmboost.models.loading import DTYPE_CHOICES, LoadedModel, resolve_dtype
 from lmboost.tasks import ClassificationTask, Example, get_task
 
@@ -338,7 +338,7 @@ def score_run(
 
     ``weights`` is the fingerprint of the scorer's weights (computed from it when None).
     """
-    weights = weights or _weights(config, scorer)
+    weights = weights or loaded_fingerprint(scorer, config.model)
     plan = _plan(task, eval_examples, pool, shots, seed, config, weights)
     prefix = build_prefix(task, plan.demos)
     groups: dict[str, list[Example]] = {"eval": list(eval_examples), "labelled": plan.labelled}
@@ -390,7 +390,7 @@ def score_parts(
     longest eval input) and scores the label words after each. ``weights`` is as in
     :func:`score_run`.
     """
-    weights = weights or _weights(config, scorer)
+    weights = weights or loaded_fingerprint(scorer, config.model)
     plan = _plan(task, eval_examples, pool, scores.shots, scores.seed, config, weights)
     prefix = build_prefix(task, plan.demos)
     k = scores.eval.shape[1]
@@ -587,7 +587,7 @@ def _backend(
 def _stored_settings(config: ICLConfig, task: ClassificationTask) -> dict[str, Any]:
     """What ``settings.json`` records: the config (the dtype resolved) and the task — its name,
     however it was given (registry name, task file, flags), and its prompt."""
-    settings = {k: v for k, v in config.to_dict().items() if k not in ("out", "restart")}
+    settings = config_settings(config)
     return settings | {
         "dtype": resolve_dtype(config.dtype),
         "task": task.name,
@@ -603,20 +603,8 @@ def _run_weights(
     """The fingerprint of the weights the run scores with: ``loaded``'s, else those of
     ``config.model`` (a hub id not downloaded yet is loaded to be fingerprinted)."""
     weights = weights_fingerprint(config.model) if loaded is None else None
-    return weights or _weights(config, scorer())
+    return weights or loaded_fingerprint(scorer(), config.model)
 
-
-def _weights(config: ICLConfig, backend: Backend) -> str:
-    """The fingerprint of ``backend``'s weights; its name when they cannot be read."""
-    weights = backend_fingerprint(backend, config.model)
-    if weights is None:
-        warnings.warn(
-            f"Cannot fingerprint the weights of {config.model!r}: its scores are keyed by its "
-            "name only.",
-            stacklevel=3,
-        )
-        return f"name:{config.model}"
-    return weights
 
 
 def _check_finite(scores: ScoreSet, names: Sequence[str]) -> None:

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import io
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,19 @@ def backend_fingerprint(model: Backend | LoadedModel, spec: str) -> str | None:
     if isinstance(module, torch.nn.Module):
         return module_fingerprint(module)
     return weights_fingerprint(spec)
+
+
+def loaded_fingerprint(model: Backend | LoadedModel, spec: str) -> str:
+    """:func:`backend_fingerprint`, or ``name:<spec>`` (with a warning) when the weights cannot
+    be read: results are then keyed by the model's name only."""
+    weights = backend_fingerprint(model, spec)
+    if weights is None:
+        warnings.warn(
+            f"Cannot fingerprint the weights of {spec!r}: its results are keyed by its name only.",
+            stacklevel=3,
+        )
+        return f"name:{spec}"
+    return weights
 
 
 def _manifest_checksums(folder: Path) -> dict[str, str] | None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,7 +42,7 @@ from lmboost.evaluation.records import write_json
 from lmboost.evaluation.store import ItemLog, RunStore
 from lmboost.generation import GenerationConfig, Prompt, format_prompt, resolve_chat
 from lmboost.models import DEFAULT_MODEL, LoadedModel
-from lmboost.models.identity import backend_fingerprint, weights_fingerprint
+from lmboost.models.identity import loaded_fingerprint, weights_fingerprint
 from lmboost.models.loading import resolve_dtype
 from lmboost.reasoning.prompts import (
     ANSWER_STOP,
@@ -177,11 +176,11 @@ def run_reasoning(
     out = Path(config.out)
     with RunStore(out, "reason", None, restart=config.restart) as store:
         backend = None if loaded is None else _backend(config, loaded)
-        weights = _weights(config, backend)
-        if weights is None:  # a hub id not downloaded yet: loading it fetches it
-            backend = _backend(config, None)
-            weights = _weights(config, backend)
-        settings = _settings(config) | {"model_weights": weights or f"name:{config.model}"}
+        weights = weights_fingerprint(config.model) if backend is None else None
+        if weights is None:  # in memory, or a hub id not downloaded yet (loading fetches it)
+            backend = backend or _backend(config, None)
+            weights = loaded_fingerprint(backend, config.model)
+        settings = _settings(config) | {"model_weights": weights}
         store.record(settings, compare=RECORD_SETTINGS, added=ADDED_SETTINGS)
         log = store.log("items.jsonl")
         done = log.read()
@@ -238,20 +237,6 @@ def read_item_log(path: Path) -> dict[str, dict]:
     """Finished item records by uid from ``items.jsonl`` (see :meth:`ItemLog.read`)."""
     return ItemLog(Path(path)).read()
 
-
-def _weights(config: ReasoningConfig, backend: Backend | None) -> str | None:
-    """The fingerprint of the weights: ``backend``'s when one is loaded, else ``config.model``'s
-    (None for a hub id that is not downloaded yet)."""
-    if backend is not None:
-        weights = backend_fingerprint(backend, config.model)
-        if weights is None:
-            warnings.warn(
-                f"Cannot fingerprint the weights of {config.model!r}: the run is keyed by its "
-                "name only.",
-                stacklevel=3,
-            )
-        return weights
-    return weights_fingerprint(config.model)
 
 
 def _backend(config: ReasoningConfig, model: Backend | LoadedModel | None) -> Backend:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import softmax
 
 from lmboost.backends import Backend
 from lmboost.calibration import (
@@ -45,12 +46,6 @@ N_DOMAIN = 20  # DC's random in-domain strings, as in `lmboost icl`
 
 class RequestError(LmboostError):
     """A request cannot be answered as sent (its message says what to change): HTTP 422."""
-
-
-def softmax(scores: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of log-space scores."""
-    z = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
 
 
 @dataclass
@@ -219,7 +214,7 @@ class TaskEngine:
         scores = self.score(examples)
         if not np.all(np.isfinite(scores)):
             raise LmboostError("The model gave non-finite label scores; nothing was updated.")
-        raw = softmax(normalise(scores, "logprob"))
+        raw = softmax(scores, axis=1)
         with self._lock:
             calibrated, state = self._calibrate(scores)
         answers = []
@@ -247,7 +242,7 @@ class TaskEngine:
         if self.stream.n_seen_ < self.spec.min_examples:
             return None, self.state()
         logp = normalise(scores, "logprob") - self.gamma * self.stream.mean_
-        return softmax(logp), self.state()
+        return softmax(logp, axis=1), self.state()
 
     def state(self) -> dict[str, Any]:
         """The calibrator's state: method, inputs its estimate has seen, whether it is used."""

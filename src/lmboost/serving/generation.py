@@ -10,13 +10,12 @@ from pydantic import BaseModel, Field
 
 from lmboost.backends import Backend
 from lmboost.decoding import RainConfig, rain_generate, resolve_goal
-from lmboost.generation import GenerationConfig
+from lmboost.generation import CHAT_MODES, GenerationConfig
 from lmboost.reasoning import majority_vote
 from lmboost.reasoning.extract import extract_choice, extract_number
 from lmboost.serving.config import ServeConfig
 from lmboost.serving.engine import RequestError
 
-CHAT = {"auto": None, "on": True, "off": False}
 EXTRACTORS = {"number": extract_number, "choice": extract_choice, "text": str.strip}
 
 
@@ -69,7 +68,7 @@ class GenerateRequest(BaseModel):
 
 def generate_answer(backend: Backend, body: GenerateRequest, config: ServeConfig) -> dict[str, Any]:
     """Run ``body`` on ``backend`` (on the model thread) and return the response object."""
-    chat = CHAT[config.chat]
+    chat = CHAT_MODES[config.chat]
     if body.mode == "rain":
         result = rain_generate(
             backend, body.prompt,
