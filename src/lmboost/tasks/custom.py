@@ -17,33 +17,40 @@ import csv
 import importlib.util
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from lmboost.config import Scalar, from_dict, read_yaml
 from lmboost.errors import DataNotFoundError, TaskError
 from lmboost.tasks._io import read_jsonl, read_table, split_off, where
 from lmboost.tasks.base import ClassificationTask, Example
 
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-# The YAML keys and the type each must have.
-YAML_KEYS: dict[str, type | tuple[type, ...]] = {
-    "name": str,
-    "path": str,
-    "pool": str,
-    "template": str,
-    "label_words": (list, dict),
-    "labels": list,
-    "label_column": str,
-    "text_columns": list,
-    "instruction": str,
-    "description": str,
-    "pool_size": int,
-    "seed": int,
-    "demo_separator": str,
-}
-TYPE_NAMES = {str: "text", int: "a whole number", list: "a list", dict: "a mapping"}
-NULLABLE = {"name", "pool", "pool_size", "labels", "text_columns"}
-SCALARS = (str, int, float, bool)
+SPEC_HELP = "See docs/tasks.md for the keys and their types."
+
+
+@dataclass
+class TaskSpec:
+    """The keys of a YAML task file (docs/tasks.md), as :func:`task_from_yaml` reads them;
+    paths are relative to the file."""
+
+    path: str = field(metadata={"help": "the data file"})
+    template: str = field(metadata={"help": "str.format template ending at the answer slot"})
+    label_words: list[Scalar] | dict[Scalar, Scalar] = field(
+        metadata={"help": "one word per label, or a mapping label value -> word"}
+    )
+    name: str | None = None
+    pool: str | None = None
+    labels: list[Scalar] | None = None
+    label_column: str = "label"
+    text_columns: list[str] | None = None
+    instruction: str = ""
+    description: str = ""
+    pool_size: int | None = None
+    seed: int = 0
+    demo_separator: str = "\n\n"
+
 
 # How each setting is spelled where the user wrote it, for error messages.
 PYTHON_NAMES = {
@@ -310,69 +317,32 @@ def _setting(name: str, value: object) -> str:
 
 
 def task_from_yaml(path: str | Path) -> ClassificationTask:
-    """A task from a YAML spec (keys in this module's docstring; paths relative to the YAML)."""
-    import yaml
-
+    """A task from a YAML spec (keys: :class:`TaskSpec`; paths relative to the YAML)."""
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"Task file {path} does not exist.")
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise TaskError(f"{path} is not valid YAML: {err}") from None
-    if not isinstance(spec, dict):
-        raise TaskError(f"{path} must hold a mapping of task keys ({', '.join(sorted(YAML_KEYS))})")
-    unknown = sorted(set(spec) - set(YAML_KEYS))
-    if unknown:
-        allowed = ", ".join(sorted(YAML_KEYS))
-        raise TaskError(f"{path}: unknown key(s) {unknown}; allowed keys: {allowed}.")
-    missing = [k for k in ("path", "template", "label_words") if k not in spec]
-    if missing:
-        raise TaskError(f"{path}: missing required key(s) {missing}.")
-    for key, value in spec.items():
-        _check_yaml_type(path, key, value)
+    data = read_yaml(path, what="Task file", error=TaskError)
+    spec = from_dict(TaskSpec, data, source=str(path), error=TaskError, help=SPEC_HELP)
     base = path.parent
 
     def rel(p):
-        return None if p is None else (base / str(p))
+        return None if p is None else (base / p)
 
     return task_from_file(
-        rel(spec["path"]),
-        spec["template"],
-        spec["label_words"],
-        label_column=spec.get("label_column", "label"),
-        text_columns=spec.get("text_columns"),
-        labels=spec.get("labels"),
-        name=spec.get("name") or path.stem,
-        pool_path=rel(spec.get("pool")),
-        instruction=spec.get("instruction", ""),
-        description=spec.get("description", ""),
-        pool_size=spec.get("pool_size"),
-        seed=spec.get("seed", 0),
-        demo_separator=spec.get("demo_separator", "\n\n"),
+        rel(spec.path),
+        spec.template,
+        spec.label_words,
+        label_column=spec.label_column,
+        text_columns=spec.text_columns,
+        labels=spec.labels,
+        name=spec.name or path.stem,
+        pool_path=rel(spec.pool),
+        instruction=spec.instruction,
+        description=spec.description,
+        pool_size=spec.pool_size,
+        seed=spec.seed,
+        demo_separator=spec.demo_separator,
         option_names=YAML_NAMES,
-    )
-
-
-def _check_yaml_type(path: Path, key: str, value: object) -> None:
-    """TaskError naming ``key`` when ``value`` is not of the type the key takes (a null leaves
-    an optional key unset)."""
-    want = YAML_KEYS[key]
-    wants = want if isinstance(want, tuple) else (want,)
-    items = list(value.values() if isinstance(value, dict) else value) if isinstance(
-        value, (list, dict)
-    ) else []
-    if (value is None and key in NULLABLE) or (
-        isinstance(value, wants) and not isinstance(value, bool)
-        and all(isinstance(item, SCALARS) for item in items)
-    ):
-        return
-    expected = " or ".join(TYPE_NAMES[t] for t in wants)
-    if list in wants or dict in wants:
-        expected += " of plain values"
-    raise TaskError(
-        f"{path}: `{key}:` must be {expected}, not {type(value).__name__} {value!r}; see "
-        "docs/tasks.md for the keys and their types."
     )
 
 
