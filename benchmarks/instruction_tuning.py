@@ -186,7 +186,7 @@ def train_stage(data: Path, out: Path, args: argparse.Namespace) -> dict[str, An
         return read_json(out / "results.json")
     print(f"== train {out.name}", flush=True)
     overrides: dict[str, Any] = {
-        "data": str(data), "output_dir": str(out), "model": args.model, "seed": args.seed,
+        "data": str(data), "out": str(out), "model": args.model, "seed": args.seed,
         "max_steps": args.max_steps, "max_length": args.max_length,
         "chat_template": args.chat == "on", "lora": {"merge": True}, "resume": True,
     }

@@ -306,7 +306,7 @@ def _peak_rss_mb() -> float:
 
 def _common(args: argparse.Namespace, task: str, output_dir: Path) -> dict[str, Any]:
     return {
-        "task": task, "output_dir": str(output_dir), "seed": args.seed, "device": args.device,
+        "task": task, "out": str(output_dir), "seed": args.seed, "device": args.device,
         "per_device_train_batch_size": args.batch_size,
         "per_device_eval_batch_size": args.eval_batch_size,
         "max_eval_examples": args.eval_size, "warmup_steps": 0.06, "weight_decay": 0.01,

@@ -244,7 +244,7 @@ def test_yaml_configs_and_overrides(tmp_path):
     assert cot.held_out == ["nli"] and cot.caps == {"sst2": 7}
     assert nocot.sources == [s for s in cot.sources if not s.startswith("cot:")]
     assert any(s.startswith("cot:") for s in cot.sources)
-    sft = load_recipe(REPO / "recipes" / "sft-mixture.yaml", {"output_dir": str(tmp_path)})
+    sft = load_recipe(REPO / "recipes" / "sft-mixture.yaml", {"out": str(tmp_path)})
     assert sft.recipe == "sft" and sft.lora.enabled and sft.data.endswith("mixture.jsonl")
     bad = tmp_path / "bad.yaml"
     bad.write_text("sources: [sst2]\nheld-out: [nli]\n")
@@ -283,7 +283,7 @@ def test_tiny_model_sft_on_a_built_mixture(tiny_model_dir, tmp_path):
     write_mixture(build_mixture(config), tmp_path / "mix", config)
     record = train(load_recipe(REPO / "recipes" / "sft-mixture.yaml", {
         "model": tiny_model_dir, "data": str(tmp_path / "mix" / "mixture.jsonl"),
-        "output_dir": str(tmp_path / "sft"), "max_steps": 2, "max_length": 64, "eval_size": 4,
+        "out": str(tmp_path / "sft"), "max_steps": 2, "max_length": 64, "eval_size": 4,
         "per_device_train_batch_size": 4, "lora": {"merge": False}, "progress": False,
     }))
     assert record["train"]["global_step"] == 2

@@ -40,7 +40,7 @@ def reviews(tmp_path_factory) -> Path:
 
 def _config(model: str, out: Path, **values):
     base = {
-        "recipe": "classify", "model": model, "output_dir": str(out), "progress": False,
+        "recipe": "classify", "model": model, "out": str(out), "progress": False,
         "per_device_train_batch_size": 4, "max_steps": 2, "learning_rate": 1e-2,
     }
     return build_config({**base, **values})
@@ -490,7 +490,7 @@ def test_cli_train_classify_end_to_end(tiny_model_dir, reviews, tmp_path, capsys
     ],
 )
 def test_bad_recipe_values_name_the_key(values, named):
-    data = {"recipe": "classify", "task": "sst2", "output_dir": "out", **values}
+    data = {"recipe": "classify", "task": "sst2", "out": "out", **values}
     with pytest.raises(RecipeError, match=named):
         build_config(data)
 
@@ -500,12 +500,26 @@ def test_recipe_files_and_overrides(tmp_path):
                                  "adversarial.method=pgd", "adversarial.steps=5"])
     assert overrides["lora"] == {"r": 16}
     config = load_recipe(REPO / "recipes" / "classify-sst2-lora.yaml",
-                         {**overrides, "output_dir": str(tmp_path)})
+                         {**overrides, "out": str(tmp_path)})
     assert config.lora.enabled and config.lora.r == 16 and config.learning_rate == 1e-4
     assert config.adversarial.method == "pgd" and config.adversarial.params == {"steps": 5}
     for name in ("tapt-sst2.yaml", "sft-example.yaml"):
-        assert load_recipe(REPO / "recipes" / name, {"output_dir": str(tmp_path)}).task == "sst2"
+        assert load_recipe(REPO / "recipes" / name, {"out": str(tmp_path)}).task == "sst2"
     bad = tmp_path / "bad.yaml"
     bad.write_text("recipe: classify\ntask: sst2\nbatch_size: 8\n")
     with pytest.raises(RecipeError, match=r"bad\.yaml.*batch_size"):
-        load_recipe(bad, {"output_dir": str(tmp_path)})
+        load_recipe(bad, {"out": str(tmp_path)})
+
+
+def test_old_output_dir_key_still_loads_with_a_warning(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text(f"recipe: classify\ntask: sst2\noutput_dir: {tmp_path / 'run'}\n")
+    with pytest.warns(FutureWarning, match="`output_dir` is deprecated.*call it `out`"):
+        config = load_recipe(old)
+    assert config.out == str(tmp_path / "run") and "output_dir" not in config.to_dict()
+    with pytest.warns(FutureWarning), pytest.raises(RecipeError, match="give only out"):
+        load_recipe(old, {"output_dir": "a", "out": "b"})
+    with pytest.warns(FutureWarning):  # a later layer's out replaces the file's old key
+        assert load_recipe(old, {"out": "b"}).out == "b"
+    with pytest.warns(DeprecationWarning):
+        assert config.output_dir == config.out

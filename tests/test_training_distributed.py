@@ -129,7 +129,7 @@ def _cli(settings: dict[str, Any], out: Path, *flags: str) -> list[str]:
     """``-m lmboost.cli train RECIPE --set KEY=VALUE ... --out OUT`` for ``settings``."""
     args = ["-m", "lmboost.cli", "train", settings["recipe"], *flags, "--out", str(out)]
     for key, value in _flat(settings).items():
-        if key not in ("recipe", "output_dir"):
+        if key not in ("recipe", "out"):
             args += ["--set", f"{key}={value}"]
     return args
 
@@ -151,7 +151,7 @@ def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, str]:
 def _one_process(settings: dict[str, Any], out: Path) -> dict[str, Any]:
     """The reference: this process, batch 8."""
     return train(build_config({**settings, "per_device_train_batch_size": 8,
-                               "output_dir": str(out)}))
+                               "out": str(out)}))
 
 
 def _record(out: Path) -> dict[str, Any]:
@@ -242,7 +242,7 @@ def test_two_process_run_resumes_after_a_kill(full_runs, settings, launch_env):
     same losses and weights as the uninterrupted two-process run."""
     _, folder, _ = full_runs
     out = folder / "killed"
-    run = {**settings, "per_device_train_batch_size": 4, "output_dir": str(out)}
+    run = {**settings, "per_device_train_batch_size": 4, "out": str(out)}
     _launch(_torchrun(str(ROOT / "tests" / "train_and_kill.py"), "2", json.dumps(run)),
             launch_env, expect_success=False)
     assert (out / "checkpoints" / "checkpoint-2").is_dir()
@@ -270,7 +270,7 @@ def test_single_process_accelerate_cpu_launch_warns(settings, tmp_path, monkeypa
     monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
     monkeypatch.setenv("MASTER_PORT", str(_free_port()))
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    config = build_config({**settings, "max_steps": 1, "output_dir": str(tmp_path)})
+    config = build_config({**settings, "max_steps": 1, "out": str(tmp_path)})
     with pytest.warns(UserWarning, match="single process"):
         record = train(config)
     assert record["distributed"]["world_size"] == 1

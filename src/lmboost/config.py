@@ -177,7 +177,9 @@ def rename_keys(
     error: type[Exception] = ConfigError,
 ) -> dict[str, Any]:
     """``data`` with each old key of ``renamed`` (old -> new) spelled the new way, warning
-    (DeprecationWarning) that the old one is deprecated; both spellings at once are an error."""
+    that the old one is deprecated (a FutureWarning: the people who write settings files should
+    see it, and Python hides DeprecationWarnings outside ``__main__``); both spellings at once
+    are an error."""
     out = dict(data)
     for old, new in renamed.items():
         if old not in out:
@@ -186,7 +188,7 @@ def rename_keys(
             raise error(f"{source}: {old} and {new} are the same setting; give only {new}.")
         warnings.warn(
             f"{source}: `{old}` is deprecated and will stop working; call it `{new}`.",
-            DeprecationWarning,
+            FutureWarning,
             stacklevel=3,
         )
         out[new] = out.pop(old)
@@ -278,7 +280,7 @@ def load_config(
     """The dataclass ``cls`` from the YAML file at ``path`` (None: its defaults) with
     ``overrides`` merged over it (:func:`merge`), built by :func:`from_dict` and, with
     ``validate``, checked by its ``validate()``. Keys in ``renamed`` (old -> new) are accepted
-    in either layer with a DeprecationWarning."""
+    in either layer with a FutureWarning."""
     source = str(path) if path is not None else "settings"
     data = read_yaml(path, what=what, error=error) if path is not None else {}
     layers = [data, dict(overrides or {})]

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lmboost.calibration import DEFAULT_METHODS
 from lmboost.cli.options import (
     add_backend,
     add_dtype,
@@ -48,70 +47,85 @@ from lmboost.cli.options import (
     add_task_file,
     add_trust_remote_code,
     comma_items,
+    default_of,
+    shown,
     task_from_args,
 )
 from lmboost.errors import LmboostError
 from lmboost.evaluation.report import same_seed_note, summary_table
 from lmboost.icl import ICLConfig, run_icl
 from lmboost.icl.runner import DEMO_STRATEGIES, TRUNCATIONS
-from lmboost.models import DEFAULT_MODEL
 
 NAME = "icl"
 HELP = "k-shot classification with calibration (CC, DC, PC, BC, BCL, LinC, hidden, kNN, PMI, GC)"
-DEFAULT_CALIBRATION = ",".join(DEFAULT_METHODS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``icl`` flags; comma lists are validated in :func:`run`, with clear messages."""
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model spec ({DEFAULT_MODEL})")
+    """The ``icl`` flags, their defaults those of :class:`ICLConfig`; comma lists are validated
+    in :func:`run`, with clear messages."""
+
+    def default(name: str) -> str:
+        return shown(default_of(ICLConfig, name))
+
+    parser.add_argument(
+        "--model", default=default("model"), help=f"model spec ({default('model')})"
+    )
     parser.add_argument(
         "--task", required=True, help="task name (lmboost tasks), .yaml task file, or data file"
     )
     add_task_file(parser)
     parser.add_argument(
-        "--shots", default="0,1,4", metavar="LIST", help="comma list of shot counts (0,1,4)"
-    )
-    parser.add_argument("--seeds", type=int, default=5, metavar="N", help="number of seeds (5)")
-    parser.add_argument(
-        "--calibration",
-        default=DEFAULT_CALIBRATION,
-        metavar="LIST",
-        help=f"comma list of methods ({DEFAULT_CALIBRATION})",
+        "--shots", default=default("shots"), metavar="LIST",
+        help=f"comma list of shot counts ({default('shots')})",
     )
     parser.add_argument(
-        "--limit", type=int, metavar="N", help="evaluate a fixed stratified sample of N examples"
+        "--seeds", type=int, default=default_of(ICLConfig, "seeds"), metavar="N",
+        help=f"number of seeds ({default('seeds')})",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=16, metavar="N", help="scoring batch size (16)"
+        "--calibration", default=default("calibration"), metavar="LIST",
+        help=f"comma list of methods ({default('calibration')})",
     )
-    add_dtype(parser)
-    add_backend(parser)
+    parser.add_argument(
+        "--limit", type=int, default=default_of(ICLConfig, "limit"), metavar="N",
+        help="evaluate a fixed stratified sample of N examples",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=default_of(ICLConfig, "batch_size"), metavar="N",
+        help=f"scoring batch size ({default('batch_size')})",
+    )
+    add_dtype(parser, ICLConfig)
+    add_backend(parser, ICLConfig)
     add_trust_remote_code(parser)
     parser.add_argument(
-        "--demos", default="random", choices=DEMO_STRATEGIES, help="demonstrations (random)"
+        "--demos", default=default("demo_strategy"), choices=DEMO_STRATEGIES,
+        help=f"demonstrations ({default('demo_strategy')})",
     )
     parser.add_argument(
-        "--labelled-size", type=int, default=32, metavar="N",
-        help="pool examples held out per seed as the labelled set of bcl, linc, hidden, knn (32)",
+        "--labelled-size", type=int, default=default_of(ICLConfig, "labelled_size"), metavar="N",
+        help="pool examples held out per seed as the labelled set of bcl, linc, hidden, knn "
+        f"({default('labelled_size')})",
     )
     parser.add_argument(
-        "--n-domain", type=int, default=20, metavar="N", help="random strings for DC (20)"
+        "--n-domain", type=int, default=default_of(ICLConfig, "n_domain"), metavar="N",
+        help=f"random strings for DC ({default('n_domain')})",
     )
     parser.add_argument(
-        "--n-gc", type=int, default=20, metavar="N",
-        help="pseudo-inputs GC samples per prompt (20)",
+        "--n-gc", type=int, default=default_of(ICLConfig, "n_gc"), metavar="N",
+        help=f"pseudo-inputs GC samples per prompt ({default('n_gc')})",
     )
     parser.add_argument(
-        "--truncation", default="error", choices=TRUNCATIONS,
-        help="prompts longer than the context window: error (default) or drop oldest tokens",
+        "--truncation", default=default("truncation"), choices=TRUNCATIONS,
+        help="prompts longer than the context window: error or left (drop the oldest tokens) "
+        f"({default('truncation')})",
     )
     add_out(parser)
     add_restart(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the experiment, print the accuracy table and where the report is."""
-    config = ICLConfig(
+def config_from_args(args: argparse.Namespace) -> ICLConfig:
+    """The :class:`ICLConfig` the flags describe (a data file given as the task is registered)."""
+    return ICLConfig(
         model=args.model,
         task=task_from_args(args.task, args),
         shots=_int_list(args.shots, "--shots"),
@@ -131,7 +145,11 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         restart=args.restart,
     )
-    print_summary(run_icl(config))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the experiment, print the accuracy table and where the report is."""
+    print_summary(run_icl(config_from_args(args)))
     return 0
 
 

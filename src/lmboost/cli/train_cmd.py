@@ -35,28 +35,39 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lmboost.cli.options import add_out
+from lmboost.cli.options import add_out, default_of, shown
+from lmboost.tasks.custom import SUFFIXES
+from lmboost.training.adversarial import ADVERSARIES
+from lmboost.training.recipes import RECIPES, TrainConfig
 
 NAME = "train"
 HELP = "fine-tune: classification head, TAPT/DAPT, SFT; LoRA; FGM/PGD/FreeLB/SMART"
-RECIPES = ("classify", "lm", "sft")
-ADVERSARIAL = ("fgm", "pgd", "freelb", "smart")
-DATA_SUFFIXES = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".txt")
+#: Files --task takes as data rather than as a task: the task data files, and lm's text corpus.
+DATA_SUFFIXES = (*SUFFIXES, ".txt")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``train`` flags; values are checked when the recipe is built, naming the key."""
+    """The ``train`` flags; values are checked when the recipe is built, naming the key. A flag
+    left out leaves the recipe's value, else :class:`TrainConfig`'s default (shown in the
+    help)."""
+
+    def default(name: str) -> str:
+        return shown(default_of(TrainConfig, name))
+
     parser.add_argument("recipe", choices=RECIPES, help="what to train")
     parser.add_argument("--recipe", dest="recipe_file", type=Path, metavar="FILE",
                         help="YAML recipe (recipes/*.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a recipe key (repeatable)")
-    parser.add_argument("--model", help="model spec (default: the recipe's, else the default)")
+    parser.add_argument("--model", help=f"model spec (the recipe's, else {default('model')})")
     parser.add_argument("--task", help="registered task or .yaml task file")
     parser.add_argument("--data", help="data file (.csv/.tsv/.jsonl; lm: .txt/.jsonl corpus)")
     parser.add_argument("--lora", action="store_true", help="train LoRA adapters")
-    parser.add_argument("--adversarial", choices=ADVERSARIAL, help="adversarial training method")
-    parser.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps")
+    parser.add_argument("--adversarial", choices=list(ADVERSARIES),
+                        help="adversarial training method")
+    parser.add_argument("--max-steps", type=int, metavar="N",
+                        help=f"optimizer steps (the recipe's, else {default('max_steps')}: "
+                        "run num_train_epochs)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the last checkpoint in OUT/checkpoints")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -65,11 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_out(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Build the config, train, print the dev metrics and where the record is."""
-    from lmboost.training import RecipeError, build_config, parse_overrides, train
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The checked :class:`TrainConfig`: the recipe file, then the ``--set`` overrides, then the
+    flags given."""
+    from lmboost.training import RecipeError, build_config, parse_overrides
     from lmboost.training.recipes import merge, read_recipe
-    from lmboost.training.trainer import is_main_process
 
     base = read_recipe(args.recipe_file) if args.recipe_file else {}
     declared = base.get("recipe")
@@ -78,10 +89,17 @@ def run(args: argparse.Namespace) -> int:
             f"{args.recipe_file} is a {declared} recipe, but the command is "
             f"`lmboost train {args.recipe}`; run `lmboost train {declared} ...`."
         )
-    data = merge(base, parse_overrides(args.overrides))
-    data = merge(data, _flags(args))
-    config = build_config(data, source=str(args.recipe_file or "command line"))
-    record = train(config)
+    source = str(args.recipe_file or "command line")
+    data = merge(base, parse_overrides(args.overrides), _flags(args), source=source)
+    return build_config(data, source=source)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the config, train, print the dev metrics and where the record is."""
+    from lmboost.training import train
+    from lmboost.training.trainer import is_main_process
+
+    record = train(config_from_args(args))
     if is_main_process():  # under torchrun / accelerate launch: one summary, not one per process
         _print_summary(record)
     return 0
@@ -89,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     """The command's flags as recipe keys (only those given)."""
-    flags: dict[str, Any] = {"recipe": args.recipe, "output_dir": str(args.out)}
+    flags: dict[str, Any] = {"recipe": args.recipe, "out": str(args.out)}
     if args.model:
         flags["model"] = args.model
     if args.task:
@@ -129,4 +147,4 @@ def _print_summary(record: dict[str, Any]) -> None:
               f"({memory['source']})")
     for kind, path in record["saved"].items():
         print(f"{kind}: {path}")
-    print(f"results: {Path(record['config']['output_dir']) / 'results.json'}")
+    print(f"results: {Path(record['config']['out']) / 'results.json'}")

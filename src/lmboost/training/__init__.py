@@ -2,7 +2,7 @@
 LoRA and adversarial training, from YAML recipes.
 
     >>> from lmboost.training import load_recipe, train
-    >>> config = load_recipe("recipes/classify-sst2-lora.yaml", {"output_dir": "runs/sst2"})
+    >>> config = load_recipe("recipes/classify-sst2-lora.yaml", {"out": "runs/sst2"})
     >>> record = train(config)          # also written to runs/sst2/results.json
     >>> record["eval"]["accuracy"], record["parameters"]["trainable"]
 

@@ -20,15 +20,24 @@ the field's type (``1e-4`` is a float, ``neg,pos`` a list). Every unknown key or
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
-import types
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmboost.config import (
+    ConfigError,
+    check_keys,
+    coerce,
+    from_dict,
+    read_yaml,
+    rename_keys,
+)
+from lmboost.config import merge as config_merge
+from lmboost.config import parse_overrides as config_overrides
 from lmboost.errors import LmboostError
 from lmboost.models import DEFAULT_MODEL
 
@@ -38,7 +47,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 METRICS = {"classify": ("accuracy", "macro_f1", "loss"), "lm": ("loss",), "sft": ("loss",)}
 
 
-class RecipeError(LmboostError):
+class RecipeError(ConfigError):
     """A recipe names an unknown key, gives a value of the wrong type, or contradicts itself."""
 
 
@@ -79,7 +88,9 @@ class TrainConfig:
     :func:`build_config`, which check every value."""
 
     recipe: str = _help("classify (a classification head), lm (TAPT/DAPT) or sft", "classify")
-    output_dir: str | None = _help("run folder: checkpoints/, model/ or adapter/, results.json")
+    out: str | None = _help(
+        "run folder (--out): checkpoints/, model/ or adapter/, results.json; formerly output_dir"
+    )
     model: str = _help("catalog alias, model directory, .gguf file or hub id", DEFAULT_MODEL)
     task: str | None = _help("registered task or .yaml task file (classify, lm: TAPT, sft)")
     data: str | None = _help(
@@ -128,15 +139,15 @@ class TrainConfig:
     trust_remote_code: bool = _help("run the model's own code (auto_map) if it has some", False)
     seed: int = _help("seed of initialisation, data order and dropout", 0)
     report_to: str = _help("none, tensorboard or mlflow (a local file store in OUT)", "none")
-    resume: bool = _help("continue from the last checkpoint in output_dir", False)
+    resume: bool = _help("continue from the last checkpoint in out", False)
     progress: bool = _help("show progress bars", True)
 
     def validate(self) -> None:
         """Raise RecipeError, naming the key, for a missing, out-of-range or conflicting value."""
         if self.recipe not in RECIPES:
             raise RecipeError(f"recipe must be one of {', '.join(RECIPES)}, not {self.recipe!r}.")
-        if not self.output_dir:
-            raise RecipeError("output_dir is not set: give --out DIR (output_dir: in a recipe).")
+        if not self.out:
+            raise RecipeError("out is not set: give --out DIR (out: in a recipe).")
         if (self.task is None) == (self.data is None):
             raise RecipeError(
                 f"recipe {self.recipe}: give exactly one of task (a registered task or .yaml task "
@@ -156,6 +167,9 @@ class TrainConfig:
                 f"class_weights must be 'balanced' or a list of numbers, not "
                 f"{self.class_weights!r}."
             )
+        if self.class_weights == [] or self.lora.target_modules == []:
+            empty = "class_weights" if self.class_weights == [] else "lora.target_modules"
+            raise RecipeError(f"{empty} is an empty list: give its items, or leave it unset.")
         if isinstance(self.class_weights, list) and any(
             not math.isfinite(w) or w <= 0 for w in self.class_weights
         ):
@@ -225,6 +239,13 @@ class TrainConfig:
                 f"eval_size must be a fraction below 1 or a whole count, not {self.eval_size}."
             )
 
+    @property
+    def output_dir(self) -> str | None:
+        """Deprecated name of :attr:`out` (the run folder)."""
+        warnings.warn("TrainConfig.output_dir is deprecated; use TrainConfig.out.",
+                      DeprecationWarning, stacklevel=2)
+        return self.out
+
     def dev_metric(self) -> str:
         """The metric that picks the best checkpoint: ``metric``, else accuracy (classify) or
         loss (lm, sft)."""
@@ -244,6 +265,10 @@ def _get(config: TrainConfig, key: str) -> Any:
 
 # --------------------------------------------------------------------------- building
 
+#: Recipe keys renamed (old -> new); the old spelling still loads, with a FutureWarning.
+RENAMED = {"output_dir": "out"}
+SECTIONS = ("lora", "adversarial")
+
 
 def load_recipe(
     path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
@@ -253,86 +278,50 @@ def load_recipe(
     data: dict[str, Any] = {}
     if path is not None:
         data = read_recipe(path)
-    return build_config(merge(data, overrides or {}), source=str(path) if path else "recipe")
+    source = str(path) if path else "recipe"
+    data = config_merge(_normalise(data, source), _normalise(overrides or {}, "overrides"))
+    return build_config(data, source=source)
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
-    """The raw mapping of a YAML recipe file; RecipeError when it is missing or not a mapping."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"Recipe file {path} does not exist.")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise RecipeError(f"{path} is not valid YAML: {err}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path} must hold a mapping of recipe keys, not {type(data).__name__}.")
-    return data
+    """The raw mapping of a YAML recipe file; RecipeError when it is missing, not UTF-8, not
+    valid YAML or not a mapping."""
+    return read_yaml(path, what="Recipe file", error=RecipeError)
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``["lora.r=16", "learning_rate=1e-4"]`` -> ``{"lora": {"r": 16}, "learning_rate": "1e-4"}``.
-
-    Values are read as YAML scalars (``true``, ``3``, ``0.5``, ``null``); the field's type decides
-    the rest when the config is built.
-    """
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise RecipeError(f"--set expects KEY=VALUE (e.g. lora.r=16), got {item!r}.")
-        try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            value = text
-        target = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise RecipeError(f"--set {item!r}: {part} is given both as a value and a section.")
-        target[leaf] = value
-    return out
+    """``["lora.r=16", "learning_rate=1e-4"]`` -> ``{"lora": {"r": 16}, "learning_rate": "1e-4"}``
+    (:func:`lmboost.config.parse_overrides`); the field's type decides the rest when the config
+    is built."""
+    return config_overrides(items, flag="--set", error=RecipeError)
 
 
-def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` laid over it; sections (mappings) are merged key by key."""
-    out = dict(base)
-    for key, value in overrides.items():
-        current = out.get(key)
-        if isinstance(value, Mapping) and isinstance(current, Mapping):
-            out[key] = merge(current, value)
-        elif isinstance(value, Mapping) and key in ("lora", "adversarial") and current is not None:
-            out[key] = merge(_section(key, current, "recipe"), value)
-        else:
-            out[key] = value
+def merge(*layers: Mapping[str, Any], source: str = "recipe") -> dict[str, Any]:
+    """The recipe layers (file, ``--set`` overrides, flags), each later one laid over the
+    earlier (:func:`lmboost.config.merge`), after spelling each layer's renamed keys and section
+    shorthands (``lora: true``, ``adversarial: fgm``) out in full."""
+    return config_merge(*(_normalise(layer, source) for layer in layers))
+
+
+def _normalise(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    out = rename_keys(data, RENAMED, source=source, error=RecipeError)
+    for name in SECTIONS:
+        if name in out:
+            out[name] = _section(name, out[name], source)
     return out
 
 
 def build_config(data: Mapping[str, Any], *, source: str = "recipe") -> TrainConfig:
     """A :class:`TrainConfig` from a raw mapping: unknown keys and bad values raise RecipeError
     naming the key (and ``source``), then :meth:`TrainConfig.validate` runs."""
-    values = _convert(TrainConfig, data, prefix="", source=source, skip=("lora", "adversarial"))
-    lora = _section("lora", data.get("lora"), source)
-    values["lora"] = LoraSettings(**_convert(LoraSettings, lora, prefix="lora.", source=source))
-    adv = dict(_section("adversarial", data.get("adversarial"), source))
-    method = adv.pop("method", None)
-    if method is not None and not isinstance(method, str):
-        raise RecipeError(f"{source}: adversarial.method must be a name, not {method!r}.")
-    if isinstance(method, str) and method.strip().lower() in ("", "none", "null"):
-        method = None
-    values["adversarial"] = AdversarialSettings(
-        method=method.strip().lower() if method else None,
-        params=_adversarial_params(method, adv, source),
-    )
-    config = TrainConfig(**values)
+    values = _normalise(data, source)
+    adversarial = dict(values.pop("adversarial", {}))
+    method = adversarial.pop("method", None)
+    values["adversarial"] = {"method": method}
+    config = from_dict(TrainConfig, values, source=source, error=RecipeError)
+    if config.adversarial.method is not None:
+        config.adversarial.method = config.adversarial.method.strip().lower() or None
+    config.adversarial.params = _adversarial_params(config.adversarial.method, adversarial, source)
     config.validate()
     return config
 
@@ -351,114 +340,20 @@ def _section(name: str, value: Any, source: str) -> Mapping[str, Any]:
 
 
 def _adversarial_params(method: str | None, params: Mapping[str, Any], source: str) -> dict:
-    """The method's parameters converted to the types of its defaults."""
+    """The method's parameters converted to the types its constructor declares."""
     if method is None:
-        return dict(params)
+        return dict(params)  # validate() says that parameters need a method
     from lmboost.training.adversarial import ADVERSARIES
 
-    cls = ADVERSARIES.get(method.strip().lower())
+    cls = ADVERSARIES.get(method)
     if cls is None:
         return dict(params)  # validate() names the unknown method
     defaults = cls().get_params()
-    out = {}
-    for key, value in params.items():
-        if key not in defaults:
-            raise RecipeError(
-                f"{source}: unknown key adversarial.{key} for method {method}; it accepts: "
-                f"{', '.join(defaults)}."
-            )
-        out[key] = coerce(f"adversarial.{key}", value, type(defaults[key]))
-    return out
-
-
-def _convert(
-    cls: type, data: Mapping[str, Any], *, prefix: str, source: str, skip: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    out = {}
-    for key, value in data.items():
-        if key in skip:
-            continue
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" Did you mean {prefix}{close[0]}?" if close else ""
-            raise RecipeError(
-                f"{source}: unknown key {prefix}{key}.{hint} Known keys: {', '.join(names)}."
-            )
-        out[key] = coerce(f"{prefix}{key}", value, hints[key])
-    return out
-
-
-def coerce(key: str, value: Any, hint: Any) -> Any:
-    """``value`` converted to the type ``hint`` (bool, int, float, str, list[...] or an
-    ``X | None`` union); RecipeError naming ``key`` when it cannot be."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(hint) if a is not type(None)]
-        is_null = value is None or (
-            isinstance(value, str) and value.strip().lower() in ("none", "null")
-        )
-        if is_null and len(options) < len(typing.get_args(hint)):
-            return None
-        # try str last, so that "1,3" becomes a list and "balanced" stays text
-        for option in sorted(options, key=lambda a: a is str):
-            try:
-                return coerce(key, value, option)
-            except RecipeError:
-                continue
-        raise RecipeError(f"{key}: {value!r} is not {_describe(hint)}.")
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list) or not value:
-            raise RecipeError(f"{key}: expected a non-empty list, got {value!r}.")
-        return [coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise RecipeError(f"{key}: expected a mapping, got {value!r}.")
-        return dict(value)
-    return _scalar(key, value, hint)
-
-
-def _scalar(key: str, value: Any, hint: Any) -> Any:
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("true", "yes", "on", "1"):
-            return True
-        if text in ("false", "no", "off", "0"):
-            return False
-        raise RecipeError(f"{key}: expected true or false, got {value!r}.")
-    if hint in (int, float):
-        if isinstance(value, bool):
-            raise RecipeError(f"{key}: expected a number, got {value!r}.")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise RecipeError(f"{key}: expected a number, got {value!r}.") from None
-        if hint is int:
-            if not number.is_integer():
-                raise RecipeError(f"{key}: expected a whole number, got {value!r}.")
-            return int(number)
-        return number
-    if hint is str:
-        if isinstance(value, (str, int, float, Path)) and not isinstance(value, bool):
-            return str(value)
-        raise RecipeError(f"{key}: expected text, got {value!r}.")
-    return value
-
-
-def _describe(hint: Any) -> str:
-    names = {bool: "true/false", int: "a whole number", float: "a number", str: "text"}
-    parts = []
-    for a in typing.get_args(hint):
-        if a is type(None):
-            parts.append("null")
-        elif typing.get_origin(a) is list:
-            parts.append("a list")
-        else:
-            parts.append(names.get(a, str(a)))
-    return " or ".join(parts)
+    check_keys(params, list(defaults), source=source, prefix="adversarial.", error=RecipeError,
+               help=f"(the parameters of method {method})")
+    hints = typing.get_type_hints(cls.__init__)
+    return {
+        key: coerce(value, hints.get(key, type(defaults[key])), key=f"adversarial.{key}",
+                    source=source, error=RecipeError)
+        for key, value in params.items()
+    }

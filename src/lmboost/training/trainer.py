@@ -324,7 +324,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[TrainerCallback] = ()) -> 
     config.validate()
     run_timer = RunTimer()
     _warn_single_cpu_launch()
-    out = Path(config.output_dir)
+    out = Path(config.out)
     checkpoints = out / "checkpoints"
     resume_from = _checkpoint_to_resume(checkpoints, config.resume)
     _check_reporter(config.report_to, out)
