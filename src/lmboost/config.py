@@ -19,7 +19,8 @@ Values are converted, not just checked, because a value can be text where a numb
 true/false where the field takes one, a comma-separated text a list (``labels: neg,pos``), a
 whole number a float, a float with no fraction an int and text a :class:`~pathlib.Path`. Text
 never becomes a number where the field also takes text, and true/false never becomes a number
-or text. ``null`` (or the text ``none``/``null``) leaves an optional field unset.
+or text. ``null`` (or the text ``none``/``null``) leaves an optional field unset, and is an
+empty list or mapping where the field is a list or mapping.
 """
 
 from __future__ import annotations
@@ -335,6 +336,8 @@ def _coerce(value: Any, hint: Any, key: str, source: str, error: type[Exception]
         return from_dict(hint, value, source=source, prefix=f"{key}.", error=error, help=help)
     if origin is list or hint is list:
         (item,) = typing.get_args(hint) or (Any,)
+        if value is None:  # `held_out:` with nothing after it
+            return []
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if isinstance(value, tuple):
@@ -345,6 +348,8 @@ def _coerce(value: Any, hint: Any, key: str, source: str, error: type[Exception]
                 for i, v in enumerate(value)]
     if origin is dict or hint is dict:
         key_hint, item = typing.get_args(hint) or (Any, Any)
+        if value is None:
+            return {}
         if not isinstance(value, Mapping):
             raise _Mismatch
         return {
@@ -364,6 +369,8 @@ def _union(value: Any, hint: Any, key: str, source: str, error: type[Exception],
         return None
     if len(options) == 1:
         return _coerce(value, options[0], key, source, error, help)
+    if value is None:
+        raise _Mismatch
     lists = [a for a in options if a is list or typing.get_origin(a) is list]
     first = [
         *(lists if isinstance(value, str) and "," in value else []),  # "1,3": a list

@@ -24,7 +24,6 @@ The same config and data give the same records, byte for byte. :func:`write_mixt
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmboost.config import from_dict, merge, read_yaml
 from lmboost.evaluation.records import atomic_file, to_jsonable, write_json
 from lmboost.instruct.sources import (
     DUPLICATES,
@@ -72,7 +72,7 @@ class MixtureConfig:
         seed: seed of every random choice.
     """
 
-    sources: list[str]
+    sources: list[str] = field(metadata={"help": "the list of source names to mix"})
     size: int | None = 2000
     cap: int | None = 1000
     caps: dict[str, int] = field(default_factory=dict)
@@ -161,55 +161,17 @@ def load_mixture_config(
     path: str | Path, overrides: Mapping[str, Any] | None = None
 ) -> MixtureConfig:
     """The checked config of the mixture YAML file at ``path``, with ``overrides`` (config keys;
-    ``caps`` are merged key by key) laid over it."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise MixtureError(f"Mixture config {path} does not exist.")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise MixtureError(f"{path} is not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise MixtureError(
-            f"{path} must hold a mapping of mixture keys, not {type(data).__name__}."
-        )
-    for key, value in (overrides or {}).items():
-        if key == "caps":
-            data["caps"] = {**(data.get("caps") or {}), **value}
-        else:
-            data[key] = value
-    return config_from_dict(data, source=str(path))
+    mappings such as ``caps`` are merged key by key) laid over it."""
+    data = read_yaml(path, what="Mixture config", error=MixtureError)
+    return config_from_dict(merge(data, overrides), source=str(path))
 
 
 def config_from_dict(data: Mapping[str, Any], *, source: str = "mixture config") -> MixtureConfig:
-    """A checked :class:`MixtureConfig` from a mapping; unknown keys raise MixtureError naming
-    the key and ``source``."""
-    names = [f.name for f in dataclasses.fields(MixtureConfig)]
-    for key in data:
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" Did you mean {close[0]}?" if close else ""
-            raise MixtureError(f"{source}: unknown key {key!r}.{hint} Keys: {', '.join(names)}.")
-    if "sources" not in data:
-        raise MixtureError(f"{source}: give sources, the list of source names to mix.")
-    values = dict(data)
-    for key in ("caps", "rates"):
-        values[key] = dict(values.get(key) or {})
-    values["held_out"] = _as_list(values.get("held_out"))
-    config = MixtureConfig(**values)
+    """A checked :class:`MixtureConfig` from a mapping; unknown keys and values of the wrong type
+    raise MixtureError naming the key and ``source`` (:func:`lmboost.config.from_dict`)."""
+    config = from_dict(MixtureConfig, data, source=source, error=MixtureError)
     config.validate()
     return config
-
-
-def _as_list(value: Any) -> list[str]:
-    """``held_out`` as a list: a comma-separated string, a list, or nothing."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return list(value)
 
 
 # --------------------------------------------------------------------------- building
