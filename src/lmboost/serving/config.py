@@ -19,15 +19,12 @@ A config file (every key but ``tasks`` optional)::
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lmboost.backends import BACKENDS
-from lmboost.errors import LmboostError
+from lmboost.config import ConfigError, from_dict, merge, read_yaml
 from lmboost.models import DEFAULT_MODEL
 from lmboost.models.loading import DTYPE_CHOICES
 
@@ -36,7 +33,7 @@ from lmboost.models.loading import DTYPE_CHOICES
 ONLINE_CALIBRATORS = ("none", "bc", "cc", "dc", "bcl")
 
 
-class ServeConfigError(LmboostError):
+class ServeConfigError(ConfigError):
     """A serve config names an unknown key, gives a value of the wrong type or out of range."""
 
 
@@ -169,66 +166,18 @@ class ServeConfig:
 def load_serve_config(path: str | Path, **overrides: Any) -> ServeConfig:
     """A :class:`ServeConfig` from a YAML file (task file paths relative to it), with
     ``overrides`` (non-None CLI values) on top; validated."""
-    import yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise ServeConfigError(f"Serve config {path} does not exist.")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ServeConfigError(f"{path} is not valid UTF-8 YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ServeConfigError(f"{path} must hold a mapping of settings (model:, tasks:, ...).")
-    tasks = data.pop("tasks", None)
+    data = read_yaml(path, what="Serve config", error=ServeConfigError)
+    tasks = data.get("tasks")
     if not isinstance(tasks, list) or not tasks:
         raise ServeConfigError(f"{path}: `tasks:` must list at least one task.")
-    served = []
-    for i, entry in enumerate(tasks):
-        if isinstance(entry, str):
-            entry = {"task": entry}
-        task = build(ServedTask, entry, f"{path}: tasks[{i}]")
+    data["tasks"] = [{"task": entry} if isinstance(entry, str) else entry for entry in tasks]
+    given = {k: v for k, v in overrides.items() if v is not None}
+    config = from_dict(ServeConfig, merge(data, given), source=str(path), error=ServeConfigError)
+    for task in config.tasks:
         candidate = path.parent / task.task
         if task.task.endswith((".yaml", ".yml")) and candidate.is_file():
             task.task = str(candidate)
-        served.append(task)
-    config = build(ServeConfig, {**data, **{k: v for k, v in overrides.items() if v is not None}},
-                   str(path))
-    config.tasks = served
-    if "state_dir" in data and not Path(data["state_dir"]).is_absolute():
-        config.state_dir = path.parent / data["state_dir"]
+    if "state_dir" in data and "state_dir" not in given and not config.state_dir.is_absolute():
+        config.state_dir = path.parent / config.state_dir
     return config
-
-
-def build(cls: type, data: Any, where: str) -> Any:
-    """An instance of dataclass ``cls`` from a mapping: unknown keys and values of the wrong
-    type raise ServeConfigError naming ``where``, the key and what it takes."""
-    if not isinstance(data, dict):
-        raise ServeConfigError(f"{where} must be a mapping of settings, not {data!r}.")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls) if f.name != "tasks"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ServeConfigError(
-            f"{where}: unknown key(s) {unknown}; known keys: {', '.join(sorted(known))}."
-        )
-    values = {key: _convert(value, hints[key], f"{where}: {key}") for key, value in data.items()}
-    if "task" not in values and cls is ServedTask:
-        raise ServeConfigError(f"{where}: needs `task:` (a registered task or a task file).")
-    return cls(**values)
-
-
-def _convert(value: Any, hint: Any, where: str) -> Any:
-    optional = isinstance(hint, types.UnionType) and type(None) in hint.__args__
-    if value is None and optional:
-        return None
-    base = next(a for a in hint.__args__ if a is not type(None)) if optional else hint
-    if base is Path and isinstance(value, str):
-        return Path(value)
-    if base is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if base is bool and not isinstance(value, bool):
-        raise ServeConfigError(f"{where} must be true or false, not {value!r}.")
-    if base in (int, float, str) and not (isinstance(value, base) and not isinstance(value, bool)):
-        raise ServeConfigError(f"{where} must be {base.__name__}, not {value!r}.")
-    return value
