@@ -57,7 +57,7 @@ def test_read_yaml_names_what_is_wrong_and_where(tmp_path):
     with pytest.raises(ConfigError, match=r"s\.yaml, line \d+, column \d+: not valid YAML"):
         read_yaml(path)
     path.write_bytes("name: caf\u00e9\n".encode("latin-1"))
-    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 9, line 1\)"):
+    with pytest.raises(ConfigError, match=r"s\.yaml, line 1: the file is not UTF-8 \(byte 0xe9\)"):
         read_yaml(path)
     path.write_bytes("\ufeffname: caf\u00e9\n".encode())  # a byte-order mark is fine
     assert read_yaml(path) == {"name": "caf\u00e9"}
@@ -75,7 +75,7 @@ def test_unknown_keys_are_listed_with_a_guess_and_the_allowed_ones():
     message = str(err.value)
     assert message.startswith("s.yaml: unknown keys 'step' (did you mean steps?), 'raet' (did "
                               "you mean rate?), 'zzz'. Allowed keys: name, steps, rate,")
-    with pytest.raises(ConfigError, match=r"unknown key 'section\.alpah'\. Did you mean section\.alpha"):
+    with pytest.raises(ConfigError, match=r"key 'section\.alpah'\. Did you mean section\.alpha"):
         from_dict(Settings, {"name": "x", "section": {"alpah": 4}})
 
 

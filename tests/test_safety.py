@@ -271,12 +271,14 @@ def test_corpus_and_calibration_text_files_must_be_utf8(tmp_path):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("label_words: 3", "`label_words:` must be a list or a mapping"),
-        ("label_words: [[a, b], c]", "`label_words:` must be a list or a mapping"),
-        ("label_words: [a, b]\npool_size: '10'", "`pool_size:` must be a whole number"),
-        ("label_words: [a, b]\nseed: true", "`seed:` must be a whole number"),
-        ("label_words: [a, b]\ntext_columns: text", "`text_columns:` must be a list"),
-        ("label_words: [a, b]\ninstruction: [x]", "`instruction:` must be text"),
+        # one loader for every settings file (lmboost.config): text that reads as the field's
+        # type is taken (pool_size: '10', text_columns: a,b), so only values no reading fits
+        ("label_words: 3", "label_words must be a list of plain values .* or a mapping"),
+        ("label_words: [[a, b], c]", r"label_words\[0\] must be a plain value"),
+        ("label_words: [a, b]\npool_size: ten", "pool_size must be a whole number or null"),
+        ("label_words: [a, b]\nseed: true", "seed must be a whole number, not True"),
+        ("label_words: [a, b]\ntext_columns: {a: b}", "text_columns must be a list of texts"),
+        ("label_words: [a, b]\ninstruction: [x]", "instruction must be text"),
     ],
 )
 def test_yaml_fields_of_the_wrong_type_name_the_key(tmp_path, line, message):

@@ -107,7 +107,9 @@ def read_yaml(
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise error(
-            f"{path} is not UTF-8 text (byte {err.start}, line {line}); save it as UTF-8."
+            f"{path}, line {line}: the file is not UTF-8 (byte 0x{raw[err.start]:02x}). Re-encode "
+            f"it as UTF-8, e.g. `iconv -f cp1252 -t utf-8 {path} > fixed{path.suffix}` (use the "
+            "encoding it was written in, often cp1252 or latin-1)."
         ) from None
     try:
         data = yaml.safe_load(text)
