@@ -11,6 +11,10 @@ A recipe file holds the fields of :class:`TrainConfig` (``lmboost train --help``
     lora: {enabled: true, r: 8, alpha: 16, dropout: 0.05}
     adversarial: {method: fgm, epsilon: 1.0}     # parameters of lmboost.training.adversarial
 
+The run folder is ``out`` (``--out``); ``output_dir``, its old name, still loads with a
+FutureWarning. Files, overrides and checks go through :mod:`lmboost.config`, the loader of every
+settings file.
+
 Overrides are ``key=value`` strings (``--set``), dots reaching into a section
 (``lora.r=16``, ``adversarial.steps=5``); values are read as YAML scalars and then converted to
 the field's type (``1e-4`` is a float, ``neg,pos`` a list). Every unknown key or bad value raises
