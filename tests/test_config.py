@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from lmboost.config import (
-    ConfigError,
     Scalar,
     from_dict,
     load_config,
@@ -18,6 +17,7 @@ from lmboost.config import (
     read_yaml,
     rename_keys,
 )
+from lmboost.errors import LmboostError
 
 
 @dataclass
@@ -41,23 +41,23 @@ class Settings:
 
     def validate(self) -> None:
         if self.steps < 1:
-            raise ConfigError("steps must be >= 1")
+            raise LmboostError("steps must be >= 1")
 
 
 def test_read_yaml_names_what_is_wrong_and_where(tmp_path):
     path = tmp_path / "s.yaml"
-    with pytest.raises(ConfigError, match=r"Config file .*s\.yaml does not exist"):
+    with pytest.raises(LmboostError, match=r"Config file .*s\.yaml does not exist"):
         read_yaml(path)
     path.write_text("")
     assert read_yaml(path) == {}
     path.write_text("- a\n- b\n")
-    with pytest.raises(ConfigError, match=r"must hold a mapping of settings .* not a list"):
+    with pytest.raises(LmboostError, match=r"must hold a mapping of settings .* not a list"):
         read_yaml(path)
     path.write_text("name: x\nsteps: [1, 2\nrate: 3\n")
-    with pytest.raises(ConfigError, match=r"s\.yaml, line \d+, column \d+: not valid YAML"):
+    with pytest.raises(LmboostError, match=r"s\.yaml, line \d+, column \d+: not valid YAML"):
         read_yaml(path)
     path.write_bytes("name: caf\u00e9\n".encode("latin-1"))
-    with pytest.raises(ConfigError, match=r"s\.yaml, line 1: the file is not UTF-8 \(byte 0xe9\)"):
+    with pytest.raises(LmboostError, match=r"s\.yaml, line 1: the file is not UTF-8 \(byte 0xe9\)"):
         read_yaml(path)
     path.write_bytes("\ufeffname: caf\u00e9\n".encode())  # a byte-order mark is fine
     assert read_yaml(path) == {"name": "caf\u00e9"}
@@ -70,12 +70,12 @@ def test_read_yaml_names_what_is_wrong_and_where(tmp_path):
 
 
 def test_unknown_keys_are_listed_with_a_guess_and_the_allowed_ones():
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(LmboostError) as err:
         from_dict(Settings, {"name": "x", "step": 3, "raet": 1, "zzz": 0}, source="s.yaml")
     message = str(err.value)
     assert message.startswith("s.yaml: unknown keys 'step' (did you mean steps?), 'raet' (did "
                               "you mean rate?), 'zzz'. Allowed keys: name, steps, rate,")
-    with pytest.raises(ConfigError, match=r"key 'section\.alpah'\. Did you mean section\.alpha"):
+    with pytest.raises(LmboostError, match=r"key 'section\.alpah'\. Did you mean section\.alpha"):
         from_dict(Settings, {"name": "x", "section": {"alpah": 4}})
 
 
@@ -108,9 +108,9 @@ def test_values_are_converted_to_the_field_types_or_named_with_the_type():
         ({"section": 3}, "section must be a mapping of settings"),
         ({"weights": {"a": 1}}, "weights must be text or a list of numbers or null"),
     ]:
-        with pytest.raises(ConfigError, match=f"^s.yaml: {message}"):
+        with pytest.raises(LmboostError, match=f"^s.yaml: {message}"):
             from_dict(Settings, {"name": "x", **values}, source="s.yaml")
-    with pytest.raises(ConfigError, match=r"missing required key\(s\): name \(what to call it\)"):
+    with pytest.raises(LmboostError, match=r"missing required key\(s\): name \(what to call it\)"):
         from_dict(Settings, {})
 
 
@@ -118,7 +118,7 @@ def test_overrides_merge_into_the_file(tmp_path):
     assert parse_overrides(["section.r=16", "rate=1e-4", "labels=neg,pos", "on=true"]) == {
         "section": {"r": 16}, "rate": "1e-4", "labels": "neg,pos", "on": True,
     }
-    with pytest.raises(ConfigError, match="--set expects KEY=VALUE"):
+    with pytest.raises(LmboostError, match="--set expects KEY=VALUE"):
         parse_overrides(["rate"])
     assert merge({"a": 1, "s": {"x": 1, "y": 2}}, {"s": {"y": 3}}, None, {"a": 2}) == {
         "a": 2, "s": {"x": 1, "y": 3},
@@ -128,17 +128,17 @@ def test_overrides_merge_into_the_file(tmp_path):
     config = load_config(Settings, path, {"caps": {"b": 2}, "section": {"alpha": 1}})
     assert config.steps == 5 and config.caps == {"a": 1, "b": 2}
     assert config.section == Section(r=2, alpha=1.0)
-    with pytest.raises(ConfigError, match="steps must be >= 1"):  # validate() runs
+    with pytest.raises(LmboostError, match="steps must be >= 1"):  # validate() runs
         load_config(Settings, path, {"steps": 0})
     path.write_text("name: x\nstep: 5\n")
-    with pytest.raises(ConfigError, match=r"s\.yaml: unknown key 'step'\. Did you mean steps\?"):
+    with pytest.raises(LmboostError, match=r"s\.yaml: unknown key 'step'\. Did you mean steps\?"):
         load_config(Settings, path)
 
 
 def test_renamed_keys_still_load_with_a_warning(tmp_path):
     with pytest.warns(FutureWarning, match="`output_dir` is deprecated.*call it `out`"):
         assert rename_keys({"output_dir": "a"}, {"output_dir": "out"}) == {"out": "a"}
-    with pytest.raises(ConfigError, match="give only out"):
+    with pytest.raises(LmboostError, match="give only out"):
         rename_keys({"output_dir": "a", "out": "b"}, {"output_dir": "out"})
     path = tmp_path / "s.yaml"
     path.write_text("name: x\nsecs: 5\n")

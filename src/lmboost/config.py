@@ -6,6 +6,9 @@ configs) goes through one loader, so each reports problems the same way::
 
     >>> config = load_config(MixtureConfig, "mix.yaml", {"seed": 1}, error=MixtureError)
 
+Each error is raised as the class the caller names (``error=``: TaskError, RecipeError,
+MixtureError, ServeConfigError), by default :class:`~lmboost.errors.LmboostError`.
+
 - :func:`read_yaml`: the file's mapping; a missing file, bytes that are not UTF-8, a YAML
   syntax error (with its line) or a top level that is not a mapping raise ``error``.
 - :func:`parse_overrides`: ``--set KEY=VALUE`` strings (dots reach into sections) as a mapping.
@@ -43,11 +46,6 @@ T = TypeVar("T")
 #: A plain YAML value kept as written (labels compared as text later, say): text, a number or
 #: true/false; a list or mapping in its place is an error.
 Scalar = str | int | float | bool
-
-
-class ConfigError(LmboostError):
-    """A settings file or override names an unknown key, gives a value of the wrong type, or is
-    not readable YAML. Each loader may raise its own subclass of LmboostError instead."""
 
 
 # --------------------------------------------------------------------------- folders
@@ -88,7 +86,7 @@ def data_dir() -> Path:
 
 
 def read_yaml(
-    path: str | Path, *, what: str = "Config file", error: type[Exception] = ConfigError
+    path: str | Path, *, what: str = "Config file", error: type[Exception] = LmboostError
 ) -> dict[str, Any]:
     """The mapping a YAML settings file holds (an empty file: ``{}``).
 
@@ -129,7 +127,7 @@ def read_yaml(
 
 
 def parse_overrides(
-    items: Iterable[str], *, flag: str = "--set", error: type[Exception] = ConfigError
+    items: Iterable[str], *, flag: str = "--set", error: type[Exception] = LmboostError
 ) -> dict[str, Any]:
     """``["lora.r=16", "learning_rate=1e-4"]`` -> ``{"lora": {"r": 16}, "learning_rate": "1e-4"}``.
 
@@ -177,7 +175,7 @@ def rename_keys(
     renamed: Mapping[str, str],
     *,
     source: str = "settings",
-    error: type[Exception] = ConfigError,
+    error: type[Exception] = LmboostError,
 ) -> dict[str, Any]:
     """``data`` with each old key of ``renamed`` (old -> new) spelled the new way, warning
     that the old one is deprecated (a FutureWarning: the people who write settings files should
@@ -207,7 +205,7 @@ def check_keys(
     *,
     source: str = "settings",
     prefix: str = "",
-    error: type[Exception] = ConfigError,
+    error: type[Exception] = LmboostError,
     help: str = "",
 ) -> None:
     """Raise ``error`` listing the keys of ``data`` not in ``allowed``, each with the closest
@@ -237,7 +235,7 @@ def from_dict(
     *,
     source: str = "settings",
     prefix: str = "",
-    error: type[Exception] = ConfigError,
+    error: type[Exception] = LmboostError,
     help: str = "",
 ) -> T:
     """An instance of dataclass ``cls`` from a mapping of its fields (a nested dataclass field
@@ -275,7 +273,7 @@ def load_config(
     overrides: Mapping[str, Any] | None = None,
     *,
     what: str = "Config file",
-    error: type[Exception] = ConfigError,
+    error: type[Exception] = LmboostError,
     renamed: Mapping[str, str] | None = None,
     help: str = "",
     validate: bool = True,
@@ -312,7 +310,7 @@ def coerce(
     *,
     key: str,
     source: str = "settings",
-    error: type[Exception] = ConfigError,
+    error: type[Exception] = LmboostError,
     help: str = "",
 ) -> Any:
     """``value`` converted to the type ``hint`` (bool, int, float, str, Path, list[...],

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from lmboost.backends import BACKENDS
-from lmboost.config import ConfigError, from_dict, merge, read_yaml
+from lmboost.config import from_dict, merge, read_yaml
+from lmboost.errors import LmboostError
 from lmboost.models import DEFAULT_MODEL
 from lmboost.models.loading import DTYPE_CHOICES
 
@@ -33,7 +34,7 @@ from lmboost.models.loading import DTYPE_CHOICES
 ONLINE_CALIBRATORS = ("none", "bc", "cc", "dc", "bcl")
 
 
-class ServeConfigError(ConfigError):
+class ServeConfigError(LmboostError):
     """A serve config names an unknown key, gives a value of the wrong type or out of range."""
 
 

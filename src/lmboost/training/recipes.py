@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from lmboost.config import (
-    ConfigError,
     check_keys,
     coerce,
     from_dict,
@@ -51,7 +50,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 METRICS = {"classify": ("accuracy", "macro_f1", "loss"), "lm": ("loss",), "sft": ("loss",)}
 
 
-class RecipeError(ConfigError):
+class RecipeError(LmboostError):
     """A recipe names an unknown key, gives a value of the wrong type, or contradicts itself."""
 
 
