@@ -179,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
 def _rain_config(args: argparse.Namespace) -> RainConfig:
     """RAIN's settings from the flags."""
     return RainConfig(
-        max_new_tokens=args.max_new_tokens or RainConfig.max_new_tokens,
+        max_new_tokens=(RainConfig.max_new_tokens if args.max_new_tokens is None
+                        else args.max_new_tokens),
         max_iterations=args.max_iterations,
         num_candidates=args.candidates,
         seed=args.seed,

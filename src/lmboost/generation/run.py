@@ -139,7 +139,7 @@ class GenerateRunConfig:
 
 def generation_config(config: GenerateRunConfig, seed: int | None = None) -> GenerationConfig:
     """Plain decoding's settings (``seed``: the sampling seed of one batch)."""
-    max_new = config.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+    max_new = DEFAULT_MAX_NEW_TOKENS if config.max_new_tokens is None else config.max_new_tokens
     if not config.sample:
         return GenerationConfig(max_new_tokens=max_new)
     return GenerationConfig(
@@ -335,7 +335,9 @@ def _short(text: Any, width: int = 60) -> str:
 
 
 def _batch_size(config: GenerateRunConfig) -> int:
-    return config.batch_size or DEFAULT_BATCH_SIZE.get(config.backend, 8)
+    if config.batch_size is not None:
+        return config.batch_size
+    return DEFAULT_BATCH_SIZE.get(config.backend, 8)
 
 
 def _batch_seed(seed: int, start: int) -> int:
