@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 from scipy.special import softmax
+from sklearn.base import BaseEstimator, clone
+from sklearn.exceptions import NotFittedError
 from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import ParameterGrid
+from sklearn.utils.validation import check_is_fitted
 
 import lmboost.calibration.prototypical as prototypical
 from lmboost.calibration import (
@@ -640,3 +644,221 @@ def test_every_calibrator_gives_distributions(name):
     assert cal.predict(X).shape == (80,)
     for key, value in fitted.items():  # transform and predict never change what fit learned
         np.testing.assert_array_equal(getattr(cal, key), value)
+
+
+# --------------------------------------------------------------------------- scikit-learn API
+
+# Every calibrator (the registry's and streaming BC) with hyper-parameters that differ from its
+# defaults, where it has any.
+NON_DEFAULT = {
+    NoCalibration: {},
+    ContextualCalibration: {},
+    DomainContextCalibration: {},
+    GenerativeCalibration: {},
+    DomainPremisePMI: {},
+    HiddenCalibration: {},
+    BatchCalibration: {"space": "prob"},
+    StreamingBatchCalibration: {"space": "prob", "momentum": 0.5},
+    BatchCalibrationLearned: {"gammas": [0.0, 0.5, 1.0], "criterion": "macro_f1", "space": "prob"},
+    PrototypicalCalibration: {
+        "n_init": 2, "reg_covar": 1e-4, "covariance_type": "diag", "random_state": 3,
+    },
+    LinearProbeCalibration: {"reg": 0.1, "max_iter": 50},
+    KNNPrompting: {"k": 5},
+}
+ALL_CLASSES = list(NON_DEFAULT)
+
+
+def fit_on_clusters(cal: Calibrator, X: np.ndarray, y: np.ndarray) -> Calibrator:
+    """Fit ``cal`` on what it needs, from the two-cluster data (scores double as features)."""
+    return cal.fit(X, y) if cal.needs in WITH_LABELS else cal.fit(X)
+
+
+def learned(cal: Calibrator) -> list[str]:
+    """The names of what ``fit`` learned (attributes ending in ``_``)."""
+    return sorted(a for a in vars(cal) if a.endswith("_") and not a.startswith("_"))
+
+
+def test_every_registered_calibrator_has_a_sklearn_case():
+    assert set(CALIBRATORS.values()) | {StreamingBatchCalibration} == set(ALL_CLASSES)
+    for cls in ALL_CLASSES:
+        assert issubclass(cls, BaseEstimator)
+        assert "get_params" not in vars(cls) and "__repr__" not in vars(cls)
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES, ids=lambda c: c.__name__)
+def test_init_stores_parameters_unchanged(cls):
+    params = NON_DEFAULT[cls]
+    cal = cls(**params)
+    for key, value in params.items():
+        assert getattr(cal, key) is value  # no copy, no conversion, no validation
+    assert cal.get_params() == cls().get_params() | params
+    assert learned(cal) == []
+    # The repr names the parameters that differ from the defaults and builds an equal copy.
+    namespace = {c.__name__: c for c in ALL_CLASSES}
+    assert eval(repr(cal), namespace).get_params() == cal.get_params()
+    for key in params:
+        assert f"{key}=" in repr(cal)
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES, ids=lambda c: c.__name__)
+def test_clone_is_an_unfitted_copy_with_equal_params(cls):
+    X, y = two_clusters()
+    cal = fit_on_clusters(cls(**NON_DEFAULT[cls]), X, y)
+    assert "n_classes_" in learned(cal)
+    check_is_fitted(cal)
+    copy = clone(cal)
+    assert type(copy) is cls and copy is not cal
+    assert copy.get_params() == cal.get_params()
+    assert learned(copy) == []
+    if cls.needs == "nothing":
+        check_is_fitted(copy)  # stateless: ready without fit
+    else:
+        with pytest.raises(NotFittedError):
+            check_is_fitted(copy)
+        with pytest.raises(CalibrationError, match="is not fitted; call fit"):
+            copy.transform(X)
+    # The clone fitted on the same data gives the same calibration; the original is unchanged.
+    before = cal.predict_proba(X)
+    np.testing.assert_allclose(fit_on_clusters(copy, X, y).predict_proba(X), before)
+    np.testing.assert_array_equal(cal.predict_proba(X), before)
+
+
+def test_check_is_fitted_via_sklearn():
+    assert NoCalibration().__sklearn_is_fitted__()
+    with pytest.raises(NotFittedError):
+        check_is_fitted(BatchCalibration())
+    with pytest.raises(NotFittedError):
+        check_is_fitted(KNNPrompting())
+    check_is_fitted(BatchCalibration().fit(BIASED_X))
+    # A streaming estimate is fitted after its first partial_fit.
+    check_is_fitted(StreamingBatchCalibration().partial_fit(BIASED_X[:1]))
+
+
+@pytest.mark.parametrize(
+    "cls", [c for c in ALL_CLASSES if not NON_DEFAULT[c]], ids=lambda c: c.__name__
+)
+def test_set_params_without_hyperparameters(cls):
+    cal = cls()
+    assert cal.get_params() == {} and cal.set_params() is cal
+    with pytest.raises(ValueError, match="Invalid parameter 'space'"):
+        cal.set_params(space="prob")
+
+
+def test_set_params_bc_space():
+    cal = BatchCalibration()
+    assert cal.set_params(space="prob") is cal and cal.get_params() == {"space": "prob"}
+    P = softmax(BIASED_X, axis=1)
+    np.testing.assert_allclose(cal.fit(BIASED_X).transform(BIASED_X), P - P.mean(axis=0))
+    cal.set_params(space="logit")  # checked by fit, not by set_params
+    with pytest.raises(CalibrationError, match="space must be one of"):
+        cal.fit(BIASED_X)
+
+
+def test_set_params_streaming_momentum():
+    X = rng_scores(30, 3)
+    S = normalise(X, "logprob")
+    cal = StreamingBatchCalibration().set_params(momentum=0.5)
+    cal.fit(X[:10]).partial_fit(X[10:])
+    np.testing.assert_allclose(cal.mean_, 0.5 * S[:10].mean(axis=0) + 0.5 * S[10:].mean(axis=0))
+    cal.set_params(momentum=None).fit(X[:10]).partial_fit(X[10:])  # back to the cumulative mean
+    np.testing.assert_allclose(cal.mean_, S.mean(axis=0))
+    with pytest.raises(CalibrationError, match="momentum"):
+        cal.set_params(momentum=2.0).fit(X)
+
+
+def test_set_params_bcl():
+    cal = BatchCalibrationLearned().set_params(gammas=[0.0])
+    cal.fit(BIASED_X, BIASED_Y)
+    assert cal.gamma_ == 0.0  # no calibration: the raw argmax (always label 1)
+    np.testing.assert_allclose(cal.transform(BIASED_X), normalise(BIASED_X, "logprob"))
+    assert cal.set_params(gammas=[1.0]).fit(BIASED_X, BIASED_Y).gamma_ == 1.0  # plain BC
+    assert cal.predict(BIASED_X).tolist() == BIASED_Y.tolist()
+    with pytest.raises(CalibrationError, match="criterion must be one of"):
+        cal.set_params(criterion="auc").fit(BIASED_X, BIASED_Y)
+
+
+def test_set_params_linc_reg():
+    X, y = two_clusters()
+    cal = LinearProbeCalibration().set_params(reg=1e6).fit(X, y)
+    np.testing.assert_allclose(cal.W_, np.eye(2), atol=1e-4)  # a strong pull to the identity
+    weak = cal.set_params(reg=1e-3).fit(X, y)
+    assert np.abs(weak.W_ - np.eye(2)).max() > 0.1
+    with pytest.raises(CalibrationError, match="reg must be a positive number"):
+        cal.set_params(reg=0).fit(X, y)
+
+
+def test_set_params_knn_k():
+    X, y = two_clusters()
+    cal = KNNPrompting().set_params(k=1).fit(X, y)
+    assert cal.predict(X).tolist() == y.tolist()  # each row's nearest anchor is itself
+    cal.set_params(k=80).fit(X, y)  # every anchor votes: 40 against 40
+    np.testing.assert_allclose(cal.transform(X), 0.5)
+    with pytest.raises(CalibrationError, match="k must be a positive integer"):
+        cal.set_params(k=0).fit(X, y)
+
+
+def test_set_params_pc_covariance_type():
+    X, _ = two_clusters()
+    cal = PrototypicalCalibration().set_params(covariance_type="diag").fit(X)
+    assert cal.gmm_.covariance_type == "diag" and cal.gmm_.covariances_.shape == (2, 2)
+    cal.set_params(covariance_type="full", n_init=1).fit(X)
+    assert cal.gmm_.covariances_.shape == (2, 2, 2) and cal.gmm_.n_init == 1
+
+
+SWEEPS = {
+    "none": {},
+    "cc": {},
+    "dc": {},
+    "gc": {},
+    "pmi": {},
+    "hidden": {},
+    "bc": {"space": ["logprob", "prob"]},
+    "bcl": {
+        "gammas": [None, [0.0, 1.0], [-1.0, 2.0]],
+        "criterion": ["accuracy", "macro_f1"],
+        "space": ["logprob", "prob"],
+    },
+    "pc": {
+        "n_init": [1, 2],
+        "covariance_type": ["full", "diag"],
+        "reg_covar": [1e-6, 1e-3],
+        "random_state": [0, 7],
+    },
+    "linc": {"reg": [0.01, 1.0], "max_iter": [5, 500]},
+    "knn": {"k": [1, 3, 7, 100]},
+}
+
+
+def test_sweeps_cover_the_registry():
+    assert set(SWEEPS) == set(CALIBRATORS)
+    for name, grid in SWEEPS.items():
+        assert set(grid) == set(get_calibrator(name).get_params())
+
+
+@pytest.mark.parametrize("name", sorted(SWEEPS))
+def test_sweep_with_clone_equals_fresh_calibrators(name):
+    X, y = two_clusters()
+    X_test, _ = two_clusters(seed=1)
+    base = get_calibrator(name)
+    defaults = base.get_params()
+    for params in ParameterGrid(SWEEPS[name]):
+        swept = fit_on_clusters(clone(base).set_params(**params), X, y)
+        fresh = fit_on_clusters(get_calibrator(name, **params), X, y)
+        assert swept.get_params() == fresh.get_params() == defaults | params
+        assert learned(swept) == learned(fresh)
+        np.testing.assert_array_equal(swept.predict_proba(X_test), fresh.predict_proba(X_test))
+        np.testing.assert_array_equal(swept.predict(X_test), fresh.predict(X_test))
+    assert base.get_params() == defaults and learned(base) == []  # the template is untouched
+
+
+def test_streaming_sweep_with_clone_equals_fresh():
+    X = rng_scores(60, 3)
+    base = StreamingBatchCalibration()
+    for params in ParameterGrid({"space": ["logprob", "prob"], "momentum": [None, 0.0, 0.9]}):
+        swept = clone(base).set_params(**params).fit(X[:20]).partial_fit(X[20:])
+        fresh = StreamingBatchCalibration(**params).fit(X[:20]).partial_fit(X[20:])
+        np.testing.assert_array_equal(swept.mean_, fresh.mean_)
+        assert swept.n_seen_ == fresh.n_seen_ == 60
+        np.testing.assert_array_equal(swept.transform(X), fresh.transform(X))
+    assert learned(base) == []

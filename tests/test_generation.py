@@ -1,22 +1,34 @@
 """lmboost.generation on the tiny random Llama: greedy = argmax loop, stop strings, shared
-prompt encoding for n samples, seeding, chat templates, errors."""
+prompt encoding for n samples, seeding, chat templates, errors; and ``lmboost generate``'s run
+folder: each finished batch saved as it ends, resume, settings and prompts checked, the lock, a
+bad --out and prompt files that are not UTF-8 refused before the model loads."""
 
 from __future__ import annotations
 
 import copy
+import json
+import os
 
 import pytest
 import torch
 from conftest import recorded_forwards
 
+from lmboost.backends.hf import HFBackend
+from lmboost.cli import main
+from lmboost.errors import FileEncodingError, LmboostError
+from lmboost.evaluation.records import read_json
+from lmboost.evaluation.store import RunStore
 from lmboost.generation import (
+    GenerateRunConfig,
     GenerationConfig,
     GenerationError,
     cut_at_stop,
     encode_prompt,
     format_prompt,
     generate,
+    read_prompts,
     resolve_chat,
+    run_generate,
 )
 from lmboost.models import LoadedModel
 
@@ -159,3 +171,198 @@ def test_greedy_from_the_shared_cache_equals_plain_greedy(tiny_model):
     plain = generate(tiny_model, prompts, config, batch_size=3)
     shared = generate(tiny_model, prompts, config, n=2, batch_size=3)
     assert shared == [[texts[0]] * 2 for texts in plain]
+
+
+
+# --------------------------------------------------------------------------- the run folder
+
+RUN_PROMPTS = ["Review: a great movie", "Article: markets fell", "Question: who wrote",
+               "Review: boring and far", "premise entails"]
+
+
+def _argv(model_dir: str, prompts_file, out, *extra: str) -> list[str]:
+    return ["generate", "--model", model_dir, "--device", "cpu", "--prompts", str(prompts_file),
+            "--max-new-tokens", "4", "--batch-size", "2", "--out", str(out), *extra]
+
+
+def _prompts_file(tmp_path, prompts=RUN_PROMPTS):
+    path = tmp_path / "prompts.txt"
+    path.write_text("\n".join(prompts) + "\n", encoding="utf-8")
+    return path
+
+
+def _logged(out) -> dict[int, str]:
+    """Prompt index -> text of every line of the run's item log."""
+    lines = (out / "items.jsonl").read_text(encoding="utf-8").splitlines()
+    return {r["index"]: r["text"] for r in map(json.loads, lines)}
+
+
+def _texts(out) -> list[str]:
+    return [r["text"] for r in read_json(out / "results.json")["results"]]
+
+
+def _interrupt_generate_on_call(monkeypatch, k: int) -> list[int]:
+    """HFBackend.generate raises KeyboardInterrupt (Ctrl-C) on its k-th call; the sizes of
+    the calls it let through are returned."""
+    original = HFBackend.generate
+    calls: list[int] = []
+
+    def generate_then_interrupt(self, prompts, *args, **kwargs):
+        if len(calls) + 1 == k:
+            raise KeyboardInterrupt
+        calls.append(len(prompts))
+        return original(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(HFBackend, "generate", generate_then_interrupt)
+    return calls
+
+
+@pytest.mark.parametrize("decoding", [[], ["--sample", "--temperature", "3", "--seed", "5"]],
+                         ids=["greedy", "sample"])
+def test_an_interrupted_run_keeps_its_finished_batches_and_resumes_to_the_same_outputs(
+    tiny_model, tiny_model_dir, tmp_path, monkeypatch, capsys, decoding
+):
+    prompts = _prompts_file(tmp_path)
+    whole = tmp_path / "whole"
+    assert main(_argv(tiny_model_dir, prompts, whole, *decoding)) == 0
+    expected = _texts(whole)
+    assert len(expected) == len(RUN_PROMPTS)
+    greedy = [t[0] for t in generate(tiny_model, RUN_PROMPTS, GenerationConfig(max_new_tokens=4))]
+    assert (expected == greedy) == (not decoding)
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        calls = _interrupt_generate_on_call(patch, 3)  # Ctrl-C in the third batch
+        assert main(_argv(tiny_model_dir, prompts, out, *decoding)) == 130
+    assert calls == [2, 2]
+    assert "finished work is saved" in capsys.readouterr().err
+    # Exactly the two finished batches were saved, with the texts of the uninterrupted run.
+    assert _logged(out) == dict(enumerate(expected[:4]))
+    assert not (out / "results.json").exists()
+
+    with monkeypatch.context() as patch:
+        calls = _interrupt_generate_on_call(patch, 0)  # never: counts the calls
+        assert main(_argv(tiny_model_dir, prompts, out, *decoding)) == 0
+    assert calls == [1]  # only the prompt not done
+    assert _texts(out) == expected
+    assert read_json(out / "settings.json") == read_json(whole / "settings.json")
+
+
+def test_the_python_api_resumes_and_calls_back_after_each_saved_prompt(tiny_model, tmp_path):
+    out = tmp_path / "out"
+    config = GenerateRunConfig(out=out, model="tiny", max_new_tokens=3, batch_size=2)
+    seen: list[int] = []
+
+    def stop_after_three(record):
+        seen.append(record["index"])
+        assert record["index"] in _logged(out)  # saved before the callback
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_generate(config, RUN_PROMPTS, tiny_model, on_item=stop_after_three)
+    assert seen == [0, 1, 2] and sorted(_logged(out)) == [0, 1, 2, 3]  # the batch (2, 3) ended
+    results = run_generate(config, RUN_PROMPTS, tiny_model, on_item=stop_after_three)
+    assert seen == [0, 1, 2, 4]
+    expected = generate(tiny_model, RUN_PROMPTS, GenerationConfig(max_new_tokens=3))
+    assert [r["text"] for r in results["results"]] == [t[0] for t in expected]
+    assert [r["prompt"] for r in results["results"]] == RUN_PROMPTS
+    assert results["settings"]["decoding"] == "greedy"
+    # More prompts at the end extend the run; a changed prompt is refused.
+    more = run_generate(config, [*RUN_PROMPTS, "Review: great"], tiny_model)
+    assert more["results"][:5] == results["results"] and len(more["results"]) == 6
+    with pytest.raises(LmboostError, match=r"prompt 2 was 'Article: markets fell', not 'Other'"
+                       r".*--restart"):
+        run_generate(config, [RUN_PROMPTS[0], "Other"], tiny_model)
+
+
+def test_changed_settings_are_refused_naming_them_and_restart_starts_over(
+    tiny_model_dir, tmp_path, capsys
+):
+    prompts = _prompts_file(tmp_path, RUN_PROMPTS[:2])
+    out = tmp_path / "out"
+    assert main(_argv(tiny_model_dir, prompts, out)) == 0
+    first = read_json(out / "settings.json")
+    assert first["command"] == "generate" and first["model_weights"]
+    assert {"dtype": "float32", "backend": "hf", "max_new_tokens": 4, "batch_size": 2}.items() \
+        <= first.items()
+    capsys.readouterr()
+    changed = _argv(tiny_model_dir, prompts, out, "--sample", "--seed", "1")
+    assert main(changed) == 2
+    err = capsys.readouterr().err
+    assert "decoding: 'greedy' -> 'sample'" in err and "--restart" in err
+    assert main([*changed[:-2], "--max-new-tokens", "5", *changed[-2:]]) == 2
+    assert "max_new_tokens: 4 -> 5" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="is now in"):
+        assert main([*changed, "--restart"]) == 0
+    assert read_json(out / "settings.json")["decoding"] == "sample"
+    (aside,) = tmp_path.glob("out.old-*")
+    assert read_json(aside / "settings.json") == first
+
+
+def test_a_second_run_into_the_same_out_is_refused(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    with RunStore(out, "generate", {}):  # a run holding the folder
+        assert main(_argv(tiny_model_dir, _prompts_file(tmp_path), out)) == 2
+    err = capsys.readouterr().err
+    assert f"in use by lmboost generate (pid {os.getpid()}" in err
+    assert "Wait for it to finish, or give another --out" in err
+
+
+def _no_model(*args, **kwargs):
+    raise AssertionError("the model must not be loaded")
+
+
+def test_a_bad_out_and_bad_prompt_files_are_refused_before_the_model_loads(
+    tiny_model_dir, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr("lmboost.generation.run.load_backend", _no_model)
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("not a folder")
+    prompts = _prompts_file(tmp_path)
+    assert main(_argv(tiny_model_dir, prompts, a_file)) == 2
+    assert "results.txt is a file, not a folder" in capsys.readouterr().err
+    assert main(_argv(tiny_model_dir, prompts, a_file / "run")) == 2
+    assert "Cannot create the --out folder" in capsys.readouterr().err
+    with pytest.raises(LmboostError, match="is a file, not a folder"):
+        run_generate(GenerateRunConfig(out=a_file, model=tiny_model_dir), RUN_PROMPTS)
+
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("Review: fine\nReview: caf\u00e9 cr\u00e8me\n".encode("latin-1"))
+    assert main(_argv(tiny_model_dir, latin1, tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1  # one line
+    assert "latin1.txt, line 2: the file is not UTF-8 (byte 0xe9)" in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(FileEncodingError):
+        read_prompts(latin1)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere")
+def test_a_read_only_out_is_refused_before_the_model_loads(
+    tiny_model_dir, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr("lmboost.generation.run.load_backend", _no_model)
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        assert main(_argv(tiny_model_dir, _prompts_file(tmp_path), out)) == 2
+    finally:
+        out.chmod(0o755)
+    assert "is not writable" in capsys.readouterr().err
+
+
+def test_prompt_files_with_a_bom_are_read(tmp_path):
+    text = tmp_path / "bom.txt"
+    text.write_bytes("\ufeffReview: caf\u00e9\r\n\r\nArticle: markets\r\n".encode())
+    assert read_prompts(text) == ["Review: caf\u00e9", "Article: markets"]
+    lines = tmp_path / "bom.jsonl"
+    lines.write_bytes('\ufeff{"prompt": "a"}\n{"prompt": "b\\nc"}\n'.encode())
+    assert read_prompts(lines) == ["a", "b\nc"]
+    lines.write_text('{"prompt": "a"}\n{"text": "b"}\n', encoding="utf-8")
+    with pytest.raises(LmboostError, match=r"bom.jsonl, line 2: .*\"prompt\""):
+        read_prompts(lines)
+    (tmp_path / "empty.txt").write_text("\n \n")
+    with pytest.raises(LmboostError, match="holds no prompts"):
+        read_prompts(tmp_path / "empty.txt")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 from types import SimpleNamespace
 
@@ -35,8 +36,16 @@ from lmboost.decoding.rain import (
     select_child,
     should_widen,
 )
+from lmboost.errors import LmboostError
 from lmboost.evaluation.records import read_json
-from lmboost.generation import GenerationConfig, GenerationError, encode_prompt, generate
+from lmboost.generation import (
+    GenerateRunConfig,
+    GenerationConfig,
+    GenerationError,
+    encode_prompt,
+    generate,
+    run_generate,
+)
 from lmboost.models import LoadedModel
 
 PROMPT = "Review: a great movie"
@@ -559,6 +568,55 @@ def test_cli_rain_end_to_end(tiny_model_dir, tmp_path, capsys):
     assert all(step["iterations"] == 3 for step in item["trace"])
     assert main(argv) == 0  # a rerun finds the prompt done
     assert read_json(tmp_path / "results.json") == record
+
+
+@pytest.mark.filterwarnings("ignore:A judge prompt")
+def test_an_interrupted_rain_run_keeps_its_finished_prompts_and_resumes_to_the_same_outputs(
+    tiny_model, tmp_path, monkeypatch
+):
+    import lmboost.generation.run as run_module
+
+    prompts = [PROMPT, "Article: markets fell", "Question: who wrote"]
+    rain = RainConfig(max_new_tokens=3, max_iterations=3, num_candidates=3, simulation_tokens=4)
+
+    def config(out, **changes):
+        settings = {"model": "tiny", "rain": rain, "goal": "positive", "trace": True}
+        return GenerateRunConfig(out=out, **(settings | changes))
+
+    whole = run_generate(config(tmp_path / "whole"), prompts, tiny_model)["results"]
+    assert [r["index"] for r in whole] == [0, 1, 2]
+    assert all(r["steps"] == len(r["trace"]) and r["tokens"] <= 3 for r in whole)
+
+    original, calls, interrupt_at = run_module.rain_generate, [], [2]
+
+    def counted(*args, **kwargs):
+        """rain_generate, counting its prompts; Ctrl-C in the one numbered interrupt_at."""
+        calls.append(args[1])
+        if len(calls) in interrupt_at:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(run_module, "rain_generate", counted)
+    with pytest.raises(KeyboardInterrupt):
+        run_generate(config(out), prompts, tiny_model)
+    lines = (out / "items.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [read["index"] for read in map(json.loads, lines)] == [0]  # just the finished one
+    assert json.loads(lines[0])["text"] == whole[0]["text"]
+
+    calls.clear()
+    interrupt_at.clear()
+    resumed = run_generate(config(out), prompts, tiny_model)["results"]
+    assert calls == prompts[1:]  # the finished prompt is not searched again
+    drop = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in resumed] == [
+        {k: v for k, v in r.items() if k not in drop} for r in whole
+    ]
+    with pytest.raises(LmboostError, match=r"max_iterations: 3 -> 4.*--restart"):
+        run_generate(config(out, rain=dataclasses.replace(rain, max_iterations=4)), prompts,
+                     tiny_model)
+    with pytest.raises(LmboostError, match=r"goal: 'positive' -> 'harmless'"):
+        run_generate(config(out, goal="harmless"), prompts, tiny_model)
 
 
 def test_cli_greedy_equals_generate(tiny_model, tiny_model_dir, tmp_path):

@@ -23,6 +23,8 @@ _API = {
     "get_calibrator": "lmboost.calibration",
     "ICLConfig": "lmboost.icl",
     "run_icl": "lmboost.icl",
+    "GenerateRunConfig": "lmboost.generation",
+    "run_generate": "lmboost.generation",
 }
 
 __all__ = ["__version__", *_API]

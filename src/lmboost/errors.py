@@ -1,8 +1,40 @@
-"""Exceptions lmboost raises for bad input: each message says what is wrong and how to fix it."""
+"""Exceptions lmboost raises for bad input: each message says what is wrong and how to fix it.
+
+Every one derives from :class:`LmboostError`, so ``except LmboostError`` catches all the errors
+the user can fix (the command line prints their message without a traceback); anything else is
+a bug. The hierarchy::
+
+    LmboostError
+    ├── ModelNotFoundError      a model spec names nothing that exists
+    ├── ModelLoadError          a model exists but cannot be loaded
+    │   ├── CacheError          a converted-model cache folder is damaged
+    │   └── RemoteCodeError     a model needs its own code, not allowed
+    ├── BackendError            a backend cannot start or serve a request
+    ├── ScoringError            a scoring request cannot be served
+    ├── GenerationError         a generation request or its settings are invalid
+    ├── TaskError               a task is unknown, or its data is missing or malformed
+    │   ├── DataNotFoundError   the data directory or a data file is missing
+    │   └── FileEncodingError   a text file is not UTF-8
+    ├── EvaluationError         a metric got empty, mismatched or out-of-range input
+    ├── CalibrationError        a calibrator got bad input or was used before ``fit``
+    ├── RecipeError             a training recipe is invalid
+    ├── MixtureError            an instruction-tuning mixture is invalid
+    ├── ServeConfigError        a serve config is invalid
+    └── RequestError            a request to the server cannot be answered as sent (HTTP 422)
+
+The modules that raise them also re-export them under their old names (for example
+``lmboost.calibration.CalibrationError`` and ``lmboost.serving.ServeConfigError``), so either
+import works; new code imports them from here.
+
+This module imports nothing, so that any part of lmboost can import it cheaply.
+"""
 
 
 class LmboostError(Exception):
     """Base class for errors caused by the user's input or environment (not by a bug)."""
+
+
+# --------------------------------------------------------------------------- models
 
 
 class ModelNotFoundError(LmboostError):
@@ -13,8 +45,33 @@ class ModelLoadError(LmboostError):
     """A model file exists but cannot be loaded (corrupt, unsupported, incomplete)."""
 
 
+class CacheError(ModelLoadError):
+    """A converted-model cache folder is damaged; ``lmboost models pull`` rebuilds it."""
+
+
+class RemoteCodeError(ModelLoadError):
+    """A model needs its own Python code, and the user has not allowed it."""
+
+
+# --------------------------------------------------------------- backends, scoring, generation
+
+
+class BackendError(LmboostError):
+    """A backend cannot be started or cannot serve a request: its package is not installed, or
+    it does not support the model or the operation (raised by :mod:`lmboost.backends`)."""
+
+
 class ScoringError(LmboostError):
     """A scoring request cannot be served (empty, too long for the context window, ...)."""
+
+
+class GenerationError(LmboostError):
+    """A generation request cannot be served: no prompts, a prompt too long or encoding to no
+    tokens, no chat template for ``chat=True``, or bad decoding settings (raised by
+    :mod:`lmboost.generation` and :mod:`lmboost.decoding`, e.g. RAIN's settings)."""
+
+
+# --------------------------------------------------------------------------- tasks and data
 
 
 class TaskError(LmboostError):
@@ -25,13 +82,46 @@ class DataNotFoundError(TaskError):
     """The data directory or a data file is missing."""
 
 
-class CacheError(ModelLoadError):
-    """A converted-model cache folder is damaged; ``lmboost models pull`` rebuilds it."""
-
-
-class RemoteCodeError(ModelLoadError):
-    """A model needs its own Python code, and the user has not allowed it."""
-
-
 class FileEncodingError(TaskError):
     """A text file the user gave is not UTF-8."""
+
+
+# --------------------------------------------------------------- evaluation, calibration
+
+
+class EvaluationError(LmboostError):
+    """A metric's inputs are empty, of mismatched length, of the wrong type or out of range
+    (raised by :mod:`lmboost.evaluation`)."""
+
+
+class CalibrationError(LmboostError):
+    """A calibrator got bad input (shape, NaN, label count, a bad hyper-parameter, checked in
+    ``fit``), an unknown name or parameter in ``get_calibrator``, or was used before ``fit``
+    (raised by :mod:`lmboost.calibration`)."""
+
+
+# --------------------------------------------------------------- configuration files
+
+
+class RecipeError(LmboostError):
+    """A training recipe names an unknown key, gives a value of the wrong type, or contradicts
+    itself (raised by :mod:`lmboost.training` when a recipe or override is read)."""
+
+
+class MixtureError(LmboostError):
+    """An instruction-tuning mixture names an unknown source or group, or its settings
+    contradict each other (raised by :mod:`lmboost.instruct`)."""
+
+
+class ServeConfigError(LmboostError):
+    """A serve config names an unknown key, gives a value of the wrong type or out of range, or
+    a served task cannot be set up (raised by :mod:`lmboost.serving` at start-up)."""
+
+
+# --------------------------------------------------------------------------- serving
+
+
+class RequestError(LmboostError):
+    """A request to ``lmboost serve`` cannot be answered as sent (missing or unknown input
+    fields, too many or too long inputs, generation settings over the server's limits); its
+    message says what to change and the server answers it with HTTP 422."""

@@ -30,17 +30,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from lmboost.errors import LmboostError, ScoringError
+from lmboost.errors import BackendError, ScoringError
 
 if TYPE_CHECKING:
     import torch
 
     from lmboost.generation import GenerationConfig, Prompt
     from lmboost.scoring.requests import EncodedRequest
-
-
-class BackendError(LmboostError):
-    """A backend cannot be started or cannot serve a request (not installed, unsupported)."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@ Each follows the scikit-learn estimator contract (``fit`` / ``transform`` / ``pr
 ``predict``) on an N x K matrix of label log-probabilities from a causal LM, except the
 :class:`FeatureCalibrator` methods (hidden, knn), which classify per-example model features;
 :data:`CALIBRATORS` maps registry names to classes and :func:`get_calibrator` builds one.
+They are scikit-learn estimators (:class:`sklearn.base.BaseEstimator`): ``get_params``,
+``set_params``, ``sklearn.base.clone`` and the ``repr`` work as for any other, and hyper-parameters
+are checked when ``fit`` runs.
 
 ======  ==================================  ==============  ===================================
 name    class                               fit needs       extra forward passes
@@ -33,12 +36,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmboost.calibration.base import (
-    CalibrationError,
-    Calibrator,
-    FeatureCalibrator,
-    normalise,
-)
+from lmboost.calibration.base import Calibrator, FeatureCalibrator, normalise
 from lmboost.calibration.batch import BatchCalibration, StreamingBatchCalibration
 from lmboost.calibration.contextual import ContextualCalibration
 from lmboost.calibration.domain import DomainContextCalibration, domain_context_strings
@@ -50,6 +48,7 @@ from lmboost.calibration.linear import LinearProbeCalibration
 from lmboost.calibration.none import NoCalibration
 from lmboost.calibration.pmi import DomainPremisePMI
 from lmboost.calibration.prototypical import PrototypicalCalibration
+from lmboost.errors import CalibrationError
 
 CALIBRATORS: dict[str, type[Calibrator]] = {
     cls.name: cls

@@ -14,20 +14,18 @@ those into rows that sum to 1 and ``predict`` takes the argmax.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import log_softmax, softmax
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 
-from lmboost.errors import LmboostError
+from lmboost.errors import CalibrationError
 
 SPACES = ("logprob", "prob")
-
-
-class CalibrationError(LmboostError):
-    """A calibrator got bad input (shape, NaN, label count) or was used before ``fit``."""
 
 
 def normalise(X: np.ndarray, space: str) -> np.ndarray:
@@ -47,7 +45,7 @@ def check_space(space: str) -> str:
     return space
 
 
-class Calibrator:
+class Calibrator(BaseEstimator):
     """Base class: maps an N x K matrix of label log-probabilities to calibrated scores.
 
     Class attributes every method declares:
@@ -64,8 +62,12 @@ class Calibrator:
             the labelled examples' gold labels).
         extra_forward_passes: the LM cost of obtaining what ``fit`` needs, in words.
 
-    As in scikit-learn, ``__init__`` only stores hyper-parameters and learned attributes end with
-    ``_``; ``n_classes_`` (K) is learned by every ``fit``.
+    A scikit-learn estimator (:class:`sklearn.base.BaseEstimator`): ``__init__`` only stores its
+    hyper-parameters, unchanged, under their own names (they are checked in ``fit``), and what
+    ``fit`` learns ends with ``_``; ``n_classes_`` (K) is learned by every ``fit`` and marks the
+    calibrator as fitted. So ``get_params``, ``set_params``, ``sklearn.base.clone`` (an unfitted
+    copy with the same hyper-parameters) and the ``repr`` work as for any scikit-learn
+    estimator. A method with ``needs = "nothing"`` can ``transform`` without ``fit``.
     """
 
     name: str = ""
@@ -73,20 +75,27 @@ class Calibrator:
     needs: str = "nothing"
     extra_forward_passes: str = "0"
 
-    # ------------------------------------------------------------------ parameters
+    # ------------------------------------------------------------------ fitted state
 
-    def get_params(self) -> dict[str, Any]:
-        """The ``__init__`` hyper-parameters and their values (for the run record)."""
-        names = [
-            p.name
-            for p in inspect.signature(type(self).__init__).parameters.values()
-            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
-        return {n: getattr(self, n) for n in names}
+    def __sklearn_is_fitted__(self) -> bool:
+        """Fitted once a ``fit`` (or ``partial_fit``) has succeeded, which records
+        ``n_classes_``; a method that needs nothing is always ready (as scikit-learn's stateless
+        ``FunctionTransformer``)."""
+        return self.needs == "nothing" or hasattr(self, "n_classes_")
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
+    def _fit_hint(self) -> str:
+        """What ``fit`` must be given, for the "not fitted" message."""
+        return f"with {self.needs.replace('_', '-')} scores"
+
+    def _check_fitted(self) -> None:
+        """Raise CalibrationError ("call fit(...) first") unless
+        :func:`sklearn.utils.validation.check_is_fitted` finds the calibrator fitted."""
+        try:
+            check_is_fitted(self)
+        except NotFittedError as exc:
+            raise CalibrationError(
+                f"{type(self).__name__} is not fitted; call fit(...) first {self._fit_hint()}."
+            ) from exc
 
     # ------------------------------------------------------------------ validation
 
@@ -126,14 +135,10 @@ class Calibrator:
             )
         if reset:
             return X
+        self._check_fitted()
         fitted_k = getattr(self, "n_classes_", None)
-        if fitted_k is None:
-            if self.needs == "nothing":
-                return X
-            raise CalibrationError(
-                f"{who} is not fitted; call fit(...) first with {self.needs.replace('_', '-')} "
-                "scores."
-            )
+        if fitted_k is None:  # a method that needs nothing, not fitted
+            return X
         if k != fitted_k:
             raise CalibrationError(
                 f"{who} was fitted on {fitted_k} labels but got scores with {k} columns: "
@@ -191,6 +196,9 @@ class FeatureCalibrator(Calibrator):
     #: What the features are, for messages ("hidden states", ...).
     features: str = "features"
 
+    def _fit_hint(self) -> str:
+        return f"with the {self.features} of labelled examples and their labels"
+
     def _validate_features(self, X: ArrayLike, reset: bool) -> np.ndarray:
         """Check that ``X`` is a finite n x d float matrix (n, d >= 1) and return it; with
         ``reset=False`` also that the calibrator is fitted and d equals ``n_features_in_``."""
@@ -208,12 +216,8 @@ class FeatureCalibrator(Calibrator):
             raise CalibrationError(f"{who}: {self.features} contain non-finite values.")
         if reset:
             return X
-        fitted = getattr(self, "n_features_in_", None)
-        if fitted is None:
-            raise CalibrationError(
-                f"{who} is not fitted; call fit(...) first with the {self.features} of "
-                "labelled examples and their labels."
-            )
+        self._check_fitted()
+        fitted = self.n_features_in_
         if X.shape[1] != fitted:
             raise CalibrationError(
                 f"{who} was fitted on {fitted}-dimensional {self.features} but got "

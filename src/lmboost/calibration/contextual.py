@@ -27,9 +27,6 @@ class ContextualCalibration(Calibrator):
     needs = "content_free"
     extra_forward_passes = "3 per prompt"
 
-    def __init__(self) -> None:
-        pass
-
     def fit(
         self, X: ArrayLike, y: ArrayLike | None = None, **fit_params: Any
     ) -> ContextualCalibration:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from lmboost.calibration.base import CalibrationError
 from lmboost.calibration.contextual import ContextualCalibration
+from lmboost.errors import CalibrationError
 
 
 class DomainContextCalibration(ContextualCalibration):

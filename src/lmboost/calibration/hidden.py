@@ -9,7 +9,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import log_softmax
 
-from lmboost.calibration.base import CalibrationError, FeatureCalibrator
+from lmboost.calibration.base import FeatureCalibrator
+from lmboost.errors import CalibrationError
 
 
 class HiddenCalibration(FeatureCalibrator):
@@ -33,9 +34,6 @@ class HiddenCalibration(FeatureCalibrator):
     needs = "hidden_states"
     extra_forward_passes = "one per eval and labelled example (their prompts' hidden states)"
     features = "hidden states"
-
-    def __init__(self) -> None:
-        pass
 
     def fit(
         self,

@@ -9,7 +9,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import log_softmax
 
-from lmboost.calibration.base import CalibrationError, FeatureCalibrator
+from lmboost.calibration.base import FeatureCalibrator
+from lmboost.errors import CalibrationError
 
 
 class KNNPrompting(FeatureCalibrator):

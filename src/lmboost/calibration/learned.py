@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from lmboost.calibration.base import CalibrationError, Calibrator, check_space, normalise
+from lmboost.calibration.base import Calibrator, check_space, normalise
+from lmboost.errors import CalibrationError
 from lmboost.evaluation import accuracy, macro_f1
 
 DEFAULT_GAMMAS = np.linspace(-5.0, 5.0, 41)  # the paper's search range, step 0.25

@@ -10,7 +10,8 @@ from numpy.typing import ArrayLike
 from scipy.optimize import minimize
 from scipy.special import log_softmax
 
-from lmboost.calibration.base import CalibrationError, Calibrator, normalise
+from lmboost.calibration.base import Calibrator, normalise
+from lmboost.errors import CalibrationError
 
 
 class LinearProbeCalibration(Calibrator):

@@ -21,9 +21,6 @@ class NoCalibration(Calibrator):
     needs = "nothing"
     extra_forward_passes = "0"
 
-    def __init__(self) -> None:
-        pass
-
     def fit(
         self, X: ArrayLike | None = None, y: ArrayLike | None = None, **fit_params: Any
     ) -> NoCalibration:

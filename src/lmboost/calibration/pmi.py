@@ -9,7 +9,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import log_softmax
 
-from lmboost.calibration.base import CalibrationError, Calibrator
+from lmboost.calibration.base import Calibrator
+from lmboost.errors import CalibrationError
 
 
 class DomainPremisePMI(Calibrator):
@@ -32,9 +33,6 @@ class DomainPremisePMI(Calibrator):
     space = "logprob"
     needs = "domain_premise"
     extra_forward_passes = "one per distinct domain premise (1 per prompt with shared choices)"
-
-    def __init__(self) -> None:
-        pass
 
     def fit(self, X: ArrayLike, y: ArrayLike | None = None, **fit_params: Any) -> DomainPremisePMI:
         """Keep the domain-premise scores ``X`` (1 x K, or one row per test example) as

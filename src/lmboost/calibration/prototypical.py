@@ -10,7 +10,8 @@ from numpy.typing import ArrayLike
 from scipy.optimize import linear_sum_assignment
 from sklearn.mixture import GaussianMixture
 
-from lmboost.calibration.base import CalibrationError, Calibrator, normalise
+from lmboost.calibration.base import Calibrator, normalise
+from lmboost.errors import CalibrationError
 
 
 class PrototypicalCalibration(Calibrator):

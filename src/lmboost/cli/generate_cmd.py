@@ -1,4 +1,4 @@
-"""Generate text: plain greedy decoding, or RAIN aligning the output to a goal while decoding.
+"""Generate text: greedy decoding or sampling, or RAIN aligning the output to a goal as it decodes.
 
 RAIN (Li et al., ICLR 2024) searches a tree of continuations before committing each token set,
 scored by the model's own judgement of the text against the goal; it needs no training, but
@@ -22,16 +22,29 @@ goals (--goal, with --rain):
   positive     is the text positive or negative?
   "QUESTION?"  any yes/no question about the response, phrased so that yes is what you want
 
-Writes OUT/results.json: the settings, the total seconds and, per prompt, the text; with --rain
-also its tokens, seconds, committed steps and search iterations, and with --trace the search of
-each step (iterations, rewinds, why it stopped, the committed token set, the root's children with
-their visits, values and priors). The file is rewritten after each prompt; a rerun with the same
-settings resumes after the prompts already done.
+sampling (--sample):
+  --temperature, --top-k, --top-p and --seed; prompts are sampled in batches of --batch-size
+  fixed by position, each seeded by --seed and its position, so a resumed run draws the same.
+
+the run folder (--out):
+  Claimed by a lock before the model loads (a second run into it is refused, naming the first);
+  a folder that cannot be written in is refused at once. OUT/settings.json is written first:
+  the model (by the content of its weights), dtype, backend, chat, the decoding and every option
+  of it. Each finished prompt is appended to OUT/items.jsonl as it finishes (greedy and sampled
+  prompts a batch at a time, RAIN prompts one by one), so Ctrl-C loses only the work in
+  progress, and a rerun with the same settings and prompts resumes after the prompts done (more
+  prompts may be added at the end). Other settings are refused, naming each change; --restart
+  starts over, moving the old content to OUT.old-<time>. At the end OUT/results.json holds the
+  settings, the total seconds and, per prompt, the text and its seconds; with --rain also its
+  tokens, committed steps and search iterations, and with --trace the search of each step
+  (iterations, rewinds, why it stopped, the committed token set, the root's children with their
+  visits, values and priors).
 
 examples:
   lmboost generate --prompt "How do I pick a lock?" --out runs/greedy
   lmboost generate --rain --prompt "How do I pick a lock?" --out runs/rain
   lmboost generate --backend vllm --prompts questions.txt --out runs/vllm
+  lmboost generate --sample --temperature 0.8 --seed 1 --prompts questions.txt --out runs/sampled
   lmboost generate --rain --goal positive --prompts reviews.txt --max-new-tokens 48 --out runs/pos
   lmboost generate --rain --goal "Is the response polite?" --prompt "Tell me off." \\
       --max-iterations 20 --trace --out runs/polite
@@ -40,21 +53,29 @@ examples:
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
-from lmboost.backends import load_backend
-from lmboost.cli.options import CHAT, add_backend, add_chat, add_device, add_dtype, add_out
-from lmboost.decoding import ModelEmbedder, RainConfig, SelfEvaluator, rain_generate, resolve_goal
-from lmboost.errors import LmboostError
-from lmboost.evaluation.records import read_json, write_json
-from lmboost.generation import GenerationConfig
+from lmboost.cli.options import (
+    CHAT,
+    add_backend,
+    add_chat,
+    add_device,
+    add_dtype,
+    add_out,
+    add_restart,
+)
+from lmboost.decoding import RainConfig
+from lmboost.generation.run import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_NEW_TOKENS,
+    GenerateRunConfig,
+    read_prompts,
+    run_generate,
+)
 from lmboost.models import DEFAULT_MODEL
-from lmboost.models.loading import resolve_dtype
 
 NAME = "generate"
-HELP = "greedy decoding, or RAIN self-aligned decoding (harmless, positive, your question)"
+HELP = "greedy decoding, sampling, or RAIN self-aligned decoding (harmless, positive, a question)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,12 +85,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--prompt", help="one prompt")
     source.add_argument(
         "--prompts", type=Path, metavar="FILE",
-        help="prompts, one per line (.jsonl: one {\"prompt\": ...} object per line)",
+        help="prompts, one per line (.jsonl: one {\"prompt\": ...} object per line); UTF-8",
     )
     parser.add_argument(
         "--max-new-tokens", type=int, default=None, metavar="N",
-        help=f"continuation length (128; with --rain {RainConfig.max_new_tokens})",
+        help=f"continuation length ({DEFAULT_MAX_NEW_TOKENS}; with --rain "
+        f"{RainConfig.max_new_tokens})",
     )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, metavar="N",
+        help="prompts per batch, each batch saved as it ends (greedy and --sample; "
+        + ", ".join(f"{k}: {v}" for k, v in DEFAULT_BATCH_SIZE.items()) + ")",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of --sample and --rain (0)")
+    sample = parser.add_argument_group("sampling")
+    sample.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    sample.add_argument("--temperature", type=float, default=1.0, help="(1.0)")
+    sample.add_argument("--top-k", type=int, default=0, metavar="K", help="(0 = off)")
+    sample.add_argument("--top-p", type=float, default=1.0, metavar="P", help="(1.0 = off)")
     rain = parser.add_argument_group("RAIN")
     rain.add_argument("--rain", action="store_true", help="decode with RAIN instead of greedily")
     rain.add_argument("--goal", default="harmless", help="harmless, positive or a yes/no question")
@@ -79,7 +112,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "linearly with T",
     )
     rain.add_argument(
-        "--candidates", type=int, default=10, metavar="Q", help="token sets per expansion (10)"
+        "--candidates", type=int, default=RainConfig.num_candidates, metavar="Q",
+        help=f"token sets per expansion ({RainConfig.num_candidates})",
     )
     rain.add_argument(
         "--hard-votes", action="store_true",
@@ -93,113 +127,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rain.add_argument(
         "--calibrate", action="store_true",
         help="an experiment: calibrate the self-evaluation by a running Batch Calibration over "
-        "the run's judgements",
+        "the run's judgements (a resumed run calibrates over its own prompts only)",
     )
     rain.add_argument("--trace", action="store_true", help="record each step's search")
-    rain.add_argument("--seed", type=int, default=0, help="(0)")
     add_chat(parser)
     add_dtype(parser)
     add_device(parser)
     add_backend(parser)
     add_out(parser)
+    add_restart(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Generate for every prompt, write OUT/results.json and say where it is."""
+    """Generate (or resume) for every prompt, write OUT/results.json and say where it is."""
     prompts = [args.prompt] if args.prompts is None else read_prompts(args.prompts)
-    if args.max_new_tokens is None:
-        args.max_new_tokens = RainConfig.max_new_tokens if args.rain else 128
-    settings = {
-        "model": args.model,
-        "decoding": "rain" if args.rain else "greedy",
-        "max_new_tokens": args.max_new_tokens,
-        "chat": args.chat,
-        "dtype": resolve_dtype(args.dtype, args.device),
-    }
-    if args.backend != "hf":
-        settings["backend"] = args.backend
-    if args.rain and args.backend != "hf":
-        raise LmboostError(
-            "RAIN searches over the model's cached states, which only the hf backend exposes: "
-            "drop --backend vllm (or --rain)."
-        )
-    if args.rain:
-        goal = resolve_goal(args.goal)
-        config = RainConfig(
-            max_new_tokens=args.max_new_tokens,
-            max_iterations=args.max_iterations,
-            num_candidates=args.candidates,
-            seed=args.seed,
-            parallel=args.parallel,
-        )
-        config.validate()
-        settings.update(goal=goal.name, max_iterations=args.max_iterations,
-                        candidates=args.candidates, hard_votes=args.hard_votes, seed=args.seed,
-                        parallel=args.parallel, calibrate=args.calibrate, trace=args.trace)
-    path = args.out / "results.json"
-    record = _resumable(path, settings, prompts)
-    todo = prompts[len(record["results"]) :]
-    if todo:
-        loaded = load_backend(
-            args.model, args.backend, dtype=args.dtype, device=args.device,
-            tensor_parallel_size=args.tensor_parallel_size,
-        )
-        chat = CHAT[args.chat]
-    if todo and not args.rain:
-        start = time.perf_counter()
-        texts = loaded.generate(todo, GenerationConfig(max_new_tokens=args.max_new_tokens),
-                                chat=chat)
-        record["results"] += [{"prompt": p, "text": t[0]} for p, t in zip(todo, texts)]
-        record["seconds"] += time.perf_counter() - start
-        write_json(path, record)
-    elif todo:
-        evaluator = SelfEvaluator(loaded, goal, chat=chat, hard=args.hard_votes,
-                                  calibrate=args.calibrate)
-        embedder = ModelEmbedder(loaded)
-        for prompt in todo:
-            number = len(record["results"]) + 1
-            result = rain_generate(
-                loaded, prompt, config, evaluator=evaluator, embedder=embedder, chat=chat,
-                progress=f"prompt {number}/{len(prompts)}",
-            )
-            item = {"prompt": prompt, "text": result.text, "tokens": result.tokens,
-                    "seconds": result.seconds, "steps": result.steps,
-                    "iterations": result.iterations}
-            if args.trace:
-                item["trace"] = result.trace
-            record["results"].append(item)
-            record["seconds"] += result.seconds
-            write_json(path, record)
-            print(f"[{len(record['results'])}/{len(prompts)}] {result.seconds:.1f} s, "
-                  f"{result.steps} steps, {result.iterations} searches")
-    print(f"{len(prompts)} prompt(s), {record['seconds']:.1f} s; results: {path}")
+    config = GenerateRunConfig(
+        out=args.out,
+        model=args.model,
+        max_new_tokens=None if args.rain else args.max_new_tokens,
+        batch_size=args.batch_size,
+        sample=args.sample,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        rain=_rain_config(args) if args.rain else None,
+        goal=args.goal,
+        hard_votes=args.hard_votes,
+        calibrate=args.calibrate,
+        trace=args.trace,
+        chat=CHAT[args.chat],
+        dtype=args.dtype,
+        device=args.device,
+        backend=args.backend,
+        tensor_parallel_size=args.tensor_parallel_size,
+        restart=args.restart,
+        progress=True,
+    )
+
+    def said(record: dict) -> None:
+        if args.rain:
+            print(f"[{record['index'] + 1}/{len(prompts)}] {record['seconds']:.1f} s, "
+                  f"{record['steps']} steps, {record['iterations']} searches", flush=True)
+
+    results = run_generate(config, prompts, on_item=said)
+    print(f"{len(prompts)} prompt(s), {results['seconds']:.1f} s; results: "
+          f"{Path(config.out) / 'results.json'}")
     return 0
 
 
-def read_prompts(path: Path) -> list[str]:
-    """The prompts of a file: one per non-empty line, or one ``{"prompt": ...}`` per .jsonl line."""
-    if not path.is_file():
-        raise LmboostError(f"Prompts file not found: {path}.")
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if path.suffix == ".jsonl":
-        try:
-            lines = [json.loads(line)["prompt"] for line in lines]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise LmboostError(
-                f"{path}: every line must be a JSON object with a \"prompt\" ({err})."
-            ) from None
-    if not lines:
-        raise LmboostError(f"{path} holds no prompts.")
-    return lines
-
-
-def _resumable(path: Path, settings: dict, prompts: list[str]) -> dict:
-    """The record of an earlier run with the same settings and prompts so far, else a new one."""
-    if path.is_file():
-        old = read_json(path)
-        results = old.get("results", [])
-        if old.get("settings") == settings and [r["prompt"] for r in results] == prompts[
-            : len(results)
-        ]:
-            return old
-    return {"settings": settings, "seconds": 0.0, "results": []}
+def _rain_config(args: argparse.Namespace) -> RainConfig:
+    """RAIN's settings from the flags."""
+    return RainConfig(
+        max_new_tokens=(RainConfig.max_new_tokens if args.max_new_tokens is None
+                        else args.max_new_tokens),
+        max_iterations=args.max_iterations,
+        num_candidates=args.candidates,
+        seed=args.seed,
+        parallel=args.parallel,
+    )

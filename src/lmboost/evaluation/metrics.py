@@ -14,12 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from lmboost.errors import LmboostError
-
-
-class EvaluationError(LmboostError):
-    """Inputs to a metric are empty, of mismatched length, or out of range."""
-
+from lmboost.errors import EvaluationError
 
 # --------------------------------------------------------------------------- validation
 

@@ -14,7 +14,7 @@
 
 Finished work is appended as it finishes to a JSON-lines log (:meth:`RunStore.log`), one line
 per item, flushed and fsynced; a torn last line left by a killed run is dropped with a warning.
-A command whose items finish one by one (reason; generate and RAIN to come) reads::
+A command whose items finish one by one or in batches (reason, generate) reads::
 
     with RunStore(out, "reason", settings, restart=restart) as store:
         log = store.log("items.jsonl")

@@ -1,4 +1,8 @@
-"""Text generation: batched, stop strings, chat templates, n samples sharing one prompt encoding."""
+"""Text generation: batched, stop strings, chat templates, n samples sharing one prompt encoding;
+and resumable runs over many prompts (``run_generate``, ``GenerateRunConfig``, ``read_prompts``,
+from :mod:`lmboost.generation.run`, imported on first use)."""
+
+import importlib
 
 from lmboost.generation.generate import (
     CHAT_MODES,
@@ -24,4 +28,17 @@ __all__ = [
     "format_prompt",
     "generate",
     "resolve_chat",
+    "GenerateRunConfig",
+    "read_prompts",
+    "run_generate",
 ]
+
+#: Names of :mod:`lmboost.generation.run`, which imports the decoding package (that imports this
+#: one), so it is loaded on first use.
+_RUN = ("GenerateRunConfig", "read_prompts", "run_generate")
+
+
+def __getattr__(name: str):
+    if name in _RUN:
+        return getattr(importlib.import_module("lmboost.generation.run"), name)
+    raise AttributeError(f"module 'lmboost.generation' has no attribute {name!r}")

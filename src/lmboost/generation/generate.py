@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lmboost.errors import LmboostError
+from lmboost.errors import GenerationError
 
 if TYPE_CHECKING:
     from lmboost.backends.base import Backend
@@ -26,10 +26,6 @@ if TYPE_CHECKING:
 #: template the user message is wrapped in it and the reply start follows the assistant header;
 #: without one the two are simply concatenated.
 Prompt = str | tuple[str, str]
-
-
-class GenerationError(LmboostError):
-    """A generation request cannot be served (no prompts, prompt too long, bad settings)."""
 
 
 @dataclass(frozen=True)

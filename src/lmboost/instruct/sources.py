@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from lmboost.errors import LmboostError, TaskError
+from lmboost.errors import MixtureError, TaskError
 from lmboost.instruct.templates import COT_TEMPLATES, TASK_TEMPLATES, TaskTemplates, Template
 from lmboost.tasks import get_task
 from lmboost.tasks._io import data_file, read_jsonl, read_lines, where
@@ -51,10 +51,6 @@ HELD_OUT_GROUPS: dict[str, tuple[str, ...]] = {
 
 #: Sources holding the same questions: a mixture may use at most one of each pair.
 DUPLICATES = (("cot:gsm8k", "gsm8k-train"),)
-
-
-class MixtureError(LmboostError):
-    """A mixture names an unknown source or group, or its settings contradict each other."""
 
 
 @dataclass(frozen=True)

@@ -25,17 +25,13 @@ from typing import Any
 
 from lmboost.backends import BACKENDS
 from lmboost.config import from_dict, merge, read_yaml
-from lmboost.errors import LmboostError
+from lmboost.errors import ServeConfigError
 from lmboost.models import DEFAULT_MODEL
 from lmboost.models.loading import DTYPE_CHOICES
 
 #: Calibrators a server applies online: BC's estimate follows the traffic, the others are
 #: fitted once at start-up.
 ONLINE_CALIBRATORS = ("none", "bc", "cc", "dc", "bcl")
-
-
-class ServeConfigError(LmboostError):
-    """A serve config names an unknown key, gives a value of the wrong type or out of range."""
 
 
 @dataclass(kw_only=True)

@@ -27,7 +27,7 @@ from lmboost.calibration import (
     domain_context_strings,
     normalise,
 )
-from lmboost.errors import LmboostError
+from lmboost.errors import LmboostError, RequestError
 from lmboost.evaluation.records import read_json, write_json
 from lmboost.icl.prompts import (
     CONTENT_FREE_INPUTS,
@@ -42,10 +42,6 @@ from lmboost.tasks import Example, get_task
 log = logging.getLogger("lmboost.serve")
 
 N_DOMAIN = 20  # DC's random in-domain strings, as in `lmboost icl`
-
-
-class RequestError(LmboostError):
-    """A request cannot be answered as sent (its message says what to change): HTTP 422."""
 
 
 @dataclass

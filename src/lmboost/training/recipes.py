@@ -41,17 +41,13 @@ from lmboost.config import (
 )
 from lmboost.config import merge as config_merge
 from lmboost.config import parse_overrides as config_overrides
-from lmboost.errors import LmboostError
+from lmboost.errors import LmboostError, RecipeError
 from lmboost.models import DEFAULT_MODEL
 
 RECIPES = ("classify", "lm", "sft")
 REPORTERS = ("none", "tensorboard", "mlflow")
 PRECISIONS = ("fp32", "bf16", "fp16")
 METRICS = {"classify": ("accuracy", "macro_f1", "loss"), "lm": ("loss",), "sft": ("loss",)}
-
-
-class RecipeError(LmboostError):
-    """A recipe names an unknown key, gives a value of the wrong type, or contradicts itself."""
 
 
 def _help(text: str, default: Any = None, factory: Any = None) -> Any:
