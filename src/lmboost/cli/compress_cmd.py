@@ -6,19 +6,29 @@ OUT/model and writes OUT/results.json and OUT/report.md (with OUT/sweep.png for 
 
 pruning (--prune METHOD:AMOUNT):
   magnitude:0.5   zero the 50% smallest |W| of each decoder Linear (--scope global: pooled)
-  wanda:0.5       zero the 50% smallest |W|*||X|| of each output row (Wanda; calibrated on
-                  WikiText-2 validation text)
+  wanda:0.5       zero the 50% smallest |W|*||X|| of each output row (Wanda) *
+  sparsegpt:0.5   SparseGPT: prune and update the kept weights to compensate *
+  sparsegpt:2:4   2 of every 4 consecutive weights (also wanda:2:4): the pattern GPUs speed up *
   neurons:0.25    remove 25% of the MLP neurons (least L2 norm): a really smaller model
-  neurons-act:0.25  the same by activation-aware importance (calibrated like Wanda; far less
-                  damage without retraining than the weight norm)
+  neurons-act:0.25  the same by activation-aware importance (far less damage without
+                  retraining than the weight norm)
 
 quantization (--quantize):
+  w8a8                  SmoothQuant + GPTQ: int8 weights and int8 activations *
+  w4a16                 GPTQ int4 weights (groups of 128, or 64 where widths need it) *
   int8-dynamic          torch.ao dynamic int8 (CPU, float32)
   int8-weight           int8 weights, dequantized on the fly
   int8-dynamic-torchao  torchao dynamic int8 (pip install torchao)
 
+* through llm-compressor (pip install 'lmboost[compress]'); the model is saved in the
+  compressed-tensors format that vLLM serves (lmboost generate --backend vllm --model OUT/model).
+Methods that read activations are calibrated on --calib-samples windows of WikiText-2
+validation text (or --calib-text).
+
 examples:
-  lmboost compress --prune wanda:0.5 --out runs/wanda50
+  lmboost compress --prune sparsegpt:0.5 --out runs/sparsegpt50
+  lmboost compress --quantize w8a8 --icl --out runs/w8a8
+  lmboost compress --prune sparsegpt:2:4 --quantize w4a16 --out runs/sparse-int4
   lmboost compress --prune neurons:0.25 --quantize int8-weight --out runs/small
   lmboost compress --sweep magnitude,wanda:0.1,0.3,0.5 --ppl-tokens 2048 --out runs/sweep
   lmboost compress --model ./my-model --quantize int8-dynamic --icl --out runs/int8
@@ -30,13 +40,13 @@ import argparse
 from pathlib import Path
 
 from lmboost.cli.options import add_dtype, add_out, add_restart
-from lmboost.compression import QUANTIZERS
+from lmboost.compression import ONESHOT_SCHEMES, QUANTIZERS
 from lmboost.compression.magnitude import SCOPES
 from lmboost.compression.runner import CompressConfig, compress, summary_table
 from lmboost.models import DEFAULT_MODEL
 
 NAME = "compress"
-HELP = "prune (magnitude, Wanda, MLP neurons) and int8-quantize, with the cost measured"
+HELP = "prune (SparseGPT, Wanda, 2:4, MLP neurons) and quantize (W8A8, int4), cost measured"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scope", default="layer", choices=SCOPES, help="magnitude pruning per layer or global"
     )
-    parser.add_argument("--quantize", metavar="SCHEME", help=", ".join(QUANTIZERS))
+    parser.add_argument(
+        "--quantize", metavar="SCHEME", help=", ".join([*ONESHOT_SCHEMES, *QUANTIZERS])
+    )
     parser.add_argument(
         "--sweep", metavar="METHODS:AMOUNTS",
         help="perplexity at each amount, e.g. magnitude,wanda:0.1,0.3,0.5",
@@ -58,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ppl.add_argument("--ppl-stride", type=int, default=256, metavar="N", help="stride (256)")
     ppl.add_argument("--ppl-text", type=Path, metavar="FILE",
                      help="text file (default: WikiText-2 test, raw)")
-    calib = parser.add_argument_group("calibration (wanda, neurons-act)")
+    calib = parser.add_argument_group("calibration (wanda, sparsegpt, w8a8, w4a16, neurons-act)")
     calib.add_argument("--calib-text", type=Path, metavar="FILE",
                        help="text file (default: WikiText-2 validation)")
     calib.add_argument("--calib-samples", type=int, default=16, metavar="N",

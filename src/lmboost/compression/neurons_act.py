@@ -17,8 +17,9 @@ lower index is kept) and is shrunk exactly as ``prune_neurons`` shrinks it, so
 ``config.intermediate_size`` is updated and the model reloads with ``from_pretrained``. No
 weight is updated.
 
-Layers are pruned in order, as in Wanda (:func:`lmboost.compression.wanda.prune_layer_by_layer`):
-the activations of layer l are measured with layers < l already pruned.
+Layers are pruned in order, as in Wanda
+(:func:`lmboost.compression.layerwise.prune_layer_by_layer`): the activations of layer l are
+measured with layers < l already pruned.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from lmboost.compression.layerwise import activation_norms, prune_layer_by_layer
 from lmboost.compression.structured import mlp_of, neuron_plan, shrink_mlp, top_neurons
-from lmboost.compression.wanda import activation_norms, prune_layer_by_layer
 
 
 def neuron_scores(down: nn.Linear, input_norms: torch.Tensor) -> torch.Tensor:

@@ -25,12 +25,21 @@ from tqdm.auto import tqdm
 
 from lmboost import __version__
 from lmboost.compression import Pruner, get_pruner, parse_amount, parse_prune_spec
+from lmboost.compression.layerwise import calibration_ids
 from lmboost.compression.magnitude import SCOPES
+from lmboost.compression.oneshot import (
+    ONESHOT_SCHEMES,
+    is_oneshot_compressed,
+    prune_modifier,
+    quantization_modifiers,
+    require_llmcompressor,
+    run_oneshot,
+    save_compressed_tensors,
+)
 from lmboost.compression.perplexity import forward_throughput, perplexity, token_ids, wikitext2
-from lmboost.compression.quantize import get_quantizer, quantize, torchao_available
+from lmboost.compression.quantize import QUANTIZERS, get_quantizer, quantize, torchao_available
 from lmboost.compression.save import load_compressed, save_compressed, weight_bytes
 from lmboost.compression.sparsity import sparsity_report
-from lmboost.compression.wanda import calibration_ids
 from lmboost.errors import LmboostError
 from lmboost.evaluation.records import (
     RunTimer,
@@ -106,10 +115,19 @@ class CompressConfig:
         if not (self.prune or self.quantize or self.sweep):
             raise LmboostError("Nothing to do: give a pruning spec, a quantization or a sweep.")
         if self.prune:
-            parse_prune_spec(self.prune)
+            pruner, _ = parse_prune_spec(self.prune)
+            if pruner.oneshot:
+                require_llmcompressor(pruner.name)
         if self.sweep:
             parse_sweep(self.sweep)
-        if self.quantize:
+        if self.quantize and self.quantize not in (*ONESHOT_SCHEMES, *QUANTIZERS):
+            raise LmboostError(
+                f"Unknown quantization {self.quantize!r}; choose one of: "
+                f"{', '.join([*ONESHOT_SCHEMES, *QUANTIZERS])}."
+            )
+        if self.quantize in ONESHOT_SCHEMES:
+            require_llmcompressor(self.quantize)
+        elif self.quantize:
             get_quantizer(self.quantize)
             if self.quantize == "int8-dynamic-torchao" and not torchao_available():
                 raise LmboostError("int8-dynamic-torchao needs torchao: pip install torchao.")
@@ -183,15 +201,19 @@ def _run(config: CompressConfig, out: Path, progress: bool) -> dict[str, Any]:
 
     before = {**_structure(sparsity_report(model)), **measure(model)}
     sweep = _sweep(model, config, calibration, ppl_ids, progress) if config.sweep else None
-    if config.prune:
-        pruner, amount = parse_prune_spec(config.prune)
-        _prune(model, pruner, amount, config, calibration)
-    report = sparsity_report(model)  # of the float model: quantization keeps the weights
-    if config.quantize:
+    _compress(model, config, calibration)
+    report = sparsity_report(model)  # before lmboost's int8 modules replace the Linears
+    if config.quantize and config.quantize not in ONESHOT_SCHEMES:
         quantize(model, config.quantize)
     after = {**_structure(report), **measure(model)}
-    saved = save_compressed(model, tokenizer, out / "model")
+    if is_oneshot_compressed(model):
+        saved = save_compressed_tensors(model, tokenizer, out / "model")
+    else:
+        saved = save_compressed(model, tokenizer, out / "model")
     after["disk_bytes"] = sum(f.stat().st_size for f in saved.glob("*.safetensors"))
+    if config.quantize in ONESHOT_SCHEMES:
+        # in memory the Linears are fake-quantized floats: their packed size is what is saved
+        after["weight_bytes"] = after["disk_bytes"]
     icl = _icl(config, saved, progress) if config.icl else None
 
     calibration_text = str(config.calib_text or "WikiText-2 valid (tokenized)")
@@ -218,8 +240,30 @@ def _run(config: CompressConfig, out: Path, progress: bool) -> dict[str, Any]:
 # --------------------------------------------------------------------------- steps
 
 
+def _compress(
+    model: nn.Module, config: CompressConfig, calibration: Callable[[], torch.Tensor]
+) -> None:
+    """Prune ``model`` in place as ``config`` says, and quantize it with llm-compressor's
+    schemes. llm-compressor's methods run as one ``oneshot`` recipe (pruning, then quantization
+    of the pruned weights); lmboost's own pruning comes before it (and its own quantization,
+    in the caller, after it)."""
+    modifiers = []
+    zeroed = False
+    if config.prune:
+        pruner, amount = parse_prune_spec(config.prune)
+        zeroed = pruner.zeroes
+        if pruner.oneshot:
+            modifiers.append(prune_modifier(pruner.name, amount))
+        else:
+            _prune(model, pruner, amount, config, calibration)
+    if config.quantize in ONESHOT_SCHEMES:
+        modifiers += quantization_modifiers(config.quantize, model, keep_zeros=zeroed)
+    if modifiers:
+        run_oneshot(model, calibration(), modifiers)
+
+
 def _prune(
-    model: nn.Module, pruner: Pruner, amount: float, config: CompressConfig,
+    model: nn.Module, pruner: Pruner, amount: float | str, config: CompressConfig,
     calibration: Callable[[], torch.Tensor],
 ) -> None:
     """Apply ``pruner`` at ``amount`` with the options it takes."""
@@ -283,6 +327,8 @@ def _sweep(
 
 
 def _needs_calibration(config: CompressConfig) -> bool:
+    if config.quantize in ONESHOT_SCHEMES:
+        return True
     pruners = [parse_prune_spec(config.prune)[0]] if config.prune else []
     if config.sweep:
         pruners += parse_sweep(config.sweep)[0]

@@ -1,19 +1,13 @@
-"""Wanda: pruning by weights and activations (Sun, Liu, Bair, Kolter 2023, arXiv 2306.11695).
+"""Layer-by-layer calibration for lmboost's own activation-aware pruners.
 
-The importance of weight W_ij (output i, input j) of a Linear layer is
-
-    S_ij = |W_ij| * ||X_j||_2
-
-where X_j is input feature j over all calibration tokens (N sequences x L tokens). Within each
-output row i (the paper's comparison group) the ``round(sparsity * in_features)`` weights of
-lowest score are set to zero; no weight is updated.
-
-As in the authors' code, layers are pruned in order: the calibration hidden states of decoder
-layer l are the outputs of layers < l *after* they were pruned. One forward pass of the whole
-model records each decoder layer's other inputs (attention mask, position embeddings), which do
-not depend on the hidden states; then each layer runs twice per batch (to collect its norms,
-then, pruned, to produce the next layer's inputs). That loop, :func:`prune_layer_by_layer`, also
-serves the activation-aware neuron pruner (:mod:`lmboost.compression.neurons_act`).
+:func:`prune_layer_by_layer` visits the decoder layers in order: the calibration hidden states
+of layer l are the outputs of layers < l *after* they were pruned (the order of Wanda's and
+SparseGPT's reference code). One forward pass of the whole model records each decoder layer's
+other inputs (attention mask, position embeddings), which do not depend on the hidden states;
+then each layer runs twice per batch (to collect statistics, then, pruned, to produce the next
+layer's inputs). :func:`activation_norms` gives ||X_j||_2 of each Linear's input features and
+:func:`calibration_ids` draws the calibration windows, which llm-compressor's methods
+(:mod:`lmboost.compression.oneshot`) use too.
 """
 
 from __future__ import annotations
@@ -29,14 +23,9 @@ import torch
 from torch import nn
 
 from lmboost.backends.hf import HFBackend
-from lmboost.compression.sparsity import check_fraction, decoder_layers
+from lmboost.compression.sparsity import decoder_layers
 from lmboost.errors import LmboostError
 from lmboost.tasks._io import read_text
-
-
-def wanda_scores(weight: torch.Tensor, input_norms: torch.Tensor) -> torch.Tensor:
-    """S = |W| * ||X||_2 broadcast over rows: ``weight`` is out x in, ``input_norms`` has in."""
-    return weight.detach().abs().float() * input_norms.float()[None, :]
 
 
 def activation_norms(
@@ -60,37 +49,6 @@ def activation_norms(
         for handle in handles:
             handle.remove()
     return {name: s.sqrt() for name, s in sums.items()}
-
-
-def prune_rows(weight: torch.Tensor, scores: torch.Tensor, sparsity: float) -> None:
-    """Zero, in place, the ``round(sparsity * columns)`` lowest-scored weights of every row
-    (ties broken by column: lower index first)."""
-    k = round(sparsity * weight.shape[1])
-    if k == 0:
-        return
-    order = torch.sort(scores, dim=1, stable=True).indices[:, :k]
-    mask = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, order, True)
-    with torch.no_grad():
-        weight.masked_fill_(mask, 0)
-
-
-def wanda_prune(
-    model: nn.Module, sparsity: float, *, calibration: torch.Tensor, batch_size: int = 8
-) -> nn.Module:
-    """Prune every decoder Linear to ``sparsity`` per output row by Wanda scores, in place.
-
-    ``calibration`` holds token ids, N x L (see :func:`calibration_ids`). Returns ``model``.
-    """
-    sparsity = check_fraction(sparsity, "Wanda sparsity")
-
-    def prune_layer(layer: nn.Module, run: Callable[[], Any]) -> None:
-        linears = {n: m for n, m in layer.named_modules() if isinstance(m, nn.Linear)}
-        norms = activation_norms(linears, run)
-        for name, linear in linears.items():
-            prune_rows(linear.weight, wanda_scores(linear.weight, norms[name]), sparsity)
-
-    prune_layer_by_layer(model, calibration, prune_layer, batch_size=batch_size, method="Wanda")
-    return model
 
 
 def prune_layer_by_layer(
