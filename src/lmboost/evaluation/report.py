@@ -306,9 +306,9 @@ def _save_figure(fig: Any, path: Path) -> None:
 def markdown_table(
     rows: Iterable[Mapping[str, Any] | Sequence[Any]],
     columns: Sequence[str],
-    formats: Mapping[str, str | Callable[[Any], str]] | None = None,
+    formats: Mapping[str | int, str | Callable[[Any], str]] | None = None,
     *,
-    align: Mapping[str, str] | None = None,
+    align: Mapping[str | int, str] | None = None,
     missing: str = "—",
 ) -> str:
     """A GitHub-flavoured Markdown table, one line per row, no trailing newline.
@@ -317,31 +317,36 @@ def markdown_table(
         rows: each a mapping from column name to value (absent names are missing), or a
             sequence of values in column order (short sequences are padded as missing).
         columns: the header, left to right.
-        formats: per column, how to write its values that are not None: a format spec
+        formats: per column (by name, or by position for a name used twice), how to write
+            its values that are not None: a format spec
             (``".1f"``), a ``str.format`` template with one field (``"{:.1f}x"``), or a
             function of the value; other columns are written with ``str``.
-        align: per column, ``"left"`` or ``"right"``; by default a column is right-aligned
-            when all of its present values are numbers (``bool`` is not), else left-aligned.
+        align: per column (by name or position), ``"left"`` or ``"right"``; by default a
+            column is right-aligned when all of its present values are numbers (``bool`` is
+            not), else left-aligned.
         missing: what a None (or absent) value is written as.
 
     A ``|`` in a cell is escaped and a newline becomes a space, so every row stays one line.
     """
     formats = dict(formats or {})
     align = dict(align or {})
-    unknown = sorted((set(formats) | set(align)) - set(columns))
+    unknown = [k for k in [*formats, *align] if k not in columns
+               and not (isinstance(k, int) and 0 <= k < len(columns))]
     if unknown:
         raise ValueError(f"formats / align name columns not in the table: {unknown}")
     table = [_row_values(row, columns) for row in rows]
     head = [_escape(str(c)) for c in columns]
     rule = []
     for j, column in enumerate(columns):
-        side = align.get(column) or ("right" if _numeric([r[j] for r in table]) else "left")
+        numeric = _numeric([r[j] for r in table])
+        side = align.get(j) or align.get(column) or ("right" if numeric else "left")
         if side not in ("left", "right"):
             raise ValueError(f"align[{column!r}] must be 'left' or 'right', not {side!r}")
         rule.append("---:" if side == "right" else "---")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(rule) + "|"]
     for values in table:
-        cells = [_format(v, formats.get(c), missing) for c, v in zip(columns, values)]
+        cells = [_format(v, formats.get(j, formats.get(c)), missing)
+                 for j, (c, v) in enumerate(zip(columns, values))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

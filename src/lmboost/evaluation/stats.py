@@ -68,7 +68,7 @@ def mcnemar(only_first: int, only_second: int, *, both: int | None = None,
         return McNemarResult(b, c, 1.0, 1.0, both, neither)
     k = min(b, c)
     exact = float(binomtest(b, n, 0.5).pvalue)
-    mid = float(min(1.0, 2 * binom.cdf(k, n, 0.5) - binom.pmf(k, n, 0.5)))
+    mid = float(min(1.0, binom.cdf(k, n, 0.5) + binom.cdf(k - 1, n, 0.5)))  # 2P(<=k) - P(k)
     return McNemarResult(b, c, exact, mid, both, neither)
 
 
