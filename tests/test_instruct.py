@@ -292,28 +292,29 @@ def test_tiny_model_sft_on_a_built_mixture(tiny_model_dir, tmp_path):
 
 def test_paired_mcnemar_between_two_reasoning_runs_of_a_tiny_model(tiny_model_dir, tmp_path):
     """What the instruction-tuning ablation compares, with the library alone: two reasoning runs
-    on the same items (here the base model in two modes), paired per item by McNemar's test
-    (lmboost.evaluation.stats), and the Markdown row the benchmark writes for it."""
+    on the same items (here the base model's zero-shot chains cut at 2 and at 6 tokens), paired
+    per item by McNemar's test (lmboost.evaluation.stats), and the Markdown row the benchmark
+    writes for it."""
     from lmboost.evaluation.report import markdown_table
     from lmboost.evaluation.stats import mcnemar, pairwise_mcnemar
     from lmboost.reasoning import ReasoningConfig, run_reasoning
 
     correct = {}
-    for mode in ("direct", "zs-cot"):
+    for name, tokens in (("short", 2), ("long", 6)):
         results = run_reasoning(ReasoningConfig(
-            task="bbh:boolean_expressions", out=tmp_path / mode, model=tiny_model_dir,
-            mode=mode, limit=3, max_new_tokens=6, batch_size=4, chat=False,
+            task="bbh:boolean_expressions", out=tmp_path / name, model=tiny_model_dir,
+            mode="zs-cot", limit=3, max_new_tokens=tokens, batch_size=4, chat=False,
         ))
-        correct[mode] = {item["uid"]: item["correct"] for item in results["items"]}
-    assert correct["direct"].keys() == correct["zs-cot"].keys() and len(correct["direct"]) == 3
-    test = pairwise_mcnemar(correct, [("direct", "zs-cot"), ("direct", "fs-cot")])
-    assert list(test) == ["direct-zs-cot"]  # a pair naming a run that is not there is skipped
-    t = test["direct-zs-cot"]
-    a, b = correct["direct"], correct["zs-cot"]
+        correct[name] = {item["uid"]: item["correct"] for item in results["items"]}
+    assert correct["short"].keys() == correct["long"].keys() and len(correct["short"]) == 3
+    test = pairwise_mcnemar(correct, [("short", "long"), ("short", "trained")])
+    assert list(test) == ["short-long"]  # a pair naming a run that is not there is skipped
+    t = test["short-long"]
+    a, b = correct["short"], correct["long"]
     assert t.only_first == sum(a[u] and not b[u] for u in a)
     assert t.only_second == sum(b[u] and not a[u] for u in a)
     assert t.only_first + t.only_second + t.both + t.neither == 3
     assert t == mcnemar(t.only_first, t.only_second, both=t.both, neither=t.neither)
     cell = f"{t.only_first} / {t.only_second}, p {t.p:.2g}"
-    assert markdown_table([["bbh:boolean_expressions", cell]], ["evaluation", "direct vs zs-cot"]
+    assert markdown_table([["bbh:boolean_expressions", cell]], ["evaluation", "short vs long"]
                           ).splitlines()[2] == f"| bbh:boolean_expressions | {cell} |"
