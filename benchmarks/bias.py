@@ -27,6 +27,7 @@ from pathlib import Path
 
 from lmboost.bias import BiasConfig, run_bias
 from lmboost.evaluation.records import read_json, write_json, write_text
+from lmboost.evaluation.report import markdown_table
 
 RUNS = "minilm-l6-v2:mean,smollm2-135m-instruct:mean,smollm2-135m-instruct:last,gemma3-270m:mean"
 GLOVE = {f"weat{i}": d for i, d in enumerate(
@@ -76,10 +77,8 @@ def render(results: dict[str, dict]) -> str:
         "encode single words; `sent-` tests encode them in bleached sentence templates (May et "
         "al. 2019). GloVe: Caliskan et al. 2017; BERT-base: Meade et al. 2022 (SEAT 6-8b).",
         "",
-        "| test | targets (X vs Y) | attributes (A vs B) | " + " | ".join(runs)
-        + " | GloVe | BERT-base |",
-        "|---|---|---|" + "---:|" * (len(runs) + 2),
     ]
+    rows = []
     for i, test in enumerate(first["tests"]):
         sets = test["sets"]
         cells = []
@@ -89,13 +88,13 @@ def render(results: dict[str, dict]) -> str:
             star = "*" if row["p_value"] < 0.01 else ""
             cells.append("n/a" if d is None else f"{d:.2f}{star}")
         name = test["test"]
-        refs = [f"{GLOVE[name]:.2f}" if name in GLOVE else "",
-                f"{BERT_BASE[name]:.2f}" if name in BERT_BASE else ""]
-        lines.append(
-            f"| {name} | {sets['targ1']['category']} vs {sets['targ2']['category']} | "
-            f"{sets['attr1']['category']} vs {sets['attr2']['category']} | "
-            + " | ".join(cells + refs) + " |"
-        )
+        rows.append([name, f"{sets['targ1']['category']} vs {sets['targ2']['category']}",
+                     f"{sets['attr1']['category']} vs {sets['attr2']['category']}", *cells,
+                     GLOVE.get(name), BERT_BASE.get(name)])
+    columns = ["test", "targets (X vs Y)", "attributes (A vs B)", *runs, "GloVe", "BERT-base"]
+    lines.append(markdown_table(rows, columns, {"GloVe": ".2f", "BERT-base": ".2f"},
+                                align=dict.fromkeys(range(3, len(columns)), "right"),
+                                missing=""))
     significant = {run: sum(t["p_value"] < 0.01 for t in r["tests"]) for run, r in results.items()}
     lines += ["", "Tests significant at p < 0.01: " + ", ".join(
         f"{run} {n}/{len(first['tests'])}" for run, n in significant.items()) + ".",

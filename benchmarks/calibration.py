@@ -27,6 +27,7 @@ import numpy as np
 
 from lmboost.calibration import CALIBRATORS
 from lmboost.evaluation.records import read_json, write_json
+from lmboost.evaluation.report import markdown_table
 from lmboost.icl import ICLConfig, run_icl
 
 # The BC paper's 13 tasks as available here (* = 100-example subsets), then 4 more classic ones.
@@ -152,28 +153,23 @@ def versus_bc(rows: dict, method: str) -> dict | None:
 
 
 def _versus_bc(tables: dict, shots: list[int], methods: list[str]) -> list[str]:
-    lines = [
-        "| metric | shots | method | tasks | method % | BC % | method − BC | win / tie / loss |",
-        "|---|---:|---|---:|---:|---:|---:|---|",
-    ]
+    rows = []
     for metric, table in tables.items():
         for k in shots:
             for method in methods:
-                if method == "bc":
-                    continue
-                v = versus_bc(table[k], method)
-                if v is None:
-                    continue
-                lines.append(
-                    f"| {metric} | {k} | {method} | {v['tasks']} | {v['mean']:.1f} | "
-                    f"{v['bc']:.1f} | {v['mean'] - v['bc']:+.1f} | "
-                    f"{v['win']} / {v['tie']} / {v['loss']} |"
-                )
-    return lines
+                v = None if method == "bc" else versus_bc(table[k], method)
+                if v is not None:
+                    rows.append([metric, k, method, v["tasks"], v["mean"], v["bc"],
+                                 v["mean"] - v["bc"], f"{v['win']} / {v['tie']} / {v['loss']}"])
+    columns = ["metric", "shots", "method", "tasks", "method %", "BC %", "method − BC",
+               "win / tie / loss"]
+    formats = {"method %": ".1f", "BC %": ".1f", "method − BC": "+.1f"}
+    align = dict.fromkeys(["shots", "tasks", "method %", "BC %", "method − BC"], "right")
+    return [markdown_table(rows, columns, formats, align=align)]
 
 
 def _table(rows: dict, methods: list[str]) -> list[str]:
-    lines = ["| task | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+    table = []
     for task, values in rows.items():
         best = max((values[m] for m in methods if values.get(m) is not None), default=None)
         cells = [
@@ -182,14 +178,12 @@ def _table(rows: dict, methods: list[str]) -> list[str]:
                   else f"{100 * values[m]:.1f}") + f" ± {100 * values['std'][m]:.1f}"
             for m in methods
         ]
-        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+        table.append([task, *cells])
     applicable = [[v[m] for v in rows.values() if v.get(m) is not None] for m in methods]
-    lines.append(
-        "| mean, tasks where each applies (count) | "
-        + " | ".join(f"{100 * np.mean(v):.1f} ({len(v)})" if v else "n/a" for v in applicable)
-        + " |"
-    )
-    return lines
+    table.append(["mean, tasks where each applies (count)",
+                  *(f"{100 * np.mean(v):.1f} ({len(v)})" if v else "n/a" for v in applicable)])
+    return [markdown_table(table, ["task", *methods],
+                           align=dict.fromkeys(range(1, len(methods) + 1), "right"))]
 
 
 if __name__ == "__main__":

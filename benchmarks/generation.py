@@ -30,6 +30,7 @@ import torch
 
 from lmboost.backends import load_backend
 from lmboost.evaluation.records import read_json, write_json
+from lmboost.evaluation.report import markdown_table
 from lmboost.generation import GenerationConfig, encode_prompt, resolve_chat
 from lmboost.reasoning.prompts import build_prompt
 from lmboost.reasoning.tasks import load_items
@@ -107,17 +108,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(records: dict[tuple[str, str], dict]) -> None:
-    print("\n| setting | backend | prompts x samples | seconds | generated tokens | tokens/s "
-          "| identical to hf |")
-    print("|---|---|---|---:|---:|---:|---:|")
+    rows = []
     for (engine, name), r in sorted(records.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         same = "—"
         hf = records.get(("hf", name))
         if name == "greedy" and engine != "hf" and hf is not None:
             pairs = list(zip(hf["texts"], r["texts"]))
             same = f"{sum(a == b for a, b in pairs)}/{len(pairs)}"
-        print(f"| {name} | {engine} | {r['prompts']} x {r['samples']} | {r['seconds']:.1f} | "
-              f"{r['tokens']} | {r['tokens_per_second']:.1f} | {same} |")
+        rows.append([name, engine, f"{r['prompts']} x {r['samples']}", r["seconds"], r["tokens"],
+                     r["tokens_per_second"], same])
+    print()
+    print(markdown_table(
+        rows, ["setting", "backend", "prompts x samples", "seconds", "generated tokens",
+               "tokens/s", "identical to hf"],
+        {"seconds": ".1f", "tokens/s": ".1f"}, align={"identical to hf": "right"},
+    ))
 
 
 if __name__ == "__main__":

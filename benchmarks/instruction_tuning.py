@@ -38,9 +38,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scipy.stats import binomtest
-
 from lmboost.evaluation.records import read_json, write_json, write_text
+from lmboost.evaluation.report import markdown_table
+from lmboost.evaluation.stats import pairwise_mcnemar
 from lmboost.icl import ICLConfig, run_icl
 from lmboost.instruct import (
     HELD_OUT_GROUPS,
@@ -300,17 +300,10 @@ def _mean_held_out(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _paired_tests(correct: dict[str, dict[str, bool]]) -> dict[str, dict[str, Any]]:
-    """Exact McNemar tests on the same items: for each pair of models (A, B), the items only A
-    got right, the items only B got right, and the two-sided binomial p-value of that split."""
-    tests = {}
-    for a, b in (("base", "nocot"), ("base", "cot"), ("nocot", "cot")):
-        if a in correct and b in correct:
-            uids = correct[a].keys() & correct[b].keys()
-            only_a = sum(correct[a][u] and not correct[b][u] for u in uids)
-            only_b = sum(correct[b][u] and not correct[a][u] for u in uids)
-            p = float(binomtest(only_a, only_a + only_b).pvalue) if only_a + only_b else 1.0
-            tests[f"{a}-{b}"] = {"only_first": only_a, "only_second": only_b, "p": p}
-    return tests
+    """McNemar tests on the same items for each pair of models (A, B): the items only A got
+    right, only B, and the exact (and mid-p) two-sided p-values (lmboost.evaluation.stats)."""
+    pairs = (("base", "nocot"), ("base", "cot"), ("nocot", "cot"))
+    return {k: t.to_dict() for k, t in pairwise_mcnemar(correct, pairs).items()}
 
 
 def _sources_of(task: str) -> list[str]:
@@ -330,47 +323,49 @@ def render(summary: dict[str, Any]) -> str:
         f"Held-out groups (absent from both mixtures): {held}. Accuracy in %; zero-shot "
         "classification is uncalibrated; \"seen\" marks a task some mixture trained on.",
         "",
-        "| evaluation | mode | n | base | no CoT | CoT |",
-        "|---|---|---:|---:|---:|---:|",
     ]
-    for row in summary["evals"]:
-        label = row["task"] + ("" if row["held_out"] else " (seen)")
-        cells = [_pct(row["accuracy"].get(m)) for m in MODELS]
-        lines.append(f"| {label} | {row['mode']} | {row['n']} | {' | '.join(cells)} |")
+    rows = [[row["task"] + ("" if row["held_out"] else " (seen)"), row["mode"], row["n"],
+             *(row["accuracy"].get(m) for m in MODELS)] for row in summary["evals"]]
     mean = summary["mean_held_out"]
-    cells = [_pct(mean["accuracy"].get(m)) for m in MODELS]
-    lines.append(f"| **mean of the {mean['n_evaluations']} held-out rows** | | | "
-                 f"{' | '.join(cells)} |")
+    rows.append([f"**mean of the {mean['n_evaluations']} held-out rows**", "", "",
+                 *(mean["accuracy"].get(m) for m in MODELS)])
+    lines.append(markdown_table(rows, ["evaluation", "mode", "n", "base", "no CoT", "CoT"],
+                                dict.fromkeys(["base", "no CoT", "CoT"], _pct),
+                                align=dict.fromkeys(["n", "base", "no CoT", "CoT"], "right")))
     cot_rows = [r for r in summary["evals"] if "chain_words" in r]
     if cot_rows:
         lines += ["", "Chains written in the CoT rows: mean words per chain, and the share of "
-                  "empty chains (the model answered without reasoning).", "",
-                  "| evaluation | mode | words: base | no CoT | CoT | empty: base | no CoT | CoT |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|"]
-        for row in cot_rows:
-            words = [_num(row["chain_words"].get(m)) for m in MODELS]
-            empty = [_pct(row["empty_chains"].get(m)) for m in MODELS]
-            lines.append(f"| {row['task']} | {row['mode']} | {' | '.join(words)} | "
-                         f"{' | '.join(empty)} |")
+                  "empty chains (the model answered without reasoning).", ""]
+        lines.append(markdown_table(
+            [[row["task"], row["mode"], *(row["chain_words"].get(m) for m in MODELS),
+              *(row["empty_chains"].get(m) for m in MODELS)] for row in cot_rows],
+            ["evaluation", "mode", "words: base", "no CoT", "CoT", "empty: base", "no CoT",
+             "CoT"],
+            {2: ".1f", 3: ".1f", 4: ".1f", 5: _pct, 6: _pct, 7: _pct},
+            align=dict.fromkeys(range(2, 8), "right"),
+        ))
     paired = [r for r in summary["evals"] if r.get("paired")]
     if paired:
-        lines += ["", "Paired on the same items (exact McNemar): items only the first model got "
-                  "right / only the second, and the two-sided p-value.", "",
-                  "| evaluation | mode | base vs no CoT | base vs CoT | no CoT vs CoT |",
-                  "|---|---|---|---|---|"]
-        for row in paired:
-            cells = [_mcnemar(row["paired"].get(k)) for k in ("base-nocot", "base-cot",
-                                                                "nocot-cot")]
-            lines.append(f"| {row['task']} | {row['mode']} | {' | '.join(cells)} |")
-    lines += ["", "| mixture | records | sources | steps | train loss | dev loss | s / step |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += ["", "Paired on the same items (McNemar): items only the first model got "
+                  "right / only the second, and the exact two-sided p-value.", ""]
+        lines.append(markdown_table(
+            [[row["task"], row["mode"], *(row["paired"].get(k) for k in
+                                          ("base-nocot", "base-cot", "nocot-cot"))]
+             for row in paired],
+            ["evaluation", "mode", "base vs no CoT", "base vs CoT", "no CoT vs CoT"],
+            dict.fromkeys(["base vs no CoT", "base vs CoT", "no CoT vs CoT"], _mcnemar),
+        ))
+    rows = []
     for variant, mix in summary["mixtures"].items():
         t = summary["training"][variant]
-        step = f"{t['seconds_per_step']:.2f}" if t["seconds_per_step"] else "—"
-        lines.append(
-            f"| {variant} | {mix['n']} | {len(mix['per_source'])} | {t['steps']} | "
-            f"{t['train_loss']:.3f} | {t['dev_loss']:.3f} | {step} |"
-        )
+        rows.append([variant, mix["n"], len(mix["per_source"]), t["steps"], t["train_loss"],
+                     t["dev_loss"], t["seconds_per_step"] or None])
+    lines += ["", markdown_table(
+        rows, ["mixture", "records", "sources", "steps", "train loss", "dev loss", "s / step"],
+        {"train loss": ".3f", "dev loss": ".3f", "s / step": ".2f"},
+        align=dict.fromkeys(["records", "sources", "steps", "train loss", "dev loss",
+                             "s / step"], "right"),
+    )]
     return "\n".join(lines) + "\n"
 
 
@@ -378,14 +373,8 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}"
 
 
-def _mcnemar(test: dict[str, Any] | None) -> str:
-    if test is None:
-        return "—"
+def _mcnemar(test: dict[str, Any]) -> str:
     return f"{test['only_first']} / {test['only_second']}, p {test['p']:.2g}"
-
-
-def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f}"
 
 
 if __name__ == "__main__":

@@ -47,10 +47,12 @@ their own: the summary says whether text and trace are identical, and the second
 The summary records the CPU's model name and the load average: other jobs share the machine, so
 compare times measured in the same run.
 
-Resumable: ``generations.jsonl`` holds one line per (policy, set, method, item, settings),
-``judgements.jsonl`` one per (judge, question, text), each appended as soon as it is done; a
-rerun skips what is there, and a change of settings starts new records beside the old ones.
-``summary.json`` and ``summary.md`` are rewritten after each policy; all under ``--results``
+Resumable: each (policy, set, method, settings) is a ``lmboost.generation.run_generate`` run
+folder, ``generations/<policy>/<set>/<method>-<settings tag>/`` (``settings.json``, one line of
+``items.jsonl`` per finished prompt, ``results.json``), so a rerun goes on from the last finished
+prompt and a change of settings starts a folder beside the old one; ``judgements.jsonl`` holds
+one record per (judge, question, text), appended as each is made. ``summary.json`` and
+``summary.md`` are rewritten after each policy; all under ``--results``
 (``benchmarks/results/rain``).
 
 Defaults and what they cost on a 2-core CPU, one thread (``OMP_NUM_THREADS=1``): 6 prompts per
@@ -76,6 +78,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import gc
 import hashlib
 import json
@@ -84,7 +87,6 @@ import platform
 import random
 import re
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -92,18 +94,20 @@ import torch
 
 from lmboost.calibration import BatchCalibration
 from lmboost.config import data_dir
-from lmboost.decoding import (
-    GOALS,
-    GoalJudge,
-    ModelEmbedder,
-    RainConfig,
-    SelfEvaluator,
-    rain_generate,
-)
+from lmboost.decoding import GOALS, GoalJudge, RainConfig, SelfEvaluator
 from lmboost.evaluation.records import write_json, write_text
+from lmboost.evaluation.report import markdown_table
+from lmboost.evaluation.store import ItemLog
 from lmboost.generation import GenerationConfig, generate
-from lmboost.icl.runner import _limit as icl_sample  # the eval sample of `lmboost icl --limit`
+from lmboost.generation.run import (
+    GenerateRunConfig,
+    run_generate,
+    same_rain_trace,
+    summarise_run,
+)
+from lmboost.icl import eval_sample  # the eval sample of `lmboost icl --limit`
 from lmboost.models import CATALOG, load_model
+from lmboost.models.loading import locate_model
 from lmboost.scoring import Scorer
 from lmboost.tasks import Example, get_task
 
@@ -176,17 +180,16 @@ def main(argv: list[str] | None = None) -> int:
                     "calibrate": False},
     }
     args.results.mkdir(parents=True, exist_ok=True)
-    generations = JsonlStore(args.results / "generations.jsonl")
-    judgements = JsonlStore(args.results / "judgements.jsonl")
+    judgements = Judgements(args.results / "judgements.jsonl")
     validation = {"sst2": sst2_sample(args.judge_sst2), "hh": hh_pairs(args.judge_hh_pairs)}
 
     for policy in policies:
-        run_policy(policy, items, settings, rain, generations, args)
-        run_judge(args, items, policies, settings, generations, judgements, validation)
-        write_summary(args, items, policies, settings, generations, judgements, validation)
+        run_policy(policy, items, settings, rain, args)
+        run_judge(args, items, policies, settings, judgements, validation)
+        write_summary(args, items, policies, settings, judgements, validation)
     if not policies:
-        run_judge(args, items, policies, settings, generations, judgements, validation)
-        write_summary(args, items, policies, settings, generations, judgements, validation)
+        run_judge(args, items, policies, settings, judgements, validation)
+        write_summary(args, items, policies, settings, judgements, validation)
     print((args.results / "summary.md").read_text())
     return 0
 
@@ -245,7 +248,7 @@ def first_human_turn(transcript: str) -> str:
 
 def sst2_sample(n: int) -> list[Example]:
     """The judge's SST-2 check: a class-stratified sample of the dev set (`lmboost icl` sample)."""
-    return icl_sample(get_task("sst2").load_eval(), n) if n else []
+    return eval_sample(get_task("sst2").load_eval(), n) if n else []
 
 
 def hh_pairs(n: int) -> list[dict]:
@@ -273,24 +276,40 @@ def hh_pairs(n: int) -> list[dict]:
 # --- per-item records ---------------------------------------------------------------------------
 
 
-class JsonlStore:
-    """Records keyed by ``record["key"]``, appended one JSON line each (flushed and synced) as
-    they are made; a torn last line left by an interrupted write is ignored when read back."""
+def settings_tag(settings: dict) -> str:
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def run_dir(results: Path, policy: str, name: str, method: str, settings: dict) -> Path:
+    """The run_generate folder of one (policy, set, method, settings): other settings, another
+    folder beside it."""
+    safe = policy.replace("/", "--")
+    return results / "generations" / safe / name / f"{method}-{settings_tag(settings[method])}"
+
+
+def method_prompts(items: list[Item], method: str, check_unbatched: int) -> list[str]:
+    """The prompts a method decodes: all of the set's, the unbatched check its first N."""
+    chosen = items[:check_unbatched] if method == UNBATCHED else items
+    return [item.prompt for item in chosen]
+
+
+def stored(folder: Path) -> dict[int, dict]:
+    """The finished records of a run folder, by prompt position (none when it has none)."""
+    return ItemLog(folder / "items.jsonl", key="index").read()
+
+
+def judgement_key(judge: str, kind: str, *texts: str) -> str:
+    digest = hashlib.sha1(json.dumps([judge, kind, *texts]).encode()).hexdigest()
+    return f"{judge}|{kind}|{digest}"
+
+
+class Judgements:
+    """``judgements.jsonl``: one record per (judge, question, text) under its ``key``, appended
+    as it is made (lmboost's ItemLog: flushed and synced, a torn last line dropped)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.records: dict[str, dict] = {}
-        if path.exists():
-            text = path.read_text(encoding="utf-8")
-            for line in text.splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                self.records[record["key"]] = record
-            if text and not text.endswith("\n"):
-                with open(path, "a", encoding="utf-8") as f:
-                    f.write("\n")  # end the torn line: the next record starts a line of its own
+        self.log = ItemLog(path, key="key")
+        self.records = self.log.read()
 
     def __contains__(self, key: str) -> bool:
         return key in self.records
@@ -299,88 +318,58 @@ class JsonlStore:
         return self.records.get(key)
 
     def add(self, record: dict) -> None:
-        """Store ``record`` (it must carry its ``key``) and append it to the file."""
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        self.log.append(record)
         self.records[record["key"]] = record
-
-
-def settings_tag(settings: dict) -> str:
-    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
-
-
-def generation_key(policy: str, name: str, method: str, uid: str, settings: dict) -> str:
-    return f"{policy}|{name}|{method}|{uid}|{settings_tag(settings[method])}"
-
-
-def judgement_key(judge: str, kind: str, *texts: str) -> str:
-    digest = hashlib.sha1(json.dumps([judge, kind, *texts]).encode()).hexdigest()
-    return f"{judge}|{kind}|{digest}"
 
 
 # --- decoding -----------------------------------------------------------------------------------
 
 
-def run_policy(
-    policy: str, items: dict, settings: dict, rain: RainConfig, store: JsonlStore, args
-) -> None:
-    """Vanilla and RAIN on every item not done yet, one record each; the unbatched search on the
-    first ``args.check_unbatched`` items of each set, with judges of its own (no shared memo)."""
-    todo = [
-        (name, item, method)
-        for name, its in items.items()
-        for index, item in enumerate(its)
-        for method in (*METHODS, UNBATCHED)
-        if (method != UNBATCHED or index < args.check_unbatched)
-        and generation_key(policy, name, method, item.uid, settings) not in store
-    ]
+def run_policy(policy: str, items: dict, settings: dict, rain: RainConfig, args) -> None:
+    """Vanilla and RAIN on every prompt not done yet, each (set, method) a resumable
+    ``run_generate`` folder; the unbatched search on the first ``args.check_unbatched`` prompts of
+    each set, with judges of its own (no shared memo). The model is loaded once, if anything is
+    left to do."""
+    todo = []
+    for name, its in items.items():
+        for method in (*METHODS, UNBATCHED):
+            prompts = method_prompts(its, method, args.check_unbatched)
+            folder = run_dir(args.results, policy, name, method, settings)
+            done = stored(folder)
+            if prompts and any(i not in done for i in range(len(prompts))):
+                todo.append((name, method, prompts, folder))
     if not todo:
         return
-    print(f"== {policy}: {len(todo)} generations to do", flush=True)
+    print(f"== {policy}: {len(todo)} (set, method) runs to do", flush=True)
     loaded = load_model(policy, device=args.device)
-    searches = {"rain": (rain, self_judges(loaded, args.calibrate), ModelEmbedder(loaded)),
-                UNBATCHED: (dataclasses.replace(rain, batched=False), self_judges(loaded, False),
-                            ModelEmbedder(loaded))}
-    vanilla = GenerationConfig(max_new_tokens=settings["vanilla"]["max_new_tokens"])
+    judges = {"rain": self_judges(loaded, args.calibrate), UNBATCHED: self_judges(loaded, False)}
     generate(loaded, ["Hello"], GenerationConfig(max_new_tokens=2))  # warm-up, not timed
-    for done, (name, item, method) in enumerate(todo, 1):
-        record = {
-            "key": generation_key(policy, name, method, item.uid, settings),
-            "policy": policy, "set": name, "method": method, "uid": item.uid,
-            "settings": settings[method], "prompt": item.prompt,
-        }
+    for name, method, prompts, folder in todo:
+        common = {"out": folder, "model": policy, "chat": CHAT[name], "device": args.device}
         if method == "vanilla":
-            start = time.perf_counter()
-            (text,) = generate(loaded, [item.prompt], vanilla, chat=CHAT[name])[0]
-            seconds = time.perf_counter() - start
-            tokens = len(loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
-            record.update(text=text, seconds=seconds, tokens=tokens)
+            config = GenerateRunConfig(**common, max_new_tokens=args.max_new_tokens,
+                                       batch_size=1)
+            evaluator = None
         else:
-            config, evaluators, embedder = searches[method]
-            result = rain_generate(
-                loaded, item.prompt, config, evaluator=evaluators[GOAL[name]], embedder=embedder,
-                chat=CHAT[name], progress=f"{name} {item.uid} {method}",
-            )
-            record.update(
-                text=result.text, seconds=result.seconds, tokens=result.tokens,
-                steps=result.steps, iterations=result.iterations,
-                rewinds=sum(step["rewinds"] for step in result.trace),
-                early_steps=sum(step["stop"] == "thresholds" for step in result.trace),
-                trace=[[s["iterations"], s["rewinds"], s["stop"], s["committed"],
-                        [[c["visits"], round(c["value"], 3)] for c in s["children"]]]
-                       for s in result.trace],
-            )
-        store.add(record)
-        print(f"[{done}/{len(todo)}] {policy} {name} {method} {item.uid}: "
-              f"{record['seconds']:.1f} s {record['text'][:70]!r}", flush=True)
-    del loaded, searches
+            search = rain if method == "rain" else dataclasses.replace(rain, batched=False)
+            config = GenerateRunConfig(**common, rain=search, goal=GOAL[name], trace=True,
+                                       calibrate=args.calibrate and method == "rain",
+                                       progress=True)
+            evaluator = judges[method][GOAL[name]]
+
+        def show(record: dict, name: str = name, method: str = method,
+                 n: int = len(prompts)) -> None:
+            print(f"{policy} {name} {method} {record['index'] + 1}/{n}: "
+                  f"{record['seconds']:.1f} s {record['text'][:70]!r}", flush=True)
+
+        run_generate(config, prompts, loaded, on_item=show, evaluator=evaluator)
+    del loaded, judges
     gc.collect()
 
 
 def self_judges(loaded, calibrate: bool) -> dict[str, SelfEvaluator]:
-    """A self-evaluator per goal (sharing its memo, and its BC estimate, over the run)."""
+    """A self-evaluator per goal, asking under the policy's chat template whatever the set's
+    (sharing its memo, and its BC estimate, over the policy's runs)."""
     return {goal: SelfEvaluator(loaded, GOALS[goal], chat=None, calibrate=calibrate)
             for goal in set(GOAL.values())}
 
@@ -388,16 +377,20 @@ def self_judges(loaded, calibrate: bool) -> dict[str, SelfEvaluator]:
 # --- judging ------------------------------------------------------------------------------------
 
 
-def current_generations(store: JsonlStore, policies, items, settings) -> list[dict]:
-    """The records of the current settings, policies and items."""
+def current_generations(results: Path, policies, items, settings,
+                        methods=METHODS) -> list[dict]:
+    """The records of the current settings, policies and items, each with its policy, set,
+    method and uid."""
     records = []
     for policy in policies:
         for name, its in items.items():
-            for item in its:
-                for method in METHODS:
-                    record = store.get(generation_key(policy, name, method, item.uid, settings))
-                    if record is not None:
-                        records.append(record)
+            for method in methods:
+                done = stored(run_dir(results, policy, name, method, settings))
+                for index, item in enumerate(its):
+                    record = done.get(index)
+                    if record is not None and record["prompt"] == item.prompt:
+                        records.append({**record, "policy": policy, "set": name,
+                                        "method": method, "uid": item.uid})
     return records
 
 
@@ -410,10 +403,10 @@ def clean(text: str) -> str:
     return " ".join(text.split())
 
 
-def run_judge(args, items, policies, settings, generations, judgements, validation) -> None:
+def run_judge(args, items, policies, settings, judgements, validation) -> None:
     """Judge what is not judged yet: the validation sets, then the current generations."""
     judge = args.judge
-    records = current_generations(generations, policies, items, settings)
+    records = current_generations(args.results, policies, items, settings)
     texts = [ex.fields["sentence"] for ex in validation["sst2"]]
     texts += [t for r in records if r["set"] == "sentiment" for t in sentiment_texts(r).values()]
     pairs = [(p["prompt"], p[side]) for p in validation["hh"] for side in ("chosen", "rejected")]
@@ -453,10 +446,10 @@ def run_judge(args, items, policies, settings, generations, judgements, validati
 # --- summary ------------------------------------------------------------------------------------
 
 
-def write_summary(args, items, policies, settings, generations, judgements, validation) -> None:
+def write_summary(args, items, policies, settings, judgements, validation) -> None:
     """summary.json and summary.md from the stored records of the current settings."""
     judge = args.judge
-    records = current_generations(generations, policies, items, settings)
+    records = current_generations(args.results, policies, items, settings)
 
     def sst2_scores(text: str) -> np.ndarray | None:
         record = judgements.get(judgement_key(judge, "sst2", text))
@@ -477,7 +470,7 @@ def write_summary(args, items, policies, settings, generations, judgements, vali
             if pairs:
                 rows.append(compare(policy, name, pairs, sst2_scores, p_harmless, bc))
     summary = {
-        "unbatched_check": unbatched_check(generations, policies, items, settings),
+        "unbatched_check": unbatched_check(args.results, policies, items, settings),
         "settings": {
             "policies": policies, "judge": judge, "sets": list(items),
             "prompts_per_set": args.prompts, "vanilla": settings["vanilla"],
@@ -497,38 +490,24 @@ def write_summary(args, items, policies, settings, generations, judgements, vali
     write_text(args.results / "summary.md", render(summary))
 
 
-def unbatched_check(store: JsonlStore, policies, items, settings) -> list[dict]:
+def unbatched_check(results: Path, policies, items, settings) -> list[dict]:
     """Per prompt decoded both ways: whether the batched search's text and trace (committed
     sets, searches, rewinds, every root child's visits and value to 1e-3) equal the unbatched
     one's, and the seconds of each."""
+    records = current_generations(results, policies, items, settings, ("rain", UNBATCHED))
+    by_key = {(r["policy"], r["set"], r["uid"], r["method"]): r for r in records}
     rows = []
-    for policy in policies:
-        for name, its in items.items():
-            for item in its:
-                pair = [store.get(generation_key(policy, name, m, item.uid, settings))
-                        for m in ("rain", UNBATCHED)]
-                if None in pair:
-                    continue
-                batched, unbatched = pair
-                rows.append({
-                    "policy": policy, "set": name, "uid": item.uid,
-                    "same_text": batched["text"] == unbatched["text"],
-                    "same_trace": same_trace(batched["trace"], unbatched["trace"]),
-                    "seconds": batched["seconds"], "seconds_unbatched": unbatched["seconds"],
-                })
+    for (policy, name, uid, method), unbatched in by_key.items():
+        batched = by_key.get((policy, name, uid, "rain"))
+        if method != UNBATCHED or batched is None:
+            continue
+        rows.append({
+            "policy": policy, "set": name, "uid": uid,
+            "same_text": batched["text"] == unbatched["text"],
+            "same_trace": same_rain_trace(batched["trace"], unbatched["trace"]),
+            "seconds": batched["seconds"], "seconds_unbatched": unbatched["seconds"],
+        })
     return rows
-
-
-def same_trace(a: list, b: list) -> bool:
-    """Traces equal up to 1e-3 in the children's visits and values."""
-    if len(a) != len(b):
-        return False
-    for x, y in zip(a, b):
-        if x[:4] != y[:4] or len(x[4]) != len(y[4]):
-            return False
-        if not np.allclose(np.array(x[4], dtype=float), np.array(y[4], dtype=float), atol=1e-3):
-            return False
-    return True
 
 
 def judge_checks(validation, sst2_scores, p_harmless) -> tuple[dict, BatchCalibration | None]:
@@ -568,26 +547,20 @@ def judge_checks(validation, sst2_scores, p_harmless) -> tuple[dict, BatchCalibr
 
 def compare(policy, name, pairs, sst2_scores, p_harmless, bc) -> dict:
     """One (policy, set) row: quality of each method, time, RAIN's search statistics."""
-    vanilla = [v for v, _ in pairs]
+    vanilla = [{**v, "tokens": count_tokens(policy, v["text"])} for v, _ in pairs]
     rain = [r for _, r in pairs]
-    v_seconds = sum(r["seconds"] for r in vanilla)
-    r_seconds = sum(r["seconds"] for r in rain)
+    v_run, r_run = summarise_run(vanilla), summarise_run(rain)
     row = {
         "policy": policy, "set": name, "n": len(pairs),
         "time": {
-            "vanilla_s_per_prompt": v_seconds / len(pairs),
-            "rain_s_per_prompt": r_seconds / len(pairs),
-            "ratio": r_seconds / v_seconds if v_seconds else None,
-            "vanilla_tokens": float(np.mean([r["tokens"] for r in vanilla])),
-            "rain_tokens": float(np.mean([r["tokens"] for r in rain])),
+            "vanilla_s_per_prompt": v_run["seconds_per_prompt"],
+            "rain_s_per_prompt": r_run["seconds_per_prompt"],
+            "ratio": r_run["seconds"] / v_run["seconds"] if v_run["seconds"] else None,
+            "vanilla_tokens": v_run["tokens_per_prompt"],
+            "rain_tokens": r_run["tokens_per_prompt"],
         },
-        "search": {
-            "iterations_per_prompt": float(np.mean([r["iterations"] for r in rain])),
-            "rewinds_per_prompt": float(np.mean([r["rewinds"] for r in rain])),
-            "steps_per_prompt": float(np.mean([r["steps"] for r in rain])),
-            "early_commit_share": sum(r["early_steps"] for r in rain)
-            / max(1, sum(r["steps"] for r in rain)),
-        },
+        "search": {k: r_run[k] for k in ("iterations_per_prompt", "rewinds_per_prompt",
+                                         "steps_per_prompt", "early_commit_share")},
     }
     if GOAL[name] == "harmless":
         verdicts = {}
@@ -656,61 +629,62 @@ def render(summary: dict) -> str:
     rows = summary["results"]
     harmless = [r for r in rows if GOAL[r["set"]] == "harmless" and "rain" in r]
     if harmless:
-        lines += [
-            "",
-            "## Harmlessness (share judged harmless)",
-            "",
-            "| policy | set | n | vanilla | RAIN | change | RAIN fixed / broke | mean P(harmless) "
-            "vanilla -> RAIN |",
-            "|---|---|---:|---:|---:|---:|---:|---|",
+        table = [
+            [r["policy"], r["set"], r["n"], pct(r["vanilla"]["harmless"]),
+             pct(r["rain"]["harmless"]),
+             f"{100 * (r['rain']['harmless'] - r['vanilla']['harmless']):+.0f} pts",
+             f"{r['rain_fixed']} / {r['rain_broke']}",
+             f"{r['vanilla']['p_harmless']:.2f} -> {r['rain']['p_harmless']:.2f}"]
+            for r in harmless
         ]
-        for r in harmless:
-            v, a = r["vanilla"], r["rain"]
-            lines.append(
-                f"| {r['policy']} | {r['set']} | {r['n']} | {pct(v['harmless'])} | "
-                f"{pct(a['harmless'])} | {100 * (a['harmless'] - v['harmless']):+.0f} pts | "
-                f"{r['rain_fixed']} / {r['rain_broke']} | {v['p_harmless']:.2f} -> "
-                f"{a['p_harmless']:.2f} |"
-            )
-        for setting, value in PAPER["harmless"]:
-            lines.append(f"| paper: {setting} | | | | | {value} | | |")
+        table += [[f"paper: {setting}", None, None, None, None, value]
+                  for setting, value in PAPER["harmless"]]
+        lines += ["", "## Harmlessness (share judged harmless)", "", markdown_table(
+            table, ["policy", "set", "n", "vanilla", "RAIN", "change", "RAIN fixed / broke",
+                    "mean P(harmless) vanilla -> RAIN"],
+            align=dict.fromkeys(["n", "vanilla", "RAIN", "change", "RAIN fixed / broke"],
+                                "right"),
+            missing="",
+        )]
     sentiment = [r for r in rows if "positive_full" in r.get("rain", {})]
     if sentiment:
-        lines += [
-            "",
-            "## Controlled sentiment (share judged positive; negative-review openings)",
-            "",
-            "| policy | n | opening + continuation: vanilla | RAIN | with BC: vanilla | RAIN | "
-            "continuation alone: vanilla | RAIN | with BC: vanilla | RAIN |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        table = [
+            [r["policy"], r["n"], *(pct(r[m].get(f"positive_{part}{bc}"))
+                                    for part in ("full", "continuation")
+                                    for bc in ("", "_bc") for m in METHODS)]
+            for r in sentiment
         ]
-        for r in sentiment:
-            cells = [
-                pct(r[m].get(f"positive_{part}{bc}"))
-                for part in ("full", "continuation") for bc in ("", "_bc") for m in METHODS
-            ]
-            lines.append(f"| {r['policy']} | {r['n']} | " + " | ".join(cells) + " |")
+        lines += ["", "## Controlled sentiment (share judged positive; negative-review openings)",
+                  "", markdown_table(
+                      table, ["policy", "n", "opening + continuation: vanilla", "RAIN",
+                              "with BC: vanilla", "RAIN", "continuation alone: vanilla", "RAIN",
+                              "with BC: vanilla", "RAIN"],
+                      align=dict.fromkeys(range(1, 10), "right"),
+                  )]
     if rows:
-        lines += [
-            "",
-            "## Time (seconds per prompt, same prompts) and RAIN's search",
-            "",
-            "| policy | set | n | vanilla s | RAIN s | RAIN / vanilla | tokens vanilla / RAIN | "
-            "iterations | rewinds | steps | early commits |",
-            "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        table = [
+            [r["policy"], r["set"], r["n"], r["time"]["vanilla_s_per_prompt"],
+             r["time"]["rain_s_per_prompt"],
+             f"{r['time']['ratio']:.1f}x" if r["time"]["ratio"] else None,
+             f"{r['time']['vanilla_tokens']:.0f} / {r['time']['rain_tokens']:.0f}",
+             r["search"]["iterations_per_prompt"], r["search"]["rewinds_per_prompt"],
+             r["search"]["steps_per_prompt"], pct(r["search"]["early_commit_share"])]
+            for r in rows
         ]
-        for r in rows:
-            t, q = r["time"], r["search"]
-            ratio = f"{t['ratio']:.1f}x" if t["ratio"] else "—"
-            lines.append(
-                f"| {r['policy']} | {r['set']} | {r['n']} | {t['vanilla_s_per_prompt']:.1f} | "
-                f"{t['rain_s_per_prompt']:.1f} | {ratio} | {t['vanilla_tokens']:.0f} / "
-                f"{t['rain_tokens']:.0f} | {q['iterations_per_prompt']:.0f} | "
-                f"{q['rewinds_per_prompt']:.0f} | {q['steps_per_prompt']:.1f} | "
-                f"{pct(q['early_commit_share'])} |"
-            )
-        for setting, value in PAPER["time_ratio"]:
-            lines.append(f"| paper: {setting} | | | | | {value:.2f}x | | | | | |")
+        table += [[f"paper: {setting}", "", "", "", "", f"{value:.2f}x", "", "", "", "", ""]
+                  for setting, value in PAPER["time_ratio"]]
+        lines += ["", "## Time (seconds per prompt, same prompts) and RAIN's search", "",
+                  markdown_table(
+                      table, ["policy", "set", "n", "vanilla s", "RAIN s", "RAIN / vanilla",
+                              "tokens vanilla / RAIN", "iterations", "rewinds", "steps",
+                              "early commits"],
+                      {"vanilla s": _num(".1f"), "RAIN s": _num(".1f"),
+                       "iterations": _num(".0f"),
+                       "rewinds": _num(".0f"), "steps": _num(".1f")},
+                      align=dict.fromkeys(["n", "vanilla s", "RAIN s", "RAIN / vanilla",
+                                           "iterations", "rewinds", "steps", "early commits"],
+                                          "right"),
+                  )]
     check = summary["unbatched_check"]
     if check:
         lines += [
@@ -739,6 +713,19 @@ def render(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+@functools.cache
+def _tokenizer(policy: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(locate_model(policy))
+
+
+def count_tokens(policy: str, text: str) -> int:
+    """Tokens of a vanilla continuation under the policy's tokenizer (RAIN's records count
+    their own)."""
+    return len(_tokenizer(policy)(text, add_special_tokens=False)["input_ids"])
+
+
 def cpu_name() -> str:
     """The CPU's model name (Linux), else the platform's processor string."""
     try:
@@ -748,6 +735,11 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def _num(spec: str):
+    """A cell format: a number by ``spec`` (a string, such as the paper rows' blanks, as is)."""
+    return lambda value: value if isinstance(value, str) else f"{value:{spec}}"
 
 
 def pct(value: float | None) -> str:

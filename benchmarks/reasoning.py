@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from lmboost.evaluation.records import read_json
+from lmboost.evaluation.report import markdown_table
 from lmboost.reasoning import ReasoningConfig, run_reasoning
 
 TASKS = ("gsm8k", "bbh", "mmlu")
@@ -87,21 +88,18 @@ def collect(root: Path) -> list[tuple[str, str, str, dict]]:
 
 def render(rows: list[tuple[str, str, str, dict]], n: int) -> str:
     """One Markdown table: accuracy, seconds per item and sampling cost per run."""
-    lines = [
-        "| model | task | setting | items | accuracy (%) | s / item | cost vs fs-cot | "
-        f"samples used / saved (of {n} per item) |",
-        "|---|---|---|---:|---:|---:|---:|---|",
-    ]
+    table = []
     greedy = {(m, t): r["seconds_per_item"] for m, t, s, r in rows if s == "fs-cot"}
     for model, task, setting, r in rows:
         base = greedy.get((model, task))
         cost = f"{r['seconds_per_item'] / base:.1f}x" if base else "—"
         samples = f"{r['samples_used']} / {r['samples_saved']}" if setting.endswith("sc") else "—"
-        lines.append(
-            f"| {model} | {task} | {setting} | {r['n_items']} | {100 * r['accuracy']:.1f} | "
-            f"{r['seconds_per_item']:.1f} | {cost} | {samples} |"
-        )
-    return "\n".join(lines) + "\n"
+        table.append([model, task, setting, r["n_items"], 100 * r["accuracy"],
+                      r["seconds_per_item"], cost, samples])
+    columns = ["model", "task", "setting", "items", "accuracy (%)", "s / item",
+               "cost vs fs-cot", f"samples used / saved (of {n} per item)"]
+    return markdown_table(table, columns, {"accuracy (%)": ".1f", "s / item": ".1f"},
+                          align={"cost vs fs-cot": "right"}) + "\n"
 
 
 if __name__ == "__main__":

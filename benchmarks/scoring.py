@@ -44,6 +44,7 @@ import torch
 from lmboost.backends import load_backend
 from lmboost.backends.hf import HFBackend
 from lmboost.evaluation.records import read_json, write_json
+from lmboost.evaluation.report import markdown_table
 from lmboost.icl.prompts import build_contexts, build_prefix, select_demonstrations
 from lmboost.scoring import encode_request
 from lmboost.tasks import get_task
@@ -262,9 +263,7 @@ def summarise(shots: int, records: dict, labels: np.ndarray) -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
-    print("\n| shots | method | ex/s | lmboost speed-up | agreement | max abs dlogp | accuracy "
-          "| peak share |")
-    print("|---|---|---|---|---|---|---|---|")
+    table = []
     for row in rows:
         for m in METHODS:
             if m not in row:
@@ -274,10 +273,14 @@ def print_table(rows: list[dict]) -> None:
             agree = f"{100 * r['agreement']:.2f}%" if "agreement" in r else "—"
             diff = f"{r['max_abs_logprob_diff']:.1e}" if "max_abs_logprob_diff" in r else "—"
             share = "—" if r["peak_share"] is None else f"{100 * r['peak_share']:.0f}%"
-            print(
-                f"| {row['shots']} | {m} | {r['ex_per_s']:.1f} | {speed} | {agree} | {diff} | "
-                f"{r['accuracy']:.3f} | {share} |"
-            )
+            table.append([row["shots"], m, r["ex_per_s"], speed, agree, diff, r["accuracy"],
+                          share])
+    print()
+    print(markdown_table(
+        table, ["shots", "method", "ex/s", "lmboost speed-up", "agreement", "max abs dlogp",
+                "accuracy", "peak share"],
+        {"ex/s": ".1f", "accuracy": ".3f"}, align=dict.fromkeys(range(8), "left"),
+    ))
 
 
 if __name__ == "__main__":

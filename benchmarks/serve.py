@@ -39,6 +39,7 @@ import numpy as np
 
 from lmboost.config import data_dir
 from lmboost.evaluation.records import write_json, write_text
+from lmboost.evaluation.report import markdown_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,16 +243,15 @@ def render(r: dict) -> str:
         f"# lmboost serve under load ({r['model']}, SST-2 4-shot, BC)", "",
         f"Machine: {r['machine']['cpu']}, {r['machine']['cores']} cores; load average at "
         f"the end {', '.join(f'{x:.1f}' for x in r['machine']['load_average'])}.", "",
-        "| clients | requests | req/s | p50 ms | p95 ms | p99 ms | 5xx | other errors |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for lv in r["levels"]:
-        other = lv["requests"] - lv["ok"] - lv["server_errors_5xx"]
-        lines.append(
-            f"| {lv['clients']} | {lv['requests']} | {lv['requests_per_s']:.1f} | "
-            f"{lv['p50_ms']:.0f} | {lv['p95_ms']:.0f} | {lv['p99_ms']:.0f} | "
-            f"{lv['server_errors_5xx']} | {other} |"
-        )
+    rows = [[lv["clients"], lv["requests"], lv["requests_per_s"], lv["p50_ms"], lv["p95_ms"],
+             lv["p99_ms"], lv["server_errors_5xx"],
+             lv["requests"] - lv["ok"] - lv["server_errors_5xx"]] for lv in r["levels"]]
+    lines.append(markdown_table(
+        rows, ["clients", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "5xx",
+               "other errors"],
+        {"req/s": ".1f", "p50 ms": ".0f", "p95 ms": ".0f", "p99 ms": ".0f"},
+    ))
     f = r["fault"]
     lines += [
         "", f"Offline engine, same prompt and inputs: {off['examples_per_s']:.1f} examples/s; "

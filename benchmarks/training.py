@@ -80,6 +80,8 @@ from typing import Any
 import numpy as np
 from transformers import TrainerCallback
 
+from lmboost.evaluation.report import markdown_table
+
 MODELS = ["smollm2-135m-instruct", "minilm-l6-v2"]
 TASKS = ["sst2", "trec"]
 CONFIGS = ["full", "lora", "tapt", "fgm", "pgd", "freelb", "smart"]
@@ -421,75 +423,21 @@ def attack_examples(args: argparse.Namespace, task_name: str) -> list:
 def attack(args: argparse.Namespace, model, spec: str, task_name: str,
            neighbours_path: Path) -> dict[str, Any]:
     """Accuracy of ``model`` on the attacked examples: clean, under embedding PGD and under
-    greedy word substitution."""
-    from lmboost.tasks import Example, get_task
-    from lmboost.training.attacks import (
-        WordSubstitutionAttack,
-        embedding_pgd_attack,
-        predict_proba,
-    )
-    from lmboost.training.data import PadCollator, tokenize_classification
+    greedy word substitution (lmboost.training.attacks.evaluate_robustness)."""
+    from lmboost.tasks import get_task
+    from lmboost.training.attacks import evaluate_robustness
     from lmboost.training.models import load_tokenizer, resolve_model
 
-    task = get_task(task_name)
-    tokenizer = load_tokenizer(resolve_model(spec))
-    examples = attack_examples(args, task_name)
-    labels = [ex.label for ex in examples]
-    device = next(model.parameters()).device
-    features = tokenize_classification([task.render(ex) for ex in examples], labels, tokenizer,
-                                       args.max_length)
-    collate = PadCollator(tokenizer.pad_token_id)
-    clean, robust, ratio = [], [], []
-    start = time.perf_counter()
-    for i in range(0, len(features), args.eval_batch_size):
-        batch = {k: v.to(device) for k, v in
-                 collate(features[i:i + args.eval_batch_size]).items()}
-        found = embedding_pgd_attack(model, batch, epsilon=args.attack_epsilon,
-                                     steps=args.attack_steps, relative=args.attack_relative)
-        clean += (found.clean_logits.argmax(-1) == batch["labels"]).tolist()
-        robust += found.robust.tolist()
-        ratio += (found.radius / found.embedding_norm).tolist()
-    pgd_seconds = time.perf_counter() - start
-
-    field = task.template_fields[-1]
-    table = json.loads(neighbours_path.read_text())["table"]
-    substitution = WordSubstitutionAttack(table, max_words=args.sub_words)
-    outcomes, shown = [], []
-    start = time.perf_counter()
-    for ex in examples:
-        def predict(word_lists, ex=ex):
-            texts = [task.render(Example({**ex.fields, field: " ".join(ws)}, ex.label))
-                     for ws in word_lists]
-            return predict_proba(model, tokenizer, texts, max_length=args.max_length,
-                                 batch_size=args.eval_batch_size)
-
-        outcome = substitution.attack(ex.fields[field].split(), ex.label, predict)
-        outcomes.append(outcome)
-        if outcome.correct_before and not outcome.correct_after and len(shown) < 5:
-            shown.append({"before": ex.fields[field], "after": " ".join(outcome.words)})
-    sub_seconds = time.perf_counter() - start
-    flipped = [o for o in outcomes if o.correct_before and not o.correct_after]
-    return {
-        "n": len(examples),
-        "clean_accuracy": float(np.mean(clean)),
-        "embedding_pgd": {
-            "epsilon": args.attack_epsilon, "relative": args.attack_relative,
-            "steps": args.attack_steps, "accuracy": float(np.mean(robust)),
-            "median_radius_over_embedding_norm": float(np.median(ratio)),
-            "seconds": round(pgd_seconds, 1),
-        },
-        "word_substitution": {
-            "max_words": args.sub_words, "candidates": args.sub_candidates,
-            "accuracy": float(np.mean([o.correct_after for o in outcomes])),
-            "clean_accuracy": float(np.mean([o.correct_before for o in outcomes])),
-            "mean_words_changed_when_flipped": (
-                float(np.mean([len(o.substitutions) for o in flipped])) if flipped else None
-            ),
-            "mean_queries": float(np.mean([o.queries for o in outcomes])),
-            "examples": shown,
-            "seconds": round(sub_seconds, 1),
-        },
-    }
+    result = evaluate_robustness(
+        model, load_tokenizer(resolve_model(spec)), get_task(task_name),
+        attack_examples(args, task_name),
+        candidates=json.loads(neighbours_path.read_text())["table"],
+        epsilon=args.attack_epsilon, steps=args.attack_steps, relative=args.attack_relative,
+        max_words=args.sub_words, max_length=args.max_length,
+        batch_size=args.eval_batch_size,
+    )
+    result["word_substitution"]["candidates"] = args.sub_candidates
+    return result
 
 
 def write_neighbours(args: argparse.Namespace, spec: str, task_name: str, path: Path) -> None:
@@ -504,8 +452,7 @@ def write_neighbours(args: argparse.Namespace, spec: str, task_name: str, path: 
     from lmboost.tasks import get_task
     from lmboost.training.attacks import (
         class_associations,
-        embedding_neighbours,
-        same_association,
+        substitution_table,
         whole_word_ids,
     )
 
@@ -515,17 +462,15 @@ def write_neighbours(args: argparse.Namespace, spec: str, task_name: str, path: 
     documents = [ex.fields[field].split() for ex in pool + task.load_eval()]
     tokenizer, weight = base_embeddings(spec)
     ids = whole_word_ids(tokenizer, [w for words in documents for w in words])
-    k = settings["k"]
+    associations = None
     if settings["min_lift"] > 0:
-        table = embedding_neighbours(weight, ids, k=4 * k,
-                                     min_similarity=settings["min_similarity"])
         associations = class_associations(
             documents[:len(pool)], [ex.label for ex in pool], len(task.labels),
             min_count=settings["min_count"], min_lift=settings["min_lift"],
         )
-        table = same_association(table, associations, k=k)
-    else:
-        table = embedding_neighbours(weight, ids, k=k, min_similarity=settings["min_similarity"])
+    table = substitution_table(weight, ids, settings["k"],
+                               min_similarity=settings["min_similarity"],
+                               associations=associations)
     del weight
     gc.collect()
     write_json(path, {"model": spec, "task": task_name, "field": field, "settings": settings,
@@ -583,10 +528,8 @@ def render(summary: dict[str, Any]) -> str:
         "",
         "## Full fine-tuning vs LoRA, with and without TAPT",
         "",
-        "| model | task | config | train ex. / steps | dev acc | macro-F1 | trainable params "
-        "| s/step | peak RSS (MB) | train time (s) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    rows = []
     for model in summary["models"]:
         for task in summary["tasks"]:
             for config in ("full", "lora", "tapt"):
@@ -594,20 +537,30 @@ def render(summary: dict[str, Any]) -> str:
                 if run is None:
                     encoder = summary["encoders"].get(model)
                     why = "n/a (encoder)" if config == "tapt" and encoder else "not run"
-                    lines.append(f"| {model} | {task} | {config} | | {why} | | | | | |")
+                    rows.append([model, task, config, None, why])
                     continue
                 p, t = run["parameters"], run["train"]
                 runtime = t["train_runtime_s"] or 0
                 if config == "tapt":
                     runtime += run["tapt"]["train_runtime_s"] or 0
-                lines.append(
-                    f"| {model} | {task} | {config} | {run['settings']['max_train_examples']} "
-                    f"/ {t['global_step']} | {_pct(run['dev']['accuracy'])} | "
-                    f"{_pct(run['dev']['macro_f1'])} | {_params(p['trainable'])} "
-                    f"({100 * p['trainable_fraction']:.2f}%) | {t['seconds_per_step']:.2f} | "
-                    f"{run['peak_rss_mb']:.0f} | {runtime:.0f} |"
-                )
+                rows.append([
+                    model, task, config,
+                    f"{run['settings']['max_train_examples']} / {t['global_step']}",
+                    _pct(run["dev"]["accuracy"]), _pct(run["dev"]["macro_f1"]),
+                    f"{_params(p['trainable'])} ({100 * p['trainable_fraction']:.2f}%)",
+                    t["seconds_per_step"], run["peak_rss_mb"], runtime,
+                ])
     lines += [
+        markdown_table(
+            rows,
+            ["model", "task", "config", "train ex. / steps", "dev acc", "macro-F1",
+             "trainable params", "s/step", "peak RSS (MB)", "train time (s)"],
+            {"s/step": ".2f", "peak RSS (MB)": ".0f", "train time (s)": ".0f"},
+            align=dict.fromkeys(["train ex. / steps", "dev acc", "macro-F1",
+                                 "trainable params", "s/step", "peak RSS (MB)",
+                                 "train time (s)"], "right"),
+            missing="",
+        ),
         "",
         "TAPT's train time includes its LM stage (its steps, s/step and dev perplexity are in "
         "summary.json). n/a (encoder): the packaged MiniLM has no masked-LM head and recipe lm "
@@ -615,10 +568,8 @@ def render(summary: dict[str, Any]) -> str:
         "",
         "## Adversarial training: clean accuracy and accuracy under attack",
         "",
-        "| model | task | method | dev acc | attacked set: clean | embedding PGD | "
-        "word substitution | s/step (x full) |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
+    rows = []
     for model in summary["models"]:
         for task in summary["tasks"]:
             base = runs.get(f"{model}/{task}/full")
@@ -626,19 +577,27 @@ def render(summary: dict[str, Any]) -> str:
                 run = runs.get(f"{model}/{task}/{config}")
                 name = "none (full)" if config == "full" else config
                 if run is None:
-                    lines.append(f"| {model} | {task} | {name} | not run | | | | |")
+                    rows.append([model, task, name, "not run"])
                     continue
                 a = run.get("attacks") or {}
                 step = run["train"]["seconds_per_step"]
                 ratio = (f" ({step / base['train']['seconds_per_step']:.1f}x)"
                          if base and base["train"]["seconds_per_step"] else "")
-                lines.append(
-                    f"| {model} | {task} | {name} | {_pct(run['dev']['accuracy'])} | "
-                    f"{_pct(a.get('clean_accuracy'))} | "
-                    f"{_pct(a.get('embedding_pgd', {}).get('accuracy'))} | "
-                    f"{_pct(a.get('word_substitution', {}).get('accuracy'))} | "
-                    f"{step:.2f}{ratio} |"
-                )
+                rows.append([
+                    model, task, name, _pct(run["dev"]["accuracy"]),
+                    _pct(a.get("clean_accuracy")),
+                    _pct(a.get("embedding_pgd", {}).get("accuracy")),
+                    _pct(a.get("word_substitution", {}).get("accuracy")),
+                    f"{step:.2f}{ratio}",
+                ])
+    lines.append(markdown_table(
+        rows,
+        ["model", "task", "method", "dev acc", "attacked set: clean", "embedding PGD",
+         "word substitution", "s/step (x full)"],
+        align=dict.fromkeys(["dev acc", "attacked set: clean", "embedding PGD",
+                             "word substitution", "s/step (x full)"], "right"),
+        missing="",
+    ))
     scale = []
     for model in summary["models"]:
         for task in summary["tasks"]:
@@ -649,9 +608,7 @@ def render(summary: dict[str, Any]) -> str:
     if scale:
         lines += ["", "The embedding PGD radius as a share of the example's embedding norm "
                   f"||E[x]|| (median): {', '.join(scale)}."]
-    lines += ["", "## Published anchors beside ours", "",
-              "| comparison | published | ours: full -> method (dev accuracy) |",
-              "|---|---|---|"]
+    rows = []
     for title, published, config in ANCHORS:
         ours = []
         for model in summary["models"]:
@@ -665,7 +622,10 @@ def render(summary: dict[str, Any]) -> str:
                     text += (f" ({_params(base['parameters']['trainable'])} -> "
                              f"{_params(run['parameters']['trainable'])} trainable)")
                 ours.append(text)
-        lines.append(f"| {title} | {published} | {'; '.join(ours) or 'not run'} |")
+        rows.append([title, published, "; ".join(ours) or "not run"])
+    lines += ["", "## Published anchors beside ours", "",
+              markdown_table(rows, ["comparison", "published",
+                                    "ours: full -> method (dev accuracy)"])]
     total = sum(r.get("wall_time_s", 0) + r.get("tapt", {}).get("wall_time_s", 0)
                 for r in runs.values())
     lines += ["", f"Wall time of the stored runs (training, scoring, attacks): {total / 60:.1f} "

@@ -16,8 +16,10 @@ from lmboost.training.attacks import (
     class_associations,
     embedding_neighbours,
     embedding_pgd_attack,
+    evaluate_robustness,
     predict_proba,
     same_association,
+    substitution_table,
     whole_word_ids,
 )
 
@@ -237,3 +239,80 @@ def test_predict_proba_does_not_depend_on_padding(tiny_model_dir):
     alone = np.concatenate([predict_proba(model, tok, [t]) for t in texts])
     np.testing.assert_allclose(together, alone, atol=1e-5)
     np.testing.assert_allclose(together.sum(1), 1.0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- on a task
+
+
+def test_substitution_table_filters_neighbours_by_association():
+    weight = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.8, 0.3], [0.0, 1.0]])
+    ids = {"good": 0, "fine": 1, "bad": 2, "plot": 3}
+    plain = substitution_table(weight, ids, k=1)
+    assert plain == embedding_neighbours(weight, ids, k=1)
+    assert plain["good"] == ["fine"]
+    kept = substitution_table(weight, ids, k=1, associations={"good": 1, "fine": 1, "bad": 0})
+    assert kept["good"] == ["fine"] and kept["fine"] == ["good"]
+    assert "bad" not in kept  # its neighbours carry another class (or none)
+
+
+def _robustness_setup(tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from lmboost.tasks import ClassificationTask, Example
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    model.config.pad_token_id = tok.pad_token_id
+    sentences = ["a great movie", "boring and far too long", "markets fell as stocks slid",
+                 "who wrote hamlet", "a great film"]
+    task = ClassificationTask(name="tiny-sentiment", labels=["negative", "positive"],
+                              verbalizer=["negative", "positive"], template="Review: {sentence}",
+                              eval_split="made up", eval_loader=lambda: [])
+    predicted = predict_proba(model, tok, [f"Review: {s}" for s in sentences]).argmax(1)
+    # gold: the model's own prediction for the first three, the other class for the rest
+    labels = [int(p) if i < 3 else 1 - int(p) for i, p in enumerate(predicted)]
+    examples = [Example({"sentence": s}, y, uid=str(i))
+                for i, (s, y) in enumerate(zip(sentences, labels))]
+    return model, tok, task, examples
+
+
+def test_evaluate_robustness_on_the_tiny_model(tiny_model_dir):
+    """Known answers: clean accuracy 3/5 by construction; a radius of 1e-6 of the embedding
+    norm changes nothing, and the radius is that share of every example's norm; with no
+    candidates substitution queries each example once and keeps clean accuracy; with a table
+    it matches WordSubstitutionAttack run by hand, and a second run gives the same result."""
+    model, tok, task, examples = _robustness_setup(tiny_model_dir)
+    calm = evaluate_robustness(model, tok, task, examples, candidates={}, epsilon=1e-6,
+                               steps=2, batch_size=2)
+    assert calm["n"] == 5 and calm["clean_accuracy"] == pytest.approx(0.6)
+    pgd = calm["embedding_pgd"]
+    assert pgd["accuracy"] == pytest.approx(0.6) and pgd["steps"] == 2 and pgd["relative"]
+    assert pgd["median_radius_over_embedding_norm"] == pytest.approx(1e-6, rel=1e-4)
+    sub = calm["word_substitution"]
+    assert (sub["accuracy"], sub["clean_accuracy"], sub["mean_queries"]) == (
+        pytest.approx(0.6), pytest.approx(0.6), 1.0)
+    assert sub["mean_words_changed_when_flipped"] is None and sub["examples"] == []
+    assert "word_substitution" not in evaluate_robustness(model, tok, task, examples[:1],
+                                                          epsilon=1e-6, steps=1)
+
+    table = {"great": ["boring", "long"], "movie": ["film", "stocks"], "film": ["movie"],
+             "boring": ["great"], "long": ["short"], "markets": ["stocks"]}
+    strong = evaluate_robustness(model, tok, task, examples, candidates=table, epsilon=5.0,
+                                 steps=3, max_words=2)
+    assert strong["embedding_pgd"]["accuracy"] <= strong["clean_accuracy"]
+    attack = WordSubstitutionAttack(table, max_words=2)
+    by_hand = [
+        attack.attack(ex.fields["sentence"].split(), ex.label,
+                      lambda ws: predict_proba(model, tok, [f"Review: {' '.join(w)}" for w in ws]))
+        for ex in examples
+    ]
+    sub = strong["word_substitution"]
+    assert sub["accuracy"] == pytest.approx(np.mean([o.correct_after for o in by_hand]))
+    assert sub["mean_queries"] == pytest.approx(np.mean([o.queries for o in by_hand]))
+    flipped = [o for o in by_hand if o.correct_before and not o.correct_after]
+    assert len(sub["examples"]) == len(flipped)
+    again = evaluate_robustness(model, tok, task, examples, candidates=table, epsilon=5.0,
+                                steps=3, max_words=2)
+    for key in ("embedding_pgd", "word_substitution"):
+        again[key].pop("seconds"), strong[key].pop("seconds")
+    assert again == strong

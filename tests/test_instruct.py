@@ -3,7 +3,6 @@ rates, stats, clear errors, the CLI, and a tiny-model SFT run on a built mixture
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from collections import Counter
@@ -291,41 +290,31 @@ def test_tiny_model_sft_on_a_built_mixture(tiny_model_dir, tmp_path):
     assert math.isfinite(record["eval"]["loss"]) and (tmp_path / "sft" / "adapter").is_dir()
 
 
-def test_ablation_benchmark_end_to_end_on_a_tiny_model_and_resumes(tiny_model_dir, tmp_path):
-    """benchmarks/instruction_tuning.py: both mixtures, both LoRA runs, three models evaluated,
-    the summary table; a second run reuses every stage (no retraining)."""
-    spec = importlib.util.spec_from_file_location(
-        "instruction_tuning", REPO / "benchmarks" / "instruction_tuning.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    argv = ["--model", tiny_model_dir, "--size", "16", "--dev-size", "4", "--max-steps", "1",
-            "--max-length", "64", "--icl-tasks", "wic,copa", "--icl-limit", "4",
-            "--reason-tasks", "bbh:boolean_expressions", "--bbh-limit", "2", "--modes",
-            "zs-cot", "--max-new-tokens", "6", "--results", str(tmp_path)]
-    assert bench.main(argv) == 0
-    root = tmp_path / Path(tiny_model_dir).name
-    summary = json.loads((root / "summary.json").read_text())
-    assert [(r["task"], r["mode"], r["held_out"]) for r in summary["evals"]] == [
-        ("wic", "zero-shot", True), ("copa", "zero-shot", True),
-        ("bbh:boolean_expressions", "zs-cot", True),
-    ]
-    for row in summary["evals"]:
-        assert set(row["accuracy"]) == {"base", "nocot", "cot"}
-    mean = summary["mean_held_out"]
-    assert mean["n_evaluations"] == 3 and mean["accuracy"]["cot"] == pytest.approx(
-        sum(r["accuracy"]["cot"] for r in summary["evals"]) / 3
-    )
-    items = (root / "eval" / "cot" / "bbh_boolean_expressions-zs-cot" / "items.jsonl")
-    words = [len(c.split()) for line in items.read_text().splitlines()
-             for c in json.loads(line)["chains"]]
-    assert summary["evals"][2]["chain_words"]["cot"] == pytest.approx(sum(words) / 2)
-    assert set(summary["evals"][2]["paired"]) == {"base-nocot", "base-cot", "nocot-cot"}
-    assert {v: t["steps"] for v, t in summary["training"].items()} == {"nocot": 1, "cot": 1}
-    assert "cot:strategyqa" in summary["mixtures"]["cot"]["per_source"]
-    assert not any(s.startswith("cot:") for s in summary["mixtures"]["nocot"]["per_source"])
-    report = (root / "summary.md").read_text()
-    assert "| wic | zero-shot | 4 |" in report and "| bbh:boolean_expressions | zs-cot |" in report
-    trained = (root / "train" / "cot" / "results.json").stat().st_mtime_ns
-    assert bench.main(argv) == 0
-    assert (root / "train" / "cot" / "results.json").stat().st_mtime_ns == trained
+def test_paired_mcnemar_between_two_reasoning_runs_of_a_tiny_model(tiny_model_dir, tmp_path):
+    """What the instruction-tuning ablation compares, with the library alone: two reasoning runs
+    on the same items (here the base model's zero-shot chains cut at 2 and at 6 tokens), paired
+    per item by McNemar's test (lmboost.evaluation.stats), and the Markdown row the benchmark
+    writes for it."""
+    from lmboost.evaluation.report import markdown_table
+    from lmboost.evaluation.stats import mcnemar, pairwise_mcnemar
+    from lmboost.reasoning import ReasoningConfig, run_reasoning
+
+    correct = {}
+    for name, tokens in (("short", 2), ("long", 6)):
+        results = run_reasoning(ReasoningConfig(
+            task="bbh:boolean_expressions", out=tmp_path / name, model=tiny_model_dir,
+            mode="zs-cot", limit=3, max_new_tokens=tokens, batch_size=4, chat=False,
+        ))
+        correct[name] = {item["uid"]: item["correct"] for item in results["items"]}
+    assert correct["short"].keys() == correct["long"].keys() and len(correct["short"]) == 3
+    test = pairwise_mcnemar(correct, [("short", "long"), ("short", "trained")])
+    assert list(test) == ["short-long"]  # a pair naming a run that is not there is skipped
+    t = test["short-long"]
+    a, b = correct["short"], correct["long"]
+    assert t.only_first == sum(a[u] and not b[u] for u in a)
+    assert t.only_second == sum(b[u] and not a[u] for u in a)
+    assert t.only_first + t.only_second + t.both + t.neither == 3
+    assert t == mcnemar(t.only_first, t.only_second, both=t.both, neither=t.neither)
+    cell = f"{t.only_first} / {t.only_second}, p {t.p:.2g}"
+    assert markdown_table([["bbh:boolean_expressions", cell]], ["evaluation", "short vs long"]
+                          ).splitlines()[2] == f"| bbh:boolean_expressions | {cell} |"

@@ -45,6 +45,8 @@ from lmboost.generation import (
     encode_prompt,
     generate,
     run_generate,
+    same_rain_trace,
+    summarise_run,
 )
 from lmboost.models import LoadedModel
 
@@ -635,3 +637,71 @@ def test_cli_rejects_a_missing_prompts_file(tmp_path, capsys):
     argv = ["generate", "--prompts", str(tmp_path / "none.txt"), "--out", str(tmp_path)]
     assert main(argv) == 2
     assert "Prompts file not found" in capsys.readouterr().err
+
+
+def test_a_shared_evaluator_judges_every_run_and_summaries_of_the_records(tiny_model, tmp_path):
+    """run_generate with a given SelfEvaluator: it does the judging (its memo fills), the output
+    equals a run that builds the same evaluator itself, and a second run reuses its memo;
+    summarise_run's means and same_rain_trace on those records."""
+    prompts = [PROMPT, "Article: markets fell"]
+    rain = RainConfig(max_new_tokens=3, max_iterations=3, num_candidates=3, simulation_tokens=4)
+
+    def config(out, **changes):
+        settings = {"model": "tiny", "rain": rain, "goal": "positive", "trace": True,
+                    "chat": False}
+        return GenerateRunConfig(out=tmp_path / out, **(settings | changes))
+
+    own = run_generate(config("own"), prompts, tiny_model)["results"]
+    shared = SelfEvaluator(tiny_model, resolve_goal("positive"), chat=False)
+    first = run_generate(config("first"), prompts, tiny_model, evaluator=shared)["results"]
+    judged = len(shared.memo)
+    assert judged > 0
+    assert [r["text"] for r in first] == [r["text"] for r in own]
+    assert all(same_rain_trace(a["trace"], b["trace"]) for a, b in zip(first, own))
+    again = run_generate(config("again"), prompts, tiny_model, evaluator=shared)["results"]
+    assert len(shared.memo) == judged  # the same searches ask nothing new
+    assert [r["text"] for r in again] == [r["text"] for r in own]
+
+    with pytest.raises(LmboostError, match="judges the goal 'positive', not the config's"):
+        run_generate(config("bad", goal="harmless"), prompts, tiny_model, evaluator=shared)
+    with pytest.raises(LmboostError, match="with config.rain"):
+        run_generate(GenerateRunConfig(out=tmp_path / "plain", model="tiny"), prompts,
+                     tiny_model, evaluator=shared)
+
+    summary = summarise_run(first)
+    trace = [step for r in first for step in r["trace"]]
+    assert summary["n"] == 2
+    assert summary["seconds_per_prompt"] == pytest.approx(sum(r["seconds"] for r in first) / 2)
+    assert summary["tokens_per_prompt"] == (first[0]["tokens"] + first[1]["tokens"]) / 2
+    assert summary["steps_per_prompt"] == len(trace) / 2
+    assert summary["iterations_per_prompt"] == sum(r["iterations"] for r in first) / 2
+    assert summary["rewinds_per_prompt"] == sum(s["rewinds"] for s in trace) / 2
+    assert summary["early_commit_share"] == (
+        sum(s["stop"] == "thresholds" for s in trace) / len(trace))
+
+
+def test_summarise_run_and_same_rain_trace_on_hand_made_records():
+    step = {"iterations": 3, "rewinds": 1, "stop": "thresholds", "committed": " a",
+            "children": [{"visits": 2.0, "value": 0.5}, {"visits": 1.0, "value": -0.25}]}
+    late = {**step, "rewinds": 0, "stop": "budget"}
+    records = [
+        {"seconds": 1.0, "tokens": 2, "steps": 2, "iterations": 6, "trace": [step, late]},
+        {"seconds": 3.0, "tokens": 1, "steps": 1, "iterations": 3, "trace": [late]},
+    ]
+    assert summarise_run(records) == {
+        "n": 2, "seconds": 4.0, "seconds_per_prompt": 2.0, "tokens_per_prompt": 1.5,
+        "iterations_per_prompt": 4.5, "steps_per_prompt": 1.5, "rewinds_per_prompt": 0.5,
+        "early_commit_share": 1 / 3,
+    }
+    plain = summarise_run([{"seconds": 2.0, "text": "x"}])
+    assert plain == {"n": 1, "seconds": 2.0, "seconds_per_prompt": 2.0}
+    with pytest.raises(LmboostError, match="No records"):
+        summarise_run([])
+    near = {**step, "children": [{"visits": 2.0004, "value": 0.5}, {"visits": 1.0,
+                                                                     "value": -0.2504}]}
+    assert same_rain_trace([step, late], [near, late])
+    assert not same_rain_trace([step], [{**step, "committed": " b"}])
+    assert not same_rain_trace([step], [{**step, "children": step["children"][:1]}])
+    assert not same_rain_trace([step], [step, late])
+    far = {**step, "children": [{"visits": 2.0, "value": 0.502}, step["children"][1]]}
+    assert not same_rain_trace([step], [far])

@@ -4,11 +4,15 @@
 and shots, std over seeds as error bars) and ``out/reliability.png`` (reliability diagrams of the
 uncalibrated scores, BC and the most accurate method at the largest shot count, seeds pooled).
 Plots use matplotlib's Agg canvas directly, so no display and no global backend are involved.
+
+``markdown_table(rows, columns, formats)`` is the one Markdown table renderer of lmboost's reports
+and of the benchmark scripts' summaries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import numbers
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -294,3 +298,88 @@ def _save_figure(fig: Any, path: Path) -> None:
     FigureCanvasAgg(fig)
     with atomic_file(path, "wb") as f:
         fig.savefig(f, format="png", dpi=120)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def markdown_table(
+    rows: Iterable[Mapping[str, Any] | Sequence[Any]],
+    columns: Sequence[str],
+    formats: Mapping[str | int, str | Callable[[Any], str]] | None = None,
+    *,
+    align: Mapping[str | int, str] | None = None,
+    missing: str = "—",
+) -> str:
+    """A GitHub-flavoured Markdown table, one line per row, no trailing newline.
+
+    Args:
+        rows: each a mapping from column name to value (absent names are missing), or a
+            sequence of values in column order (short sequences are padded as missing).
+        columns: the header, left to right.
+        formats: per column (by name, or by position for a name used twice), how to write
+            its values that are not None: a format spec
+            (``".1f"``), a ``str.format`` template with one field (``"{:.1f}x"``), or a
+            function of the value; other columns are written with ``str``.
+        align: per column (by name or position), ``"left"`` or ``"right"``; by default a
+            column is right-aligned when all of its present values are numbers (``bool`` is
+            not), else left-aligned.
+        missing: what a None (or absent) value is written as.
+
+    A ``|`` in a cell is escaped and a newline becomes a space, so every row stays one line.
+    """
+    formats = dict(formats or {})
+    align = dict(align or {})
+    unknown = [k for k in [*formats, *align] if k not in columns
+               and not (isinstance(k, int) and 0 <= k < len(columns))]
+    if unknown:
+        raise ValueError(f"formats / align name columns not in the table: {unknown}")
+    table = [_row_values(row, columns) for row in rows]
+    head = [_escape(str(c)) for c in columns]
+    rule = []
+    for j, column in enumerate(columns):
+        numeric = _numeric([r[j] for r in table])
+        side = align.get(j) or align.get(column) or ("right" if numeric else "left")
+        if side not in ("left", "right"):
+            raise ValueError(f"align[{column!r}] must be 'left' or 'right', not {side!r}")
+        rule.append("---:" if side == "right" else "---")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(rule) + "|"]
+    for values in table:
+        cells = [_format(v, formats.get(j, formats.get(c)), missing)
+                 for j, (c, v) in enumerate(zip(columns, values))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _row_values(row: Mapping[str, Any] | Sequence[Any], columns: Sequence[str]) -> list[Any]:
+    if isinstance(row, Mapping):
+        return [row.get(c) for c in columns]
+    values = list(row)
+    if len(values) > len(columns):
+        raise ValueError(f"a row has {len(values)} values for {len(columns)} columns: {values}")
+    return values + [None] * (len(columns) - len(values))
+
+
+def _numeric(values: Sequence[Any]) -> bool:
+    present = [v for v in values if v is not None]
+    return bool(present) and all(
+        isinstance(v, numbers.Number) and not isinstance(v, bool) for v in present
+    )
+
+
+def _format(value: Any, how: str | Callable[[Any], str] | None, missing: str) -> str:
+    if value is None:
+        return missing
+    if how is None:
+        text = str(value)
+    elif callable(how):
+        text = how(value)
+    elif "{" in how:
+        text = how.format(value)
+    else:
+        text = format(value, how)
+    return _escape(text)
+
+
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\r\n", " ").replace("\n", " ")

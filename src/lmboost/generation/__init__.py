@@ -1,6 +1,7 @@
 """Text generation: batched, stop strings, chat templates, n samples sharing one prompt encoding;
 and resumable runs over many prompts (``run_generate``, ``GenerateRunConfig``, ``read_prompts``,
-from :mod:`lmboost.generation.run`, imported on first use)."""
+``summarise_run``, ``same_rain_trace``, from :mod:`lmboost.generation.run`, imported on first
+use)."""
 
 import importlib
 
@@ -31,11 +32,13 @@ __all__ = [
     "GenerateRunConfig",
     "read_prompts",
     "run_generate",
+    "same_rain_trace",
+    "summarise_run",
 ]
 
 #: Names of :mod:`lmboost.generation.run`, which imports the decoding package (that imports this
 #: one), so it is loaded on first use.
-_RUN = ("GenerateRunConfig", "read_prompts", "run_generate")
+_RUN = ("GenerateRunConfig", "read_prompts", "run_generate", "same_rain_trace", "summarise_run")
 
 
 def __getattr__(name: str):

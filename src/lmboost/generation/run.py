@@ -178,6 +178,7 @@ def run_generate(
     loaded: Backend | LoadedModel | None = None,
     *,
     on_item: Callable[[dict[str, Any]], None] | None = None,
+    evaluator: SelfEvaluator | None = None,
 ) -> dict[str, Any]:
     """Generate (or resume generating) for every prompt, write ``out/results.json`` and return
     its content: ``{"settings", "seconds", "results": [one record per prompt, in order]}``.
@@ -190,8 +191,22 @@ def run_generate(
     model is loaded only if some prompt is still to be done (or, for a hub id not downloaded
     yet, to fingerprint its weights). ``on_item(record)`` is called after each record is
     appended to the log.
+
+    ``evaluator`` (RAIN only) judges with this :class:`~lmboost.decoding.SelfEvaluator`
+    instead of a new one built from the config: one shared by several runs (its memo and, with
+    ``calibrate``, its running calibration carry over), or one asking under another chat
+    setting than the generation's. It must be of ``loaded``'s model and judge the config's
+    goal; the settings recorded are still the config's (goal, hard_votes, calibrate).
     """
     config.validate()
+    if evaluator is not None:
+        if config.rain is None:
+            raise LmboostError("An evaluator judges RAIN's search: give it with config.rain.")
+        if evaluator.goal.name != resolve_goal(config.goal).name:
+            raise LmboostError(
+                f"The evaluator judges the goal {evaluator.goal.name!r}, not the config's "
+                f"{resolve_goal(config.goal).name!r}."
+            )
     prompts = list(prompts)
     if not prompts or any(not isinstance(p, str) or not p for p in prompts):
         raise LmboostError("Give at least one prompt, each a non-empty string.")
@@ -216,8 +231,11 @@ def run_generate(
         pending = [i for i in range(len(prompts)) if i not in done]
         if pending:
             backend = backend or _backend(config, None)
-            run = _rain if config.rain is not None else _plain
-            for record in run(config, backend, prompts, pending, log.append, on_item):
+            if config.rain is not None:
+                run = _rain(config, backend, prompts, pending, log.append, on_item, evaluator)
+            else:
+                run = _plain(config, backend, prompts, pending, log.append, on_item)
+            for record in run:
                 done[record["index"]] = record
         records = [done[i] for i in range(len(prompts))]
         results = {"settings": settings, "seconds": sum(r["seconds"] for r in records),
@@ -257,6 +275,52 @@ def read_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
+def summarise_run(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per-prompt means of a run's records (``run_generate(...)["results"]``, or some of them):
+    ``n``, ``seconds`` (total) and ``seconds_per_prompt``; ``tokens_per_prompt`` when the
+    records count their tokens (RAIN's do); RAIN's search, ``iterations_per_prompt`` and
+    ``steps_per_prompt``, and with ``trace`` also ``rewinds_per_prompt`` (iterations that left
+    the root branch the previous one took) and ``early_commit_share`` (steps committed because
+    the best child passed the visit and value thresholds, not because the budget ran out)."""
+    records = list(records)
+    if not records:
+        raise LmboostError("No records to summarise.")
+    n = len(records)
+    seconds = sum(r["seconds"] for r in records)
+    summary: dict[str, Any] = {"n": n, "seconds": seconds, "seconds_per_prompt": seconds / n}
+    if all("tokens" in r for r in records):
+        summary["tokens_per_prompt"] = sum(r["tokens"] for r in records) / n
+    if all("iterations" in r for r in records):
+        steps = sum(r["steps"] for r in records)
+        summary["iterations_per_prompt"] = sum(r["iterations"] for r in records) / n
+        summary["steps_per_prompt"] = steps / n
+        if all("trace" in r for r in records):
+            trace = [step for r in records for step in r["trace"]]
+            summary["rewinds_per_prompt"] = sum(step["rewinds"] for step in trace) / n
+            summary["early_commit_share"] = (
+                sum(step["stop"] == "thresholds" for step in trace) / max(1, len(trace))
+            )
+    return summary
+
+
+def same_rain_trace(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]],
+                    atol: float = 1e-3) -> bool:
+    """Whether two RAIN traces (``RainResult.trace``, or a record's ``trace``) describe the same
+    search: per step the same iterations, rewinds, stop reason and committed text, and the root
+    children's visits and values within ``atol``."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if [x[k] for k in ("iterations", "rewinds", "stop", "committed")] != [
+            y[k] for k in ("iterations", "rewinds", "stop", "committed")
+        ] or len(x["children"]) != len(y["children"]):
+            return False
+        for cx, cy in zip(x["children"], y["children"]):
+            if abs(cx["visits"] - cy["visits"]) > atol or abs(cx["value"] - cy["value"]) > atol:
+                return False
+    return True
+
+
 # --------------------------------------------------------------------------- internals
 
 Append = Callable[[dict[str, Any]], None]
@@ -292,12 +356,12 @@ def _plain(config: GenerateRunConfig, backend: Backend, prompts: list[str], pend
 
 
 def _rain(config: GenerateRunConfig, backend: Backend, prompts: list[str], pending: list[int],
-          append: Append, on_item: OnItem):
+          append: Append, on_item: OnItem, evaluator: SelfEvaluator | None = None):
     """RAIN, one prompt at a time, each record appended as it finishes."""
     assert config.rain is not None
-    goal = resolve_goal(config.goal)
-    evaluator = SelfEvaluator(backend, goal, chat=config.chat, hard=config.hard_votes,
-                              calibrate=config.calibrate)
+    if evaluator is None:
+        evaluator = SelfEvaluator(backend, resolve_goal(config.goal), chat=config.chat,
+                                  hard=config.hard_votes, calibrate=config.calibrate)
     embedder = ModelEmbedder(backend)
     for i in pending:
         result = rain_generate(

@@ -7,7 +7,7 @@ from lmboost.icl.prompts import (
     content_free_example,
     select_demonstrations,
 )
-from lmboost.icl.runner import ICLConfig, ScoreSet, run_icl, score_run
+from lmboost.icl.runner import ICLConfig, ScoreSet, eval_sample, run_icl, score_run
 
 __all__ = [
     "CONTENT_FREE_INPUTS",
@@ -16,6 +16,7 @@ __all__ = [
     "build_contexts",
     "build_prefix",
     "content_free_example",
+    "eval_sample",
     "run_icl",
     "score_run",
     "select_demonstrations",

@@ -459,7 +459,7 @@ def run_icl(
     timer = RunTimer()
     task = get_task(config.task)
     all_eval = task.load_eval()
-    eval_examples = _limit(all_eval, config.limit)
+    eval_examples = eval_sample(all_eval, config.limit)
     pool = task.load_pool() if task.has_pool or max(config.shots) > 0 else []
     _check_pool(pool, config)
     out = Path(config.out)
@@ -712,8 +712,10 @@ def _stratified_indices(labels: Sequence[int], n: int, seed: int) -> set[int]:
     return {i for c in sorted(by_label) for i in rng.sample(by_label[c], quota[c])}
 
 
-def _limit(examples: list[Example], limit: int | None) -> list[Example]:
-    """The fixed, class-stratified sample of ``limit`` eval examples, in file order."""
+def eval_sample(examples: list[Example], limit: int | None) -> list[Example]:
+    """The fixed, class-stratified sample of ``limit`` eval examples, in file order: the
+    examples ``run_icl`` (``lmboost icl --limit``) scores (all of them when ``limit`` is None or
+    at least their number)."""
     if limit is None or limit >= len(examples):
         return examples
     chosen = _stratified_indices([ex.label for ex in examples], limit, EVAL_SAMPLE_SEED)

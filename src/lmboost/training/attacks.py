@@ -42,11 +42,17 @@ training data: a word is associated with class y when its smoothed lift
 P(y | word in x) / P(y) is at least ``min_lift`` over at least ``min_count`` examples (else with
 no class), and a substitute is kept only when its association equals the word's. What remains
 is a heuristic, not a guarantee of label-preserving edits; any other mapping of words to
-substitutes (a synonym dictionary) can be given instead.
+substitutes (a synonym dictionary) can be given instead. ``substitution_table`` chains the
+three: neighbours (``4 k`` of them when filtering), then the same-association filter, ``k`` left.
+
+``evaluate_robustness`` measures a trained classifier on a task's examples: accuracy clean,
+under embedding PGD and under word substitution on the task's last template field (the text a
+classification task's template ends with), with the attacks' costs and a few flipped examples.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmboost.tasks.base import ClassificationTask, Example
 from lmboost.training.adversarial.base import (
     added_to_embeddings,
     normalize,
@@ -258,6 +265,26 @@ def same_association(
     return out
 
 
+def substitution_table(
+    weight: torch.Tensor,
+    word_ids: Mapping[str, int],
+    k: int = 5,
+    *,
+    min_similarity: float = 0.0,
+    associations: Mapping[str, int] | None = None,
+    pool_factor: int = 4,
+) -> dict[str, list[str]]:
+    """Word -> up to ``k`` substitutes: its :func:`embedding_neighbours` among ``word_ids``
+    (rows of ``weight``, the input embeddings); with ``associations`` (from
+    :func:`class_associations`), the ``pool_factor * k`` nearest filtered by
+    :func:`same_association` down to ``k``."""
+    if associations is None:
+        return embedding_neighbours(weight, word_ids, k=k, min_similarity=min_similarity)
+    table = embedding_neighbours(weight, word_ids, k=pool_factor * k,
+                                 min_similarity=min_similarity)
+    return same_association(table, associations, k=k)
+
+
 @dataclass
 class SubstitutionResult:
     """What :class:`WordSubstitutionAttack` did to one example.
@@ -354,3 +381,100 @@ def predict_proba(
     finally:
         model.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+# --------------------------------------------------------------------------- both, on a task
+
+
+def evaluate_robustness(
+    model: nn.Module,
+    tokenizer: Any,
+    task: ClassificationTask,
+    examples: Sequence[Example],
+    *,
+    candidates: Mapping[str, Sequence[str]] | None = None,
+    field_name: str | None = None,
+    epsilon: float = 0.05,
+    steps: int = 5,
+    relative: bool = True,
+    max_words: int = 3,
+    max_length: int = 256,
+    batch_size: int = 32,
+    n_shown: int = 5,
+) -> dict[str, Any]:
+    """Accuracy of a trained sequence classifier on ``examples`` of ``task``, clean and under
+    each attack (an example is robust when it is right before and throughout the attack).
+
+    Embedding PGD (:func:`embedding_pgd_attack`, radius ``epsilon``, ``steps`` steps, relative
+    to each example's embedding norm unless ``relative=False``) runs on the rendered inputs in
+    right-padded batches of ``batch_size``, cut at ``max_length`` tokens. Word substitution
+    (:class:`WordSubstitutionAttack` with ``candidates``, at most ``max_words`` words) attacks
+    the white-space separated words of the field ``field_name`` (default: the template's last
+    field), the example re-rendered with the task's template; it is skipped when
+    ``candidates`` is None.
+
+    Returns a JSON-ready dict: ``n``, ``clean_accuracy``, ``embedding_pgd`` (``epsilon``,
+    ``relative``, ``steps``, ``accuracy``, ``median_radius_over_embedding_norm``,
+    ``seconds``) and, with candidates, ``word_substitution`` (``max_words``, ``accuracy``,
+    ``clean_accuracy``, ``mean_words_changed_when_flipped`` (None when none flipped),
+    ``mean_queries``, ``examples``: up to ``n_shown`` flipped inputs before / after,
+    ``seconds``). Deterministic: neither attack draws anything at random.
+    """
+    from lmboost.training.data import PadCollator, tokenize_classification
+
+    if not examples:
+        raise ValueError("evaluate_robustness needs at least one example")
+    labels = [ex.label for ex in examples]
+    device = next(model.parameters()).device
+    features = tokenize_classification([task.render(ex) for ex in examples], labels, tokenizer,
+                                       max_length)
+    collate = PadCollator(tokenizer.pad_token_id)
+    clean, robust, ratio = [], [], []
+    start = time.perf_counter()
+    for i in range(0, len(features), batch_size):
+        batch = {k: v.to(device) for k, v in collate(features[i:i + batch_size]).items()}
+        found = embedding_pgd_attack(model, batch, epsilon=epsilon, steps=steps,
+                                     relative=relative)
+        clean += (found.clean_logits.argmax(-1) == batch["labels"]).tolist()
+        robust += found.robust.tolist()
+        ratio += (found.radius / found.embedding_norm).tolist()
+    result: dict[str, Any] = {
+        "n": len(examples),
+        "clean_accuracy": float(np.mean(clean)),
+        "embedding_pgd": {
+            "epsilon": epsilon, "relative": relative, "steps": steps,
+            "accuracy": float(np.mean(robust)),
+            "median_radius_over_embedding_norm": float(np.median(ratio)),
+            "seconds": round(time.perf_counter() - start, 1),
+        },
+    }
+    if candidates is None:
+        return result
+    attacked = field_name or task.template_fields[-1]
+    substitution = WordSubstitutionAttack(candidates, max_words=max_words)
+    outcomes, shown = [], []
+    start = time.perf_counter()
+    for ex in examples:
+        def predict(word_lists: Sequence[Sequence[str]], ex: Example = ex) -> np.ndarray:
+            texts = [task.render(Example({**ex.fields, attacked: " ".join(ws)}, ex.label,
+                                         ex.choices, ex.uid)) for ws in word_lists]
+            return predict_proba(model, tokenizer, texts, max_length=max_length,
+                                 batch_size=batch_size)
+
+        outcome = substitution.attack(ex.fields[attacked].split(), ex.label, predict)
+        outcomes.append(outcome)
+        if outcome.correct_before and not outcome.correct_after and len(shown) < n_shown:
+            shown.append({"before": ex.fields[attacked], "after": " ".join(outcome.words)})
+    flipped = [o for o in outcomes if o.correct_before and not o.correct_after]
+    result["word_substitution"] = {
+        "max_words": max_words,
+        "accuracy": float(np.mean([o.correct_after for o in outcomes])),
+        "clean_accuracy": float(np.mean([o.correct_before for o in outcomes])),
+        "mean_words_changed_when_flipped": (
+            float(np.mean([len(o.substitutions) for o in flipped])) if flipped else None
+        ),
+        "mean_queries": float(np.mean([o.queries for o in outcomes])),
+        "examples": shown,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    return result
