@@ -242,14 +242,16 @@ TASKS = [
     case("tasks-yaml-not-utf8", "tasks @latin1.yaml", "not UTF-8",
          xfail="tasks/custom.task_from_yaml: UnicodeDecodeError traceback"),
     case("tasks-yaml-unknown-key", "tasks @unknownkey.yaml", "unknown key(s) ['bogus']"),
-    case("tasks-yaml-missing-key", "tasks @missingkey.yaml", "missing required key(s) ['template']"),
+    case("tasks-yaml-missing-key", "tasks @missingkey.yaml",
+         "missing required key(s) ['template']"),
     case("tasks-yaml-missing-data", "tasks @missingdata.yaml", "nofile.csv does not exist"),
     case("tasks-yaml-template-field", "tasks @badtemplate.yaml", "missing field(s) ['nosuch']"),
     case("tasks-yaml-same-words", "tasks @samewords.yaml", "same label word 'same'"),
     case("tasks-yaml-template-int", "tasks @template_int.yaml", "`template:` must be text"),
     case("tasks-yaml-path-list", "tasks @path_list.yaml", "`path:`"),
     case("tasks-yaml-empty-data", "tasks @emptydata.yaml", "empty.csv is empty"),
-    case("tasks-yaml-latin-data", "tasks @latindata.yaml", "latin1.csv, line 2: the file is not UTF-8"),
+    case("tasks-yaml-latin-data", "tasks @latindata.yaml",
+         "latin1.csv, line 2: the file is not UTF-8"),
     case("tasks-yaml-missing-pool", "tasks @badpool.yaml", "nosuch.csv does not exist"),
     case("tasks-yaml-pool-and-size", "tasks @pool_and_size.yaml", "not both"),
     case("tasks-yaml-pool-size-big", "tasks @poolsize_big.yaml", "pool_size"),
@@ -267,15 +269,19 @@ TASKS = [
          "missing label column 'label'"),
     case("tasks-csv-headerless", ["tasks", "@headerless.csv", *TEMPLATE],
          "seems to have no header row"),
-    case("tasks-csv-not-utf8", ["tasks", "@latin1.csv", *TEMPLATE], "line 2: the file is not UTF-8"),
-    case("tasks-tsv-not-utf8", ["tasks", "@latin1.tsv", *TEMPLATE], "line 2: the file is not UTF-8"),
+    case("tasks-csv-not-utf8", ["tasks", "@latin1.csv", *TEMPLATE],
+         "line 2: the file is not UTF-8"),
+    case("tasks-tsv-not-utf8", ["tasks", "@latin1.tsv", *TEMPLATE],
+         "line 2: the file is not UTF-8"),
     case("tasks-csv-utf16", ["tasks", "@utf16.csv", *TEMPLATE], "not UTF-8"),
     case("tasks-csv-bad-quote", ["tasks", "@badquote.csv", *TEMPLATE], "cannot parse row"),
     case("tasks-csv-unknown-label", ["tasks", "@unknown_label.csv", *TEMPLATE],
          "label '2' is not in the label set"),
-    case("tasks-csv-empty-label", ["tasks", "@empty_label.csv", *TEMPLATE], "empty_label.csv, line 2"),
+    case("tasks-csv-empty-label", ["tasks", "@empty_label.csv", *TEMPLATE],
+         "empty_label.csv, line 2"),
     case("tasks-jsonl-malformed", ["tasks", "@bad.jsonl", *TEMPLATE], "line 2: not valid JSON"),
-    case("tasks-jsonl-list", ["tasks", "@list.jsonl", *TEMPLATE], "expected a JSON object per line"),
+    case("tasks-jsonl-list", ["tasks", "@list.jsonl", *TEMPLATE],
+         "expected a JSON object per line"),
     case("tasks-jsonl-no-label", ["tasks", "@nolabel.jsonl", *TEMPLATE], "missing label column"),
     case("tasks-jsonl-empty", ["tasks", "@empty.jsonl", *TEMPLATE], "empty.jsonl"),
     case("tasks-jsonl-not-utf8", ["tasks", "@latin1.jsonl", *TEMPLATE], "not UTF-8"),
@@ -525,7 +531,8 @@ COMPRESS = [
     case("compress-int8-bf16",
          "compress --model $M --quantize int8-dynamic --dtype bfloat16 --out $OUT",
          "int8-dynamic needs dtype float32"),
-    case("compress-unknown-scope", "compress --model $M --prune magnitude:0.5 --scope all --out $OUT",
+    case("compress-unknown-scope",
+         "compress --model $M --prune magnitude:0.5 --scope all --out $OUT",
          "argument --scope: invalid choice"),
     case("compress-sweep-unknown", "compress --model $M --sweep bogus:0.1 --out $OUT",
          "Unknown pruning method 'bogus'"),
@@ -658,7 +665,8 @@ TRAIN = [
     case("train-data-dup-columns", ["train", "classify", "--data", "@dup.csv", "--model", "$M",
                                     *TEMPLATE_SET, "--out", "$OUT"], "more than once", model=True),
     case("train-data-headerless", ["train", "classify", "--data", "@headerless.csv", "--model",
-                                   "$M", *TEMPLATE_SET, "--out", "$OUT"], "no header row", model=True),
+                                   "$M", *TEMPLATE_SET, "--out", "$OUT"],
+                                   "no header row", model=True),
     case("train-lm-corpus-missing", "train lm --data @nosuch.txt --model $M --out $OUT",
          "Corpus file", model=True),
     case("train-lm-corpus-not-utf8", "train lm --data @latin1.txt --model $M --out $OUT",
@@ -748,7 +756,8 @@ DEMO = [
          "Cannot load 'nosuch-model'", model=True),
     case("demo-shots-negative", "demo --model $M --shots -1 --out $OUT",
          "shots must be non-negative integers"),
-    case("demo-seeds-zero", "demo --model $M --seeds 0 --out $OUT", "seeds must be an integer >= 1"),
+    case("demo-seeds-zero", "demo --model $M --seeds 0 --out $OUT",
+         "seeds must be an integer >= 1"),
     case("demo-limit-zero", "demo --model $M --limit 0 --out $OUT", "limit must be a positive"),
     case("demo-limit-text", "demo --model $M --limit all --out $OUT",
          "argument --limit: invalid int value"),
@@ -1006,7 +1015,6 @@ def _served(**changes):
 
 
 def _api_cases():
-    from lmboost.calibration import CalibrationError
     from lmboost.instruct import MixtureError
     from lmboost.serving import ServeConfigError
     from lmboost.training import RecipeError
@@ -1206,3 +1214,445 @@ def test_api_fault(call, error, message, fx, tiny_model_dir, tmp_path, monkeypat
         call(c)
     assert message in str(caught.value)
     assert str(caught.value).strip(), "an error without a message"
+
+
+# --------------------------------------------------------------------------- a small icl run
+
+TINY_TEMPLATE = "Review: {text}\\nSentiment:"
+
+
+def _tiny_task(folder: Path) -> Path:
+    """A two-class CSV task (6 eval rows, a pool of 9) declared in a YAML file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["text,label"] + [
+        f"{'great' if i % 2 else 'boring'} {i},{'pos' if i % 2 else 'neg'}" for i in range(16)
+    ]
+    (folder / "eval.csv").write_text("\n".join(rows[:7]) + "\n")
+    (folder / "pool.csv").write_text("\n".join(rows[:1] + rows[7:]) + "\n")
+    spec = folder / "task.yaml"
+    spec.write_text(f'name: tiny-faults\npath: eval.csv\npool: pool.csv\n'
+                    f'template: "{TINY_TEMPLATE}"\nlabel_words: {{neg: negative, pos: positive}}\n')
+    return spec
+
+
+def _icl_argv(model: str, spec: Path, out: Path, seeds: int = 1) -> list[str]:
+    return ["icl", "--model", model, "--task", str(spec), "--shots", "0,1", "--seeds",
+            str(seeds), "--calibration", "none,bc", "--labelled-size", "0", "--n-domain", "2",
+            "--out", str(out)]
+
+
+@pytest.fixture(scope="module")
+def icl_run(tmp_path_factory, tiny_model_dir) -> Path:
+    """A finished icl run of the tiny model (2 runs: 0 and 1 shots)."""
+    folder = tmp_path_factory.mktemp("icl-run")
+    out = folder / "run"
+    assert main(_icl_argv(tiny_model_dir, _tiny_task(folder / "task"), out)) == 0
+    return out
+
+
+@pytest.fixture
+def run_copy(icl_run, tmp_path) -> Path:
+    return Path(shutil.copytree(icl_run, tmp_path / "run"))
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+# --------------------------------------------------------------------------- damaged run folders
+
+
+def _damage_run(run: Path, damage: str) -> None:
+    results = run / "results.json"
+    scores = run / "scores" / "shots0-seed0.npz"
+    if damage == "results-truncated":
+        results.write_bytes(results.read_bytes()[:50])
+    elif damage == "results-list":
+        results.write_text("[]")
+    elif damage == "results-empty":
+        results.write_text("")
+    elif damage == "results-other-kind":
+        results.write_text(json.dumps({"kind": "reasoning"}))
+    elif damage == "scores-missing":
+        scores.unlink()
+    elif damage == "scores-truncated":
+        scores.write_bytes(scores.read_bytes()[:100])
+    elif damage == "scores-garbage":
+        scores.write_bytes(b"not an npz archive")
+    elif damage == "scores-other-run":
+        shutil.copyfile(run / "scores" / "shots1-seed0.npz", scores)
+    elif damage == "lock-folder":
+        (run / ".lmboost-lock").mkdir()
+    elif damage == "lock-garbage":
+        (run / ".lmboost-lock").write_text('{"pid": 1}')
+    elif damage == "no-results":
+        results.unlink()
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("results-truncated", "is not the record of an icl run"),
+    ("results-list", "is not the record of an icl run"),
+    ("results-empty", "is not the record of an icl run"),
+    ("results-other-kind", "is not the record of an icl run"),
+    ("scores-missing", "shots0-seed0.npz is missing"),
+    ("scores-truncated", "shots0-seed0.npz is unreadable"),
+    ("scores-garbage", "shots0-seed0.npz is unreadable"),
+    ("scores-other-run", "holds other scores than"),
+    ("lock-folder", "names no holder"),
+    ("lock-garbage", "names no holder"),
+    ("no-results", "is an lm-eval log: give --out"),
+])
+def test_damaged_run_folder_is_named(run_copy, capsys, damage, message, no_model):
+    _damage_run(run_copy, damage)
+    before = _files(run_copy)
+    fails(["calibrate", str(run_copy), "--calibration", "none,pc"], message, capsys)
+    assert _files(run_copy) == before  # nothing written over, nothing half-written
+
+
+def test_damaged_settings_stop_an_icl_rerun(run_copy, tiny_model_dir, tmp_path, capsys, no_model):
+    (run_copy / "settings.json").write_text('{"command": "ic')
+    argv = _icl_argv(tiny_model_dir, _tiny_task(tmp_path / "task"), run_copy)
+    fails(argv, "is not a readable settings record", capsys)
+
+
+# --------------------------------------------------------------------------- a full disk
+
+class _FailingFile:
+    """A file whose writes stop half-way with ENOSPC, as on a full disk."""
+
+    def __init__(self, f, code: int = errno.ENOSPC):
+        self._f = f
+        self.code = code
+
+    def write(self, data):
+        self._f.write(data[: len(data) // 2])
+        raise OSError(self.code, os.strerror(self.code))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+class _FullDiskOS:
+    """The ``os`` module as a module that writes records sees it on a full disk: ``fsync``
+    (``where="fsync"``) or the writes themselves (``where="write"``) fail with ENOSPC (or with
+    ``code``: EROFS for a disk remounted read-only, say)."""
+
+    def __init__(self, where: str, code: int = errno.ENOSPC):
+        self.where = where
+        self.code = code
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def fsync(self, fd):
+        if self.where == "fsync":
+            raise OSError(self.code, os.strerror(self.code))
+        os.fsync(fd)
+
+    def fdopen(self, fd, *args, **kwargs):
+        f = os.fdopen(fd, *args, **kwargs)
+        return _FailingFile(f, self.code) if self.where == "write" else f
+
+    def write(self, fd, data):
+        if self.where == "write":
+            raise OSError(self.code, os.strerror(self.code))
+        return os.write(fd, data)
+
+
+def _no_temporaries(folder: Path) -> None:
+    assert not [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
+    assert not (folder / ".lmboost-lock").exists()
+
+
+@pytest.mark.parametrize("where", ["write", "fsync"])
+def test_full_disk_calibrate_keeps_the_old_results(run_copy, monkeypatch, capsys, where,
+                                                   no_model):
+    before = _files(run_copy)
+    monkeypatch.setattr("lmboost.evaluation.records.os", _FullDiskOS(where))
+    err = fails(["calibrate", str(run_copy), "--calibration", "none,pc"],
+                "No space left on device", capsys)
+    assert "free some space" in err
+    assert _files(run_copy) == before
+    _no_temporaries(run_copy)
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES, errno.EDQUOT])
+def test_unwritable_disk_calibrate_keeps_the_old_results(run_copy, monkeypatch, capsys, code,
+                                                        no_model):
+    """The same without root's exemption: a disk remounted read-only, a permission, a quota."""
+    before = _files(run_copy)
+    monkeypatch.setattr("lmboost.evaluation.records.os", _FullDiskOS("write", code))
+    err = fails(["calibrate", str(run_copy), "--calibration", "none,pc"], os.strerror(code),
+                capsys)
+    assert "results.json" in err or "report" in err
+    assert _files(run_copy) == before
+    _no_temporaries(run_copy)
+
+
+@pytest.mark.parametrize("where", ["write", "fsync"])
+def test_full_disk_icl_settings(tiny_model_dir, tmp_path, monkeypatch, capsys, where, no_model):
+    out = tmp_path / "out"
+    monkeypatch.setattr("lmboost.evaluation.records.os", _FullDiskOS(where))
+    fails(_icl_argv(tiny_model_dir, _tiny_task(tmp_path / "task"), out),
+          "No space left on device", capsys)
+    assert not (out / "settings.json").exists()
+    _no_temporaries(out)
+
+
+def test_full_disk_while_claiming_the_folder(tmp_path, monkeypatch):
+    from lmboost.evaluation.store import RunStore
+
+    monkeypatch.setattr("lmboost.evaluation.store.os", _FullDiskOS("fsync"))
+    with pytest.raises(LmboostError, match="No space left on device"):
+        RunStore(tmp_path / "out", "reason", {"a": 1}).open()
+    assert list((tmp_path / "out").iterdir()) == []  # no lock that names no holder
+
+
+def test_full_disk_item_log_keeps_whole_lines(tmp_path, monkeypatch):
+    from lmboost.evaluation.store import RunStore
+
+    with RunStore(tmp_path, "reason", {}) as store:
+        log = store.log("items.jsonl")
+        log.append({"uid": "a", "text": "one"})
+        before = (tmp_path / "items.jsonl").read_bytes()
+        monkeypatch.setattr("lmboost.evaluation.store.os", _FullDiskOS("fsync"))
+        with pytest.raises(LmboostError, match="No space left on device"):
+            log.append({"uid": "b", "text": "two"})
+        monkeypatch.undo()
+        assert (tmp_path / "items.jsonl").read_bytes() == before
+        assert list(log.read()) == ["a"]
+
+
+@pytest.mark.parametrize("where", ["write", "fsync"])
+def test_full_disk_instruct_build(fx, tmp_path, monkeypatch, capsys, where):
+    out = tmp_path / "mix"
+    monkeypatch.setattr("lmboost.evaluation.records.os", _FullDiskOS(where))
+    fails(["instruct", "build", "--config", str(fx / "m_ok.yaml"), "--out", str(out)],
+          "No space left on device", capsys)
+    assert not (out / "mixture.jsonl").exists()
+    _no_temporaries(out)
+
+
+# --------------------------------------------------------------------------- unwritable outputs
+
+needs_permissions = pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere: chmod does not bite"
+)
+
+
+@needs_permissions
+@pytest.mark.parametrize("command", ["calibrate", "instruct", "train", "bias", "compress"])
+def test_read_only_out_is_refused(command, run_copy, fx, tiny_model_dir, tmp_path, capsys,
+                                  no_model):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    out = str(ro / "out")
+    argv = {
+        "calibrate": ["calibrate", str(run_copy), "--out", str(ro)],
+        "instruct": ["instruct", "build", "--config", str(fx / "m_ok.yaml"), "--out", out],
+        "train": ["train", "classify", "--task", "sst2", "--model", tiny_model_dir, "--out", out],
+        "bias": ["bias", "--model", tiny_model_dir, "--tests", "weat1", "--out", out],
+        "compress": ["compress", "--model", tiny_model_dir, "--prune", "magnitude:0.5",
+                     "--out", out],
+    }[command]
+    try:
+        fails(argv, str(ro), capsys)
+    finally:
+        ro.chmod(0o755)
+
+
+# --------------------------------------------------------------------------- concurrent runs
+
+
+@pytest.mark.parametrize("command", ["icl", "reason", "bias", "compress", "demo", "calibrate",
+                                     "another-host"])
+def test_a_claimed_folder_is_refused(command, run_copy, tiny_model_dir, tmp_path, capsys,
+                                     no_model):
+    from lmboost.evaluation.store import RunStore
+
+    out = tmp_path / "claimed"
+    argv = {
+        "icl": _icl_argv(tiny_model_dir, _tiny_task(tmp_path / "task"), out),
+        "reason": ["reason", "--task", "gsm8k", "--limit", "1", "--model", tiny_model_dir,
+                   "--out", str(out)],
+        "bias": ["bias", "--model", tiny_model_dir, "--tests", "weat1", "--out", str(out)],
+        "compress": ["compress", "--model", tiny_model_dir, "--prune", "magnitude:0.5",
+                     "--out", str(out)],
+        "demo": ["demo", "--model", tiny_model_dir, "--out", str(out)],
+        "calibrate": ["calibrate", str(run_copy), "--out", str(out)],
+        "another-host": ["calibrate", str(run_copy), "--out", str(out)],
+    }[command]
+    if command == "another-host":  # a lock of a run on another machine is never taken over
+        out.mkdir()
+        (out / ".lmboost-lock").write_text(json.dumps(
+            {"pid": 1, "host": "elsewhere", "command": "icl", "started": "2026-01-01"}))
+        fails(argv, "in use by lmboost icl (pid 1 on elsewhere", capsys)
+        assert (out / ".lmboost-lock").exists()
+        return
+    with RunStore(out, "icl", None):
+        fails(argv, f"in use by lmboost icl (pid {os.getpid()}", capsys)
+        assert (out / ".lmboost-lock").exists()  # the holder's lock is left alone
+    assert not (out / ".lmboost-lock").exists()
+
+
+# --------------------------------------------------------------------------- interrupted runs
+
+
+def test_interrupted_icl_resumes_to_the_same_results(tiny_model_dir, tmp_path, monkeypatch,
+                                                     capsys):
+    import lmboost.icl.runner as runner
+
+    spec = _tiny_task(tmp_path / "task")
+    reference = tmp_path / "reference"
+    assert main(_icl_argv(tiny_model_dir, spec, reference, seeds=2)) == 0
+    expected = json.loads((reference / "results.json").read_text())
+
+    calls = []
+    score_run = runner.score_run
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return score_run(*args, **kwargs)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(runner, "score_run", interrupted)
+    capsys.readouterr()
+    assert main(_icl_argv(tiny_model_dir, spec, out, seeds=2)) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; finished work is saved and a rerun resumes" in err
+    assert "Traceback" not in err
+    assert not (out / "results.json").exists() and not (out / ".lmboost-lock").exists()
+    assert len(list((out / "scores").glob("*.npz"))) == 2
+    monkeypatch.undo()
+
+    assert main(_icl_argv(tiny_model_dir, spec, out, seeds=2)) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [r["scores_from_cache"] for r in results["runs"]] == [True, True, False, False]
+    for got, want in zip(results["runs"], expected["runs"]):
+        assert got["scores"] == want["scores"] and got["metrics"] == want["metrics"]
+    assert results["summary"] == expected["summary"]
+
+
+def test_interrupted_reasoning_resumes_to_the_same_results(tmp_path, monkeypatch, capsys):
+    from conftest import save_tiny_llama
+
+    import lmboost.reasoning.runner as runner
+
+    model = tmp_path / "model"
+    save_tiny_llama(model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 8192}))
+
+    def argv(out):
+        return ["reason", "--task", "bbh:sports_understanding", "--mode", "direct", "--limit",
+                "3", "--max-new-tokens", "2", "--batch-size", "1", "--model", str(model),
+                "--out", str(out)]
+
+    assert main(argv(tmp_path / "reference")) == 0
+    expected = json.loads((tmp_path / "reference" / "results.json").read_text())
+
+    calls = []
+    solve = runner._Solver.solve
+
+    def interrupted(self, batch):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return solve(self, batch)
+
+    monkeypatch.setattr(runner._Solver, "solve", interrupted)
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main(argv(out)) == 130
+    assert "interrupted; finished work is saved" in capsys.readouterr().err
+    assert len((out / "items.jsonl").read_text().splitlines()) == 1
+    monkeypatch.undo()
+    assert main(argv(out)) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["n_items"] == expected["n_items"] == 3
+    assert results["accuracy"] == expected["accuracy"]
+
+    def kept(items):  # what an item is, without its timing
+        return [{k: v for k, v in i.items() if k != "seconds"} for i in items]
+
+    assert kept(results["items"]) == kept(expected["items"])
+
+
+# --------------------------------------------------------------------------- unknown names, fixed
+
+
+def test_a_misspelt_model_does_not_pin_the_folder(tiny_model_dir, tmp_path, capsys):
+    spec = _tiny_task(tmp_path / "task")
+    out = tmp_path / "out"
+    fails(_icl_argv("no-such-model", spec, out), "Cannot load 'no-such-model'", capsys)
+    assert not (out / "settings.json").exists()
+    assert main(_icl_argv(tiny_model_dir, spec, out)) == 0  # not "other settings (model: ...)"
+
+
+def test_serve_config_settings_are_not_replaced_by_flag_defaults(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr("lmboost.cli.serve_cmd.serve", lambda config: seen.update(c=config))
+    path = tmp_path / "serve.yaml"
+    path.write_text("tasks: [sst2]\ndtype: float16\ndevice: cpu\nport: 8123\n")
+    assert main(["serve", "--config", str(path)]) == 0
+    assert (seen["c"].dtype, seen["c"].device, seen["c"].port) == ("float16", "cpu", 8123)
+    assert main(["serve", "--config", str(path), "--dtype", "bfloat16"]) == 0
+    assert seen["c"].dtype == "bfloat16"  # a flag given still wins
+    assert main(["serve", "--task", "sst2"]) == 0
+    assert (seen["c"].backend, seen["c"].dtype, seen["c"].device) == ("hf", "auto", "auto")
+
+
+# --------------------------------------------------------------------------- damaged model caches
+
+
+@pytest.fixture
+def tiny_gguf(tmp_path, monkeypatch, tiny_model_dir) -> Path:
+    """A stand-in GGUF whose "conversion" copies the tiny Llama (as in test_safety)."""
+    from lmboost.models import loading
+
+    monkeypatch.setenv("LMBOOST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(loading, "_convert_gguf",
+                        lambda gguf, out: shutil.copytree(tiny_model_dir, out, dirs_exist_ok=True))
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF stand-in for the tiny model")
+    return gguf
+
+
+@pytest.mark.parametrize("damage", ["manifest-garbage", "manifest-list", "weights-folder",
+                                    "config-garbage", "extra-shard-truncated", "manifest-size"])
+def test_damaged_model_cache_is_reported(tiny_gguf, capsys, damage):
+    from lmboost.models import load_model
+
+    folder = load_model(str(tiny_gguf), device="cpu").path
+    manifest = folder / "lmboost-manifest.json"
+    manifest = manifest if manifest.exists() else next(folder.glob("*manifest*"))
+    weights = folder / "model.safetensors"
+    if damage == "manifest-garbage":
+        manifest.write_text("{not json")
+    elif damage == "manifest-list":
+        manifest.write_text("[]")
+    elif damage == "weights-folder":
+        weights.unlink()
+        weights.mkdir()
+    elif damage == "config-garbage":
+        (folder / "config.json").write_text("{not json")
+    elif damage == "extra-shard-truncated":
+        (folder / "model-2.safetensors").write_bytes(weights.read_bytes()[:200])
+    elif damage == "manifest-size":
+        data = json.loads(manifest.read_text())
+        data["files"]["model.safetensors"]["size"] += 1
+        manifest.write_text(json.dumps(data))
+    with pytest.raises((CacheError, ModelLoadError)) as err:
+        load_model(str(tiny_gguf), device="cpu")
+    assert "lmboost models pull" in str(err.value) or "config.json" in str(err.value)
+    fails(["models", "info", str(tiny_gguf)], str(tiny_gguf), capsys)

@@ -346,6 +346,8 @@ def _process_alive(pid: int) -> bool:
 
 def _safetensors_problem(path: Path) -> str | None:
     """Why ``path`` is not a complete safetensors file (its header says how long it is)."""
+    if not path.is_file():
+        return "is not a file"
     size = path.stat().st_size
     try:
         with open(path, "rb") as f:
