@@ -729,7 +729,9 @@ INSTRUCT = [
     case("instruct-held-out-unknown", f"instruct build --config {MIXTURE} --held-out nosuch "
          "--out $OUT", "Unknown held-out group 'nosuch'"),
     case("instruct-out-is-file", "instruct build --config @m_ok.yaml --out $AFILE",
-         "a part of its folder path is a file"),
+         "is a file, not a folder"),
+    case("instruct-out-under-file", "instruct build --config @m_ok.yaml --out @afile/mix",
+         "a part of it is a file"),
     case("instruct-unknown-action", "instruct bogus", "argument ACTION: invalid choice: 'bogus'"),
     case("instruct-no-config", "instruct build --out $OUT",
          "the following arguments are required: --config"),
@@ -1308,6 +1310,22 @@ def test_damaged_run_folder_is_named(run_copy, capsys, damage, message, no_model
     before = _files(run_copy)
     fails(["calibrate", str(run_copy), "--calibration", "none,pc"], message, capsys)
     assert _files(run_copy) == before  # nothing written over, nothing half-written
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--out", "@afile"], "is a file, not a folder"),
+    (["--out", "@afile/x"], "a part of it is a file"),
+    (["--calibration", "pmi"], "lacks model outputs: pmi needs"),
+    (["--calibration", "knn,gc"], "lacks model outputs"),
+    (["--calibration", "platt"], "Unknown calibration method(s) 'platt'"),
+    (["--calibration", "bc,bc"], "lists a method twice"),
+    (["--labelled", "@good.csv"], "--labelled is for lm-eval logs"),
+])
+def test_calibrate_run_faults(run_copy, fx, capsys, argv, message, no_model):
+    before = _files(run_copy)
+    argv = [str(fx / a[1:]) if a.startswith("@") else a for a in argv]
+    fails(["calibrate", str(run_copy), *argv], message, capsys)
+    assert _files(run_copy) == before
 
 
 def test_damaged_settings_stop_an_icl_rerun(run_copy, tiny_model_dir, tmp_path, capsys, no_model):
