@@ -66,9 +66,11 @@ def run(args: argparse.Namespace) -> int:
     """List the sources, or build and write the mixture and print its make-up."""
     if args.action == "sources":
         return _sources()
+    from lmboost.evaluation.store import check_out
     from lmboost.instruct import build_mixture, load_mixture_config, write_mixture
 
     config = load_mixture_config(args.config, _overrides(args))
+    check_out(args.out)  # a file, or a folder it cannot write in: said before the build
     records = build_mixture(config)
     stats = write_mixture(records, args.out, config)
     _print_stats(stats, args.out)

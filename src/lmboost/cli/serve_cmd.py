@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device(parser)
     add_backend(parser)
     add_trust_remote_code(parser)
+    # Unset unless given, so that a --config file's backend, dtype and device are not replaced
+    # by the flags' defaults; without --config, ServeConfig's defaults (the same) apply.
+    parser.set_defaults(backend=None, dtype=None, device=None)
 
 
 def run(args: argparse.Namespace) -> int:

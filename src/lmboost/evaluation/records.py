@@ -8,6 +8,7 @@ an interrupted write leaves at most a hidden ``.<name>.*.tmp`` file, which is re
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from lmboost.errors import LmboostError
 
 
 class RunTimer:
@@ -83,8 +86,11 @@ def atomic_file(path: str | Path, mode: str) -> Iterator[IO]:
     """Open a temporary file beside ``path`` (mode "w" text or "wb" bytes) that replaces
     ``path`` only once the ``with`` block completes without error."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise write_error(path, err) from None
     try:
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; records are meant to be shared
         encoding = None if "b" in mode else "utf-8"
@@ -93,9 +99,27 @@ def atomic_file(path: str | Path, mode: str) -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):  # a full disk, a quota, a folder made read-only meanwhile
+            raise write_error(path, err) from None
         raise
+
+
+def write_error(path: Path, err: OSError) -> LmboostError:
+    """The error to raise when writing ``path`` failed with ``err``: what failed and the fix."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free some space (or give an output folder on another disk) and rerun"
+    elif err.errno in (errno.EEXIST, errno.ENOTDIR):
+        fix = "a part of its folder path is a file: give another output folder"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "give an output folder you can write in"
+    else:
+        fix = "check the output folder and rerun"
+    return LmboostError(
+        f"Cannot write {path}: {err.strerror or err}; {fix}. Nothing was written to it "
+        "(an earlier version of the file, if any, is unchanged)."
+    )
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -41,7 +41,7 @@ from types import TracebackType
 from typing import Any
 
 from lmboost.errors import LmboostError
-from lmboost.evaluation.records import read_json, to_jsonable, write_json
+from lmboost.evaluation.records import read_json, to_jsonable, write_error, write_json
 
 LOCK = ".lmboost-lock"
 SETTINGS = "settings.json"
@@ -92,6 +92,7 @@ class RunStore:
         self.added = added
         self.restart = restart
         self._holder: Holder | None = None
+        self._fresh_settings = False  # this run wrote the folder's first settings.json
 
     # ------------------------------------------------------------------ claim and release
 
@@ -102,7 +103,16 @@ class RunStore:
     def __exit__(
         self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if kind is not None and self._fresh_settings:
+            self._forget_settings()
         self.close()
+
+    def _forget_settings(self) -> None:
+        """After a run that failed before finishing any work (a misspelt model, say), remove
+        the settings it recorded, so that the corrected rerun is not refused as a change."""
+        with contextlib.suppress(OSError):
+            if all(p.name in (LOCK, SETTINGS) for p in self.out.iterdir()):
+                (self.out / SETTINGS).unlink(missing_ok=True)
 
     def open(self) -> None:
         """Check and claim the folder, restart it if asked, compare and write the settings."""
@@ -152,10 +162,14 @@ class RunStore:
                 continue
             except OSError as err:
                 raise LmboostError(f"Cannot write in {self.out}: {err.strerror}.") from None
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(asdict(me), f)
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    json.dump(asdict(me), f)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as err:  # a full disk: leave no lock that names no holder
+                lock.unlink(missing_ok=True)
+                raise write_error(lock, err) from None
             self._holder = me
             return
         raise LmboostError(f"Could not claim {self.out}: other runs keep taking it over.")
@@ -179,7 +193,9 @@ class RunStore:
         current = {"command": self.command, **to_jsonable(dict(settings))}
         keys = ["command", *(compare if compare is not None else settings)]
         self._check_settings(current, keys, dict(added or {}))
+        fresh = not (self.out / SETTINGS).exists()
         write_json(self.out / SETTINGS, current)
+        self._fresh_settings = self._fresh_settings or fresh
 
     def _check_settings(
         self, current: dict[str, Any], keys: list[str], added: dict[str, Any]
@@ -282,10 +298,17 @@ class ItemLog:
     def append(self, record: Mapping[str, Any]) -> None:
         """Append one record as one complete line, flushed to disk before returning."""
         line = json.dumps(to_jsonable(dict(record)), ensure_ascii=False, allow_nan=False) + "\n"
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        data = memoryview(line.encode("utf-8"))
+        with open(self.path, "ab", buffering=0) as f:
+            end = f.seek(0, os.SEEK_END)
+            try:
+                while data:
+                    data = data[f.write(data):]
+                os.fsync(f.fileno())
+            except OSError as err:  # a full disk: cut off what part of the line got written
+                with contextlib.suppress(OSError):
+                    os.ftruncate(f.fileno(), end)
+                raise write_error(self.path, err) from None
 
 
 def config_settings(config: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from lmboost.errors import LmboostError
+from lmboost.tasks._io import read_lines
 
 _NAME = re.compile(r"^samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[\d.\-]+)\.jsonl$")
 
@@ -67,17 +68,16 @@ def read_lm_eval_log(path: str | Path) -> LmEvalLog:
         raise LmboostError(f"lm-evaluation-harness log {path} does not exist.")
     rows: list[tuple[int, list[float], int, list[str], float | None]] = []
     filters: set[str] = set()
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number}"
-            try:
-                sample = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise LmboostError(f"{where}: not valid JSON ({err.msg}).") from None
-            filters.add(str(sample.get("filter", "none")))
-            rows.append(_parse_sample(sample, where))
+    for number, line in read_lines(path):  # a file that is not UTF-8: FileEncodingError
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        try:
+            sample = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise LmboostError(f"{where}: not valid JSON ({err.msg}).") from None
+        rows.append(_parse_sample(sample, where))  # checks that it is a sample (a dict) first
+        filters.add(str(sample.get("filter", "none")))
     if not rows:
         raise LmboostError(f"{path} holds no samples.")
     if len(filters) > 1:

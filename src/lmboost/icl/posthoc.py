@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,11 @@ def calibrate_run(folder: str | Path, methods: Sequence[str], out: str | Path | 
             f"{folder} is not an lmboost icl run folder (it needs scores/ and results.json; an "
             "interrupted run has no results.json yet: rerun lmboost icl with the same settings)."
         )
-    old = read_json(folder / "results.json")
-    if old.get("kind") != "icl":
+    try:
+        old = read_json(folder / "results.json")
+    except (OSError, ValueError):  # cut short, or not JSON
+        old = None
+    if not isinstance(old, dict) or old.get("kind") != "icl":
         raise LmboostError(f"{folder}/results.json is not the record of an icl run.")
     source = old.get("source") or {"kind": "stored scores", "path": str(folder)}
     if source["kind"] == "lm-eval":
@@ -93,7 +97,13 @@ def _recalibrate(
         path = folder / "scores" / name
         if not path.is_file():
             raise LmboostError(f"{path} is missing: rerun lmboost icl with the same settings.")
-        scores = ScoreSet.load(path)
+        try:
+            scores = ScoreSet.load(path)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            raise LmboostError(
+                f"{path} is unreadable ({type(err).__name__}: damaged): rerun lmboost icl with "
+                "the same settings, which scores that run anew."
+            ) from None
         if scores.fingerprint != run["fingerprint"]:
             raise LmboostError(
                 f"{path} holds other scores than {folder}/results.json records (the fingerprints "

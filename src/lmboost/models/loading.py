@@ -114,6 +114,11 @@ def locate_model(spec: str) -> Path | str:
                 "directory (save_pretrained output), a .gguf file or a catalog alias."
             )
         return path
+    if path.is_file():
+        raise ModelLoadError(
+            f"{path} is a file, not a model: pass a transformers model directory "
+            "(save_pretrained output), a .gguf file or a catalog alias."
+        )
     if _looks_like_path(spec):
         raise ModelNotFoundError(f"No such file or directory: {spec}. {_help_line()}")
     return spec
@@ -341,6 +346,8 @@ def _process_alive(pid: int) -> bool:
 
 def _safetensors_problem(path: Path) -> str | None:
     """Why ``path`` is not a complete safetensors file (its header says how long it is)."""
+    if not path.is_file():
+        return "is not a file"
     size = path.stat().st_size
     try:
         with open(path, "rb") as f:

@@ -7,6 +7,7 @@ prefix pinned in the backend's cache, calibrator fitted or restored) and returns
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 
@@ -34,7 +35,22 @@ def build_app(config: ServeConfig, backend=None):
             f"api_key_env names {config.api_key_env}, which is unset or empty: export "
             f"{config.api_key_env}=<a secret token>, or drop api_key_env to serve without one."
         )
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    from lmboost.tasks import get_task
+
+    for spec in config.tasks:  # an unknown task or a bad task file: said before the model loads
+        get_task(spec.task)
+    try:
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        reason = "a part of it is a file" if err.errno in (errno.EEXIST, errno.ENOTDIR) else (
+            err.strerror
+        )
+        raise ServeConfigError(
+            f"Cannot create the state folder {config.state_dir}: {reason}. Give another "
+            "--state-dir (state_dir: in the config)."
+        ) from None
+    if not os.access(config.state_dir, os.W_OK | os.X_OK):
+        raise ServeConfigError(f"The state folder {config.state_dir} is not writable.")
     if backend is None:
         backend = load_backend(
             config.model, config.backend, dtype=config.dtype, device=config.device,

@@ -42,7 +42,12 @@ def read_text(path: Path, fallback: str | None = None) -> str:
     """UTF-8 text, a leading BOM removed. A file that is not UTF-8 is decoded as ``fallback``
     (for a packaged corpus known to hold such files) or, without one, a FileEncodingError naming
     the file, the first bad line and the fix."""
-    raw = Path(path).read_bytes()
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataNotFoundError(f"{path} does not exist: check the path.") from None
+    except IsADirectoryError:
+        raise TaskError(f"{path} is a folder, not a text file: give the file.") from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:

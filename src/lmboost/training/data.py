@@ -182,9 +182,12 @@ def read_corpus(path: str | Path, text_field: str = "text") -> list[str]:
     if not path.is_file():
         raise DataNotFoundError(f"Corpus file {path} does not exist.")
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        return [str(record[text_field]) for record in _jsonl(path, (text_field,))]
-    text = read_text(path)
-    return [line.strip() for line in text.split("\n") if line.strip()]
+        texts = [str(record[text_field]) for record in _jsonl(path, (text_field,))]
+    else:
+        texts = [line.strip() for line in read_text(path).split("\n") if line.strip()]
+    if not texts:
+        raise TaskError(f"Corpus file {path} holds no text: give a file with some.")
+    return texts
 
 
 def pack_blocks(texts: Sequence[str], tokenizer: Any, block_size: int) -> list[dict[str, Any]]:

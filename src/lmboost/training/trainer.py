@@ -58,6 +58,7 @@ from lmboost import __version__
 from lmboost.errors import LmboostError
 from lmboost.evaluation import accuracy, macro_f1
 from lmboost.evaluation.records import RunTimer, to_jsonable, write_json
+from lmboost.evaluation.store import check_out
 from lmboost.training.adversarial import AdversarialMethod, PerturbedBatch, get_adversary
 from lmboost.training.data import PadCollator, TrainData, build_data
 from lmboost.training.lora import apply_lora, count_parameters, merge_and_save, save_adapter
@@ -325,6 +326,7 @@ def train(config: TrainConfig, *, callbacks: Sequence[TrainerCallback] = ()) -> 
     run_timer = RunTimer()
     _warn_single_cpu_launch()
     out = Path(config.out)
+    check_out(out)  # a file, or a folder it cannot write in: said before the model loads
     checkpoints = out / "checkpoints"
     resume_from = _checkpoint_to_resume(checkpoints, config.resume)
     _check_reporter(config.report_to, out)
