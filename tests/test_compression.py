@@ -547,6 +547,30 @@ def test_cli_llm_compressor_sparse_and_quantized(tiny_model_dir, tmp_path):
     assert again == pytest.approx(results["after"]["perplexity"]["perplexity"], rel=1e-4)
 
 
+def test_recovery_lora_lowers_the_perplexity_neuron_pruning_raised(tiny_model_dir, tmp_path):
+    """neurons-act 25% with and without a LoRA recovery on the same text (a large learning rate
+    so that a few steps show): recovery trains, merges and lowers the perplexity."""
+    text = tmp_path / "text.txt"
+    text.write_text(TEXT)
+    runs = {}
+    for name, steps in (("plain", 0), ("recovered", 6)):
+        out = tmp_path / name
+        assert main([
+            "compress", "--model", tiny_model_dir, "--prune", "neurons-act:0.25",
+            "--recover-steps", str(steps), "--recover-lr", "1e-2", "--ppl-text", str(text),
+            "--ppl-tokens", "60", "--ppl-window", "32", "--ppl-stride", "16", "--calib-text",
+            str(text), "--calib-samples", "2", "--calib-len", "16", "--out", str(out),
+        ]) == 0
+        runs[name] = read_json(out / "results.json")
+    recovery = runs["recovered"]["recovery"]
+    assert runs["plain"]["recovery"] is None and recovery["steps"] == 6
+    assert recovery["trainable_parameters"] > 0
+    assert runs["recovered"]["after"]["parameters"] == runs["plain"]["after"]["parameters"]
+    ppl = {k: r["after"]["perplexity"]["perplexity"] for k, r in runs.items()}
+    assert ppl["recovered"] < ppl["plain"], ppl
+    assert "recovery: LoRA" in (tmp_path / "recovered" / "report.md").read_text()
+
+
 def test_missing_llm_compressor_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setattr(oneshot, "llmcompressor_available", lambda: False)
     for settings in ({"prune": "sparsegpt:0.5"}, {"quantize": "w8a8"}):
@@ -572,6 +596,8 @@ def test_missing_llm_compressor_says_how_to_install_it(monkeypatch, tmp_path):
         (lambda: parse_prune_spec("sparsegpt:4:2"), "0 < N < M"),
         (lambda: parse_prune_spec("wanda:2:x"), "N:M"),
         (lambda: CompressConfig(out=Path("x"), quantize="int4").validate(), "w8a8.*int8-weight"),
+        (lambda: CompressConfig(out=Path("x"), quantize="w8a8", recover_steps=5).validate(),
+         "recover_steps needs a pruning spec"),
         (lambda: parse_sweep("magnitude"), "METHODS:AMOUNTS"),
         (lambda: magnitude_prune(nn.Linear(2, 2), 0.5), "no list of decoder layers"),
     ],

@@ -29,6 +29,7 @@ examples:
   lmboost compress --prune sparsegpt:0.5 --out runs/sparsegpt50
   lmboost compress --quantize w8a8 --icl --out runs/w8a8
   lmboost compress --prune sparsegpt:2:4 --quantize w4a16 --out runs/sparse-int4
+  lmboost compress --prune neurons-act:0.25 --recover-steps 100 --out runs/neurons-lora
   lmboost compress --prune neurons:0.25 --quantize int8-weight --out runs/small
   lmboost compress --sweep magnitude,wanda:0.1,0.3,0.5 --ppl-tokens 2048 --out runs/sweep
   lmboost compress --model ./my-model --quantize int8-dynamic --icl --out runs/int8
@@ -77,6 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="random windows (16)")
     calib.add_argument("--calib-len", type=int, default=256, metavar="N",
                        help="tokens per window (256)")
+    recover = parser.add_argument_group("recovery after pruning")
+    recover.add_argument(
+        "--recover-steps", type=int, default=0, metavar="N",
+        help="train LoRA on the calibration text for N steps and merge it (0: none)",
+    )
+    recover.add_argument("--recover-lr", type=float, default=2e-4, metavar="LR",
+                         help="its peak learning rate (2e-4)")
     icl = parser.add_argument_group("in-context learning (slow)")
     icl.add_argument("--icl", action="store_true",
                      help="also measure SST-2 4-shot accuracy, uncalibrated and BC")
@@ -106,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
         calib_text=args.calib_text,
         calib_samples=args.calib_samples,
         calib_len=args.calib_len,
+        recover_steps=args.recover_steps,
+        recover_lr=args.recover_lr,
         icl=args.icl,
         icl_limit=args.icl_limit,
         icl_seeds=args.icl_seeds,

@@ -39,12 +39,17 @@ def wikitext2(split: str = "test") -> str:
     see its SOURCE.md). ``valid``: the tokenized validation split (``<unk>``, ``@-@``), the only
     other split shipped, used for calibration so that it never overlaps the test text.
     """
+    return wikitext2_path(split).read_text(encoding="utf-8").replace("\r\n", "\n")
+
+
+def wikitext2_path(split: str = "test") -> Path:
+    """The file of WikiText-2's ``split`` (see :func:`wikitext2`)."""
     if split not in WIKITEXT2_FILES:
         raise LmboostError(f"WikiText-2 split must be one of {', '.join(WIKITEXT2_FILES)}.")
     path = data_dir() / "wikitext2" / WIKITEXT2_FILES[split]
     if not path.is_file():
         raise DataNotFoundError(f"WikiText-2 {split} file not found: {path}.")
-    return path.read_text(encoding="utf-8").replace("\r\n", "\n")
+    return path
 
 
 def token_ids(tokenizer: Any, text: str | Path, max_tokens: int | None = None) -> torch.Tensor:

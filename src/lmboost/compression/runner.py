@@ -36,7 +36,13 @@ from lmboost.compression.oneshot import (
     run_oneshot,
     save_compressed_tensors,
 )
-from lmboost.compression.perplexity import forward_throughput, perplexity, token_ids, wikitext2
+from lmboost.compression.perplexity import (
+    forward_throughput,
+    perplexity,
+    token_ids,
+    wikitext2,
+    wikitext2_path,
+)
 from lmboost.compression.quantize import QUANTIZERS, get_quantizer, quantize, torchao_available
 from lmboost.compression.save import load_compressed, save_compressed, weight_bytes
 from lmboost.compression.sparsity import sparsity_report
@@ -79,6 +85,10 @@ class CompressConfig:
         calib_samples, calib_len: number and length of random calibration windows.
         speed_len, speed_repeats: length of the random batch timed for throughput, and how
             many timed passes (the best counts).
+        recover_steps: after pruning, train LoRA adapters (r 8) on the calibration text for
+            this many optimizer steps of 8 x ``calib_len`` tokens and merge them (the LLM-Pruner
+            recipe); 0: no recovery.
+        recover_lr: the recovery's peak learning rate.
         icl: also measure SST-2 4-shot accuracy (none and BC) before and after (slow).
         icl_limit, icl_seeds: eval examples (a fixed stratified sample) and seeds for it.
         dtype: float32, bfloat16, float16 or auto (bfloat16 on CUDA, float32 elsewhere).
@@ -102,6 +112,8 @@ class CompressConfig:
     calib_len: int = 256
     speed_len: int = 256
     speed_repeats: int = 3
+    recover_steps: int = 0
+    recover_lr: float = 2e-4
     icl: bool = False
     icl_limit: int | None = 200
     icl_seeds: int = 3
@@ -140,10 +152,15 @@ class CompressConfig:
         for name, low in (
             ("ppl_tokens", 2), ("ppl_window", 2), ("ppl_stride", 1), ("calib_samples", 1),
             ("calib_len", 1), ("speed_len", 1), ("speed_repeats", 1), ("icl_seeds", 1),
+            ("recover_steps", 0),
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise LmboostError(f"{name} must be an integer >= {low}, not {value!r}.")
+        if self.recover_steps and not self.prune:
+            raise LmboostError("recover_steps needs a pruning spec: it retrains what pruning lost.")
+        if not (isinstance(self.recover_lr, float | int) and self.recover_lr > 0):
+            raise LmboostError(f"recover_lr must be a positive number, not {self.recover_lr!r}.")
         if self.ppl_stride > self.ppl_window:
             raise LmboostError("ppl_stride must not exceed ppl_window.")
         limit = self.icl_limit
@@ -202,6 +219,9 @@ def _run(config: CompressConfig, out: Path, progress: bool) -> dict[str, Any]:
     before = {**_structure(sparsity_report(model)), **measure(model)}
     sweep = _sweep(model, config, calibration, ppl_ids, progress) if config.sweep else None
     _compress(model, config, calibration)
+    recovery = None
+    if config.recover_steps:
+        model, recovery = _recover(model, tokenizer, config, out, progress)
     report = sparsity_report(model)  # before lmboost's int8 modules replace the Linears
     if config.quantize and config.quantize not in ONESHOT_SCHEMES:
         quantize(model, config.quantize)
@@ -231,6 +251,7 @@ def _run(config: CompressConfig, out: Path, progress: bool) -> dict[str, Any]:
         "after": after,
         "sparsity": report,
         "saved_model": str(saved),
+        "recovery": recovery,
         "sweep": sweep,
         "icl": icl,
         **timer.fields(),
@@ -260,6 +281,37 @@ def _compress(
         modifiers += quantization_modifiers(config.quantize, model, keep_zeros=zeroed)
     if modifiers:
         run_oneshot(model, calibration(), modifiers)
+
+
+def _recover(
+    model: nn.Module, tokenizer: Any, config: CompressConfig, out: Path, progress: bool
+) -> tuple[nn.Module, dict[str, Any]]:
+    """LoRA on the calibration text after pruning, merged into the weights: the pruned model is
+    saved to ``out/pruned``, trained by :func:`lmboost.training.train` (the ``lm`` recipe) into
+    ``out/recovery``, and the merged model comes back with the training record."""
+    from lmboost.training import build_config, train
+
+    pruned = save_compressed(model, tokenizer, out / "pruned")
+    text = config.calib_text or wikitext2_path("valid")
+    record = train(build_config({
+        "recipe": "lm", "model": str(pruned), "data": str(text), "out": str(out / "recovery"),
+        "block_size": config.calib_len, "max_steps": config.recover_steps,
+        "learning_rate": config.recover_lr, "warmup_steps": 0.05,
+        "per_device_train_batch_size": 8, "eval_size": 64, "max_eval_examples": 64,
+        "eval_steps": config.recover_steps, "save_steps": config.recover_steps,
+        "load_best_model_at_end": False, "device": config.device, "seed": 0,
+        "lora": {"enabled": True, "r": 8, "alpha": 16, "merge": True},
+        "progress": progress,
+    }, source="recovery"))
+    merged = load_model(
+        str(out / "recovery" / "merged"), dtype=config.dtype, device=config.device
+    ).model
+    return merged, {
+        "text": str(text), "steps": record["train"]["global_step"],
+        "train_loss": record["train"]["train_loss"], "eval": record["eval"],
+        "trainable_parameters": record["parameters"]["trainable"],
+        "seconds": record["train"]["train_runtime_s"],
+    }
 
 
 def _prune(
@@ -382,6 +434,13 @@ def write_report(results: dict[str, Any], out: str | Path) -> Path:
         lines.append(
             f"- calibration: {config['calib_samples']} x {config['calib_len']} tokens of "
             f"{results['calibration_text']}"
+        )
+    recovery = results.get("recovery")
+    if recovery:
+        lines.append(
+            f"- recovery: LoRA (r 8) on {recovery['text']}, {recovery['steps']} steps of 8 x "
+            f"{config['calib_len']} tokens, merged; final training loss "
+            f"{recovery['train_loss']:.3f} ({recovery['seconds']:.0f} s)"
         )
     lines += [
         f"- throughput: forward passes over 1 x {config['speed_len']} random tokens, best of "
