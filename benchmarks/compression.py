@@ -1,30 +1,40 @@
-"""What pruning and int8 quantization cost, per model: size, speed, perplexity, ICL accuracy.
+"""What pruning and quantization cost, per model: size, speed, perplexity, ICL accuracy.
 
 For each model in ``--models`` every configuration below goes through
 :func:`lmboost.compression.compress` into ``--results/<model>/<config>/`` (skipped when its
 ``results.json`` exists, so an interrupted run resumes):
 
-- ``magnitude-0.5`` (per-layer), ``wanda-0.5``, ``neurons-0.25`` (structured: MLP neurons
-  removed, the matrices really shrink), ``int8-dynamic``, ``int8-weight`` (and
-  ``int8-dynamic-torchao`` when torchao is installed), each measured before and after on the
-  same machine in the same process: parameters, weight bytes, forward throughput (1 x 256 random
-  tokens, best of 3), WikiText-2 test perplexity (first ``--ppl-tokens`` tokens, window 512,
-  stride 256) and SST-2 4-shot accuracy uncalibrated and with batch calibration
-  (``--icl-limit`` examples, ``--icl-seeds`` seeds);
-- ``sweep``: magnitude vs Wanda at 10, 30, 50 and 70% sparsity, perplexity only, with the plot.
+- pruning at 50%: ``magnitude-0.5`` (lmboost, per layer), ``wanda-0.5`` and ``sparsegpt-0.5``
+  (llm-compressor); 2:4 semi-structured: ``wanda-2:4``, ``sparsegpt-2:4``;
+- quantization: ``gptq-w4a16`` and ``smoothquant-w8a8`` (llm-compressor, saved as
+  compressed-tensors), ``int8-weight`` and ``int8-dynamic`` (lmboost; ``int8-dynamic-torchao``
+  when torchao is installed);
+- structured: ``neurons-act-0.25`` (a quarter of the MLP neurons removed, the matrices really
+  shrink) and ``neurons-act-0.25-lora`` (then 100 LoRA steps on WikiText-2 validation text,
+  merged);
+
+each measured before and after in the same process: parameters, forward throughput (1 x 256
+random tokens, best of 3), WikiText-2 test perplexity (first ``--ppl-tokens`` tokens, window
+512, stride 256) and SST-2 4-shot accuracy uncalibrated and with batch calibration
+(``--icl-limit`` examples, ``--icl-seeds`` seeds); calibration: 16 x 256 tokens of WikiText-2
+validation. ``sweep`` (not in the default list) adds magnitude vs Wanda at 10-70%. ``--speed``
+then times greedy generation of each saved model in a fresh process with transformers and
+vLLM (``speed.json``, resumable too).
 
 The dense model's ICL scores are computed once per model and shared by every configuration
 (they carry the fingerprint of the model and prompts, so a stale copy would be recomputed).
 Writes ``--results/summary.md`` and ``summary.json``. Default sizes: 2048 perplexity tokens,
-200 SST-2 examples x 2 seeds, sweep at 10/30/50/70%; wall times are in the summary.
+200 SST-2 examples x 2 seeds; wall times are in the summary.
 
-    .venv/bin/python benchmarks/compression.py --models smollm2-135m-instruct,gemma3-270m
+    .venv/bin/python benchmarks/compression.py --models smollm2-135m-instruct,gemma3-270m --speed
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,36 +42,56 @@ from pathlib import Path
 from lmboost.compression.quantize import torchao_available
 from lmboost.compression.runner import CompressConfig, compress
 from lmboost.evaluation.records import read_json, write_json, write_text
+from lmboost.evaluation.report import markdown_table
 
 CONFIGS = {
     "magnitude-0.5": {"prune": "magnitude:0.5"},
     "wanda-0.5": {"prune": "wanda:0.5"},
-    "neurons-0.25": {"prune": "neurons:0.25"},
+    "sparsegpt-0.5": {"prune": "sparsegpt:0.5"},
+    "wanda-2:4": {"prune": "wanda:2:4"},
+    "sparsegpt-2:4": {"prune": "sparsegpt:2:4"},
+    "gptq-w4a16": {"quantize": "w4a16"},
+    "smoothquant-w8a8": {"quantize": "w8a8"},
+    "int8-weight": {"quantize": "int8-weight"},
     "int8-dynamic": {"quantize": "int8-dynamic"},
     "int8-dynamic-torchao": {"quantize": "int8-dynamic-torchao"},
-    "int8-weight": {"quantize": "int8-weight"},
+    "neurons-act-0.25": {"prune": "neurons-act:0.25"},
+    "neurons-act-0.25-lora": {"prune": "neurons-act:0.25", "recover_steps": 100},
 }
 SWEEP = "magnitude,wanda:0.1,0.3,0.5,0.7"
 # Wanda (Sun et al., ICLR 2024), LLaMA-2-7B, WikiText-2 perplexity.
-ANCHOR = "LLaMA-2-7B (Wanda paper): dense 5.12, 50% magnitude 14.89, 50% Wanda 6.42"
+ANCHOR = (
+    "LLaMA-2-7B (Wanda paper): dense 5.12; 50%: magnitude 14.89, SparseGPT 6.51, Wanda 6.42; "
+    "2:4: magnitude 54.59, SparseGPT 10.17, Wanda 11.02"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="smollm2-135m-instruct,gemma3-270m")
-    parser.add_argument("--configs", default=",".join(CONFIGS) + ",sweep",
-                        help="comma list of configurations (default: all)")
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help="comma list of configurations (default: all; 'sweep' adds the "
+                             "magnitude/Wanda sweep)")
     parser.add_argument("--ppl-tokens", type=int, default=2048)
     parser.add_argument("--icl-limit", type=int, default=200)
     parser.add_argument("--icl-seeds", type=int, default=2)
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/compression"))
+    parser.add_argument("--speed", action="store_true",
+                        help="also time greedy generation of every saved model, each in its "
+                             "own process, with transformers and (where it loads) vLLM")
+    parser.add_argument("--time-one", nargs=2, metavar=("MODEL", "BACKEND"),
+                        help=argparse.SUPPRESS)  # the --speed stage's child process
     args = parser.parse_args(argv)
+    if args.time_one:
+        print(json.dumps(time_generation(*args.time_one)), flush=True)
+        return 0
 
     names = args.configs.split(",")
     if "int8-dynamic-torchao" in names and not torchao_available():
         print("torchao not installed: skipping int8-dynamic-torchao", flush=True)
         names.remove("int8-dynamic-torchao")
     table: dict[str, dict[str, dict]] = {}
+    speeds: dict[str, dict[str, dict]] = {}
     for model in args.models.split(","):
         table[model] = {}
         for name in names:
@@ -78,15 +108,72 @@ def main(argv: list[str] | None = None) -> int:
                 ))
                 print(f"   {time.perf_counter() - start:.0f} s", flush=True)
             table[model][name] = read_json(out / "results.json")
+        if args.speed:
+            speeds[model] = _speed_stage(model, table[model], args.results / model)
     write_json(args.results / "summary.json", {
         model: {name: {k: r[k] for k in ("before", "after", "icl", "sweep", "wall_time_s")}
                 for name, r in runs.items()}
         for model, runs in table.items()
     })
-    text = render(table, args)
+    text = render(table, args, speeds)
     write_text(args.results / "summary.md", text)
     print(text)
     return 0
+
+
+SPEED_PROMPTS = 8
+SPEED_TOKENS = 64
+
+
+def time_generation(model: str, backend: str) -> dict:
+    """Greedy generation of 8 fixed prompts x 64 new tokens (EOS ignored by counting what comes
+    back) on ``backend``, timed after one warm-up prompt: generated tokens per second."""
+    from lmboost.backends import load_backend
+    from lmboost.compression import load_compressed
+    from lmboost.generation import GenerationConfig
+
+    prompts = [f"Write a short story about a {w} who learns to sail." for w in (
+        "cat", "farmer", "robot", "teacher", "child", "baker", "pilot", "painter")]
+    if backend == "hf" and (Path(model) / "compression.json").is_file():
+        from lmboost.backends.hf import HFBackend
+
+        engine = HFBackend(load_compressed(model))  # lmboost's own int8 format
+    else:
+        engine = load_backend(model, backend, device="cpu")
+    config = GenerationConfig(max_new_tokens=SPEED_TOKENS)
+    engine.generate(prompts[:1], config, chat=False)  # warm-up
+    start = time.perf_counter()
+    texts = engine.generate(prompts, config, chat=False, batch_size=SPEED_PROMPTS)
+    seconds = time.perf_counter() - start
+    tokens = sum(len(engine.tokenizer(t[0], add_special_tokens=False)["input_ids"]) for t in texts)
+    return {"backend": backend, "tokens": tokens, "seconds": seconds,
+            "tokens_per_s": tokens / seconds}
+
+
+def _speed_stage(model: str, runs: dict[str, dict], root: Path) -> dict[str, dict]:
+    """Time every saved model (and the dense one) once per backend, each in a fresh process;
+    results go to ``root/speed.json`` as they finish (a rerun times only what is missing)."""
+    path = root / "speed.json"
+    speed = read_json(path) if path.exists() else {}
+    targets = {"dense": model, **{n: r["saved_model"] for n, r in runs.items() if n != "sweep"}}
+    for name, spec in targets.items():
+        for backend in ("hf", "vllm"):
+            key = f"{name}/{backend}"
+            if key in speed:
+                continue
+            if backend == "vllm" and (Path(spec) / "compression.json").is_file():
+                speed[key] = {"error": "lmboost's own int8 format: vLLM does not load it"}
+                continue
+            print(f"== speed {model} / {key}", flush=True)
+            done = subprocess.run(
+                [sys.executable, __file__, "--time-one", spec, backend],
+                capture_output=True, text=True, timeout=1800,
+            )
+            lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+            speed[key] = json.loads(lines[-1]) if done.returncode == 0 and lines else {
+                "error": (done.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+            write_json(path, speed)
+    return speed
 
 
 def _share_dense_scores(model_root: Path, out: Path) -> None:
@@ -97,64 +184,68 @@ def _share_dense_scores(model_root: Path, out: Path) -> None:
         shutil.copytree(done, target)
 
 
-def render(table: dict[str, dict[str, dict]], args: argparse.Namespace) -> str:
+def render(
+    table: dict[str, dict[str, dict]], args: argparse.Namespace,
+    speeds: dict[str, dict[str, dict]],
+) -> str:
     """Markdown: one table per model (dense first), the sweep, and the anchor."""
     lines = [
         "# Compression: what it costs",
         "",
         f"WikiText-2 test perplexity on the first {args.ppl_tokens} tokens (window 512, stride "
         f"256); SST-2 4-shot accuracy on {args.icl_limit} dev examples x {args.icl_seeds} seeds, "
-        "uncalibrated / batch-calibrated; throughput: forward tokens/s over 1 x 256 tokens, "
-        "best of 3, and its ratio to the dense model measured in the same process. Weights: "
-        "bytes of the saved tensors (a pruned model keeps its zeros; only the structured "
-        "`neurons` pruning shrinks it).",
+        "uncalibrated / batch-calibrated. Forward: transformers forward tokens/s over 1 x 256 "
+        "tokens (best of 3) of the model in memory after compression, as a ratio to the dense "
+        "model timed in the same process (llm-compressor's quantized Linears are fake-quantized "
+        "there). Generation: greedy tokens/s, 8 prompts x 64 new tokens, each saved model in a "
+        "fresh process, with transformers (hf) and vLLM's CPU build. Disk: the saved "
+        "safetensors.",
         "",
         f"Anchor: {ANCHOR}.",
         "",
     ]
     for model, runs in table.items():
-        point = [r for n, r in runs.items() if n != "sweep"]
-        lines += [f"## {model}", "",
-                  "| configuration | parameters | weights (MB) | tokens/s: dense -> this | "
-                  "speed vs dense | perplexity | SST-2 none (%) | SST-2 BC (%) |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
-        if point:
-            lines.append(_row("dense", point[0]["before"], point[0]["icl"]["before"], None))
-        for name, result in runs.items():
-            if name != "sweep":
-                lines.append(_row(name, result["after"], result["icl"]["after"],
-                                  result["before"]["tokens_per_s"]))
-        lines.append("")
+        speed = speeds.get(model, {})
+        point = {n: r for n, r in runs.items() if n != "sweep"}
+        lines += [f"## {model}", "", markdown_table(
+            [_row("dense", next(iter(point.values())), "before", speed)]
+            + [_row(name, result, "after", speed) for name, result in point.items()],
+            ["configuration", "parameters", "disk (MB)", "forward vs dense",
+             "generation hf (tok/s)", "generation vLLM (tok/s)", "perplexity",
+             "SST-2 none (%)", "SST-2 BC (%)"],
+        ), ""] if point else []
         if "sweep" in runs:
             sweep = runs["sweep"]
             dense = sweep["before"]["perplexity"]["perplexity"]
-            lines += [f"Sweep (perplexity; dense {dense:.2f}):",
-                      "", "| amount | " + " | ".join(_methods(sweep)) + " |",
-                      "|---:|" + "---:|" * len(_methods(sweep))]
-            for amount in sorted({row["amount"] for row in sweep["sweep"]}):
-                cells = [f"{row['perplexity']:.2f}" for m in _methods(sweep)
-                         for row in sweep["sweep"] if row["method"] == m
-                         and row["amount"] == amount]
-                lines.append(f"| {amount:.0%} | " + " | ".join(cells) + " |")
-            lines += ["", f"![sweep]({model}/sweep/sweep.png)", ""]
+            methods = list(dict.fromkeys(row["method"] for row in sweep["sweep"]))
+            rows = [
+                [f"{amount:.0%}"] + [f"{row['perplexity']:.2f}" for m in methods
+                                     for row in sweep["sweep"]
+                                     if row["method"] == m and row["amount"] == amount]
+                for amount in sorted({row["amount"] for row in sweep["sweep"]})
+            ]
+            lines += [f"Sweep (perplexity; dense {dense:.2f}):", "",
+                      markdown_table(rows, ["amount", *methods]), "",
+                      f"![sweep]({model}/sweep/sweep.png)", ""]
     return "\n".join(lines) + "\n"
 
 
-def _methods(sweep: dict) -> list[str]:
-    return list(dict.fromkeys(row["method"] for row in sweep["sweep"]))
-
-
-def _row(name: str, stats: dict, icl: dict, dense_speed: float | None) -> str:
-    """One configuration; its speed against the dense model timed in the same process."""
-    if dense_speed is None:
-        speed, ratio = f"{stats['tokens_per_s']:,.0f}", "1.00x"
-    else:
-        speed = f"{dense_speed:,.0f} -> {stats['tokens_per_s']:,.0f}"
-        ratio = f"{stats['tokens_per_s'] / dense_speed:.2f}x"
+def _row(name: str, result: dict, stage: str, speed: dict[str, dict]) -> list[str]:
+    """One configuration's cells (``stage`` "before" is the dense model)."""
+    stats, icl = result[stage], result["icl"][stage]
+    key = "dense" if stage == "before" else name
+    disk = stats.get("disk_bytes", stats["weight_bytes"])
+    ratio = stats["tokens_per_s"] / result["before"]["tokens_per_s"]
     acc = [f"{100 * icl[m]['mean']:.1f} ± {100 * icl[m]['std']:.1f}" for m in ("none", "bc")]
-    return (f"| {name} | {stats['parameters']:,} | {stats['weight_bytes'] / 1e6:.0f} | "
-            f"{speed} | {ratio} | {stats['perplexity']['perplexity']:.2f} | "
-            f"{acc[0]} | {acc[1]} |")
+    return [name, f"{stats['parameters']:,}", f"{disk / 1e6:.0f}", f"{ratio:.2f}x",
+            _speed(speed.get(f"{key}/hf")), _speed(speed.get(f"{key}/vllm")),
+            f"{stats['perplexity']['perplexity']:.2f}", *acc]
+
+
+def _speed(entry: dict | None) -> str:
+    if entry is None:
+        return "—"
+    return f"{entry['tokens_per_s']:.1f}" if "tokens_per_s" in entry else "does not load"
 
 
 if __name__ == "__main__":

@@ -411,14 +411,36 @@ def test_early_stopping_keeps_the_best_checkpoint(tiny_model_dir, reviews, tmp_p
     assert record["train"]["best_checkpoint"].endswith("checkpoint-1")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None
-                    or importlib.util.find_spec("tensorboardX") is not None,
-                    reason="tensorboard is installed")
-def test_missing_reporter_package_is_a_clear_error(tiny_model_dir, reviews, tmp_path):
+def test_missing_reporter_package_is_a_clear_error(
+    tiny_model_dir, reviews, tmp_path, monkeypatch
+):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in (
+        "tensorboard", "tensorboardX") else find_spec(name, *a))
     config = _config(tiny_model_dir, tmp_path, data=str(reviews), labels=["neg", "pos"],
                      report_to="tensorboard")
     with pytest.raises(LmboostError, match="pip install tensorboard"):
         train(config)
+
+
+def test_tensorboard_event_files_hold_the_training_loss(tiny_model_dir, reviews, tmp_path):
+    """report_to tensorboard: event files appear in the run folder and hold one train/loss
+    scalar per logged step, equal to the losses in the run record."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    record = train(_config(tiny_model_dir, tmp_path, data=str(reviews), labels=["neg", "pos"],
+                           report_to="tensorboard", max_steps=4, logging_steps=1))
+    events = sorted(tmp_path.rglob("events.out.tfevents.*"))
+    assert events, f"no event files under {tmp_path}"
+    losses = []
+    for path in events:
+        accumulator = EventAccumulator(str(path))
+        accumulator.Reload()
+        if "train/loss" in accumulator.Tags()["scalars"]:
+            losses += [(e.step, e.value) for e in accumulator.Scalars("train/loss")]
+    logged = [(e["step"], e["loss"]) for e in record["train"]["log"] if "loss" in e]
+    assert [step for step, _ in losses] == [step for step, _ in logged] == [1, 2, 3, 4]
+    assert [v for _, v in losses] == pytest.approx([v for _, v in logged], rel=1e-5)
 
 
 def test_lm_and_sft_recipes_with_adversaries(tiny_model_dir, reviews, tmp_path):
