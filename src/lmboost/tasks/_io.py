@@ -56,17 +56,17 @@ def read_text(path: Path, fallback: str | None = None) -> str:
         ) from None
 
 
-def read_lines(path: Path) -> list[tuple[int, str]]:
+def read_lines(path: Path, fallback: str | None = None) -> list[tuple[int, str]]:
     """``(line_number, text)`` for every line, ``\\r`` stripped; a final empty line dropped."""
-    lines = read_text(path).split("\n")
+    lines = read_text(path, fallback).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [(i, line.rstrip("\r")) for i, line in enumerate(lines, start=1)]
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def read_jsonl(path: Path, fallback: str | None = None) -> Iterator[tuple[int, dict]]:
     """``(line_number, record)`` for every non-blank line of a JSON-lines file."""
-    for number, line in read_lines(path):
+    for number, line in read_lines(path, fallback):
         if not line.strip():
             continue
         try:
@@ -82,14 +82,14 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def read_table(
-    path: Path, delimiter: str, *, quoting: int = csv.QUOTE_MINIMAL
+    path: Path, delimiter: str, *, quoting: int = csv.QUOTE_MINIMAL, fallback: str | None = None
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """``(line_number, row)`` for each data row of a delimited file with a header row.
 
     The line number is the row's first physical line (quoted fields may span lines). A row whose
     column count differs from the header's raises TaskError naming file and line.
     """
-    text = read_text(path)
+    text = read_text(path, fallback)
     stream = io.StringIO(text, newline="")
     reader = csv.reader(stream, delimiter=delimiter, quoting=quoting, strict=True)
     header: list[str] | None = None

@@ -1,17 +1,22 @@
-"""Name -> task registry. Built-in families register themselves on import of ``lmboost.tasks``;
-users call :func:`register_task` with their own task, or pass a ``.yaml`` task file to
-:func:`get_task`."""
+"""Name -> task registry, the one place tasks are found by name.
+
+The built-in tasks are task files, ``lmboost/tasks/builtin/<name>.yaml`` (the same keys as a
+user's task file, docs/tasks.md), read on the first lookup; adding a built-in task is adding a
+file there. Users call :func:`register_task` with their own task, or pass a ``.yaml`` task file
+to :func:`get_task`."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+from importlib import resources
 from pathlib import Path
 
 from lmboost.errors import TaskError
 from lmboost.tasks.base import ClassificationTask
 
 _TASKS: dict[str, ClassificationTask] = {}
+_BUILTIN_LOADED = False
 
 # Common spellings that mean exactly one registered task (never a subset for a full dataset).
 _ALIASES = {
@@ -22,6 +27,27 @@ _ALIASES = {
     "bbc": "bbcnews",
     "bbc-news": "bbcnews",
 }
+
+
+def builtin_files() -> list[Path]:
+    """The built-in task files, sorted by name."""
+    folder = resources.files("lmboost.tasks") / "builtin"
+    return sorted(Path(str(f)) for f in folder.iterdir() if f.name.endswith(".yaml"))
+
+
+def _load_builtins() -> None:
+    """Register every built-in task file (once). A file's ``name`` must be its stem."""
+    global _BUILTIN_LOADED
+    if _BUILTIN_LOADED:
+        return
+    _BUILTIN_LOADED = True
+    from lmboost.tasks.custom import task_from_yaml
+
+    for path in builtin_files():
+        task = task_from_yaml(path)
+        if task.name != path.stem:
+            raise TaskError(f"{path}: the built-in task's name {task.name!r} must be its stem.")
+        _TASKS[_normalize(task.name)] = task
 
 
 def _normalize(name: str) -> str:
@@ -36,6 +62,7 @@ def register_task(task: ClassificationTask, *, overwrite: bool = False) -> Class
     """
     if not isinstance(task, ClassificationTask):
         raise TaskError(f"register_task expects a ClassificationTask, got {type(task).__name__}.")
+    _load_builtins()
     key = _normalize(task.name)
     if key in _TASKS and not overwrite:
         raise TaskError(
@@ -48,6 +75,7 @@ def register_task(task: ClassificationTask, *, overwrite: bool = False) -> Class
 
 def list_tasks() -> list[str]:
     """Registered task names, sorted."""
+    _load_builtins()
     return sorted(_TASKS)
 
 
@@ -62,6 +90,7 @@ def get_task(name: str | Path) -> ClassificationTask:
         from lmboost.tasks.custom import task_from_yaml
 
         return task_from_yaml(text)
+    _load_builtins()
     key = _normalize(text)
     task = _TASKS.get(key)
     if task is None:
