@@ -1,4 +1,4 @@
-"""File readers shared by the built-in and custom tasks.
+"""File readers shared by the task readers (:mod:`.readers`) and other data loaders.
 
 Every reader reports problems as ``TaskError("<path>, line <n>: <what is wrong>")`` so that a bad
 row can be found and fixed. Files must be UTF-8 (a leading BOM is fine); anything else is a
@@ -148,36 +148,3 @@ def split_off(
     taken = [item for i, item in enumerate(items) if i in chosen]
     rest = [item for i, item in enumerate(items) if i not in chosen]
     return taken, rest
-
-
-def jsonl_examples(folder: str, filename: str, convert) -> list:
-    """Examples from ``data_dir()/folder/filename`` (JSON lines) via ``convert(record) -> Example
-    fields``: ``convert`` returns ``(fields, label, choices_or_None)``; a KeyError/ValueError/
-    TypeError it raises becomes a TaskError naming file and line."""
-    from lmboost.tasks.base import Example
-
-    path = data_file(folder, filename)
-    examples = []
-    for number, record in read_jsonl(path):
-        try:
-            fields, label, choices = convert(record)
-        except KeyError as err:
-            raise TaskError(f"{where(path, number)}: missing field {err.args[0]!r}.") from None
-        except (ValueError, TypeError) as err:
-            raise TaskError(f"{where(path, number)}: {err}") from None
-        examples.append(Example(fields, label, choices, uid=f"{folder}/{filename}:{number}"))
-    return examples
-
-
-def sentence(text: str) -> str:
-    """``text`` stripped, with a final period added when it has no terminal punctuation."""
-    text = " ".join(str(text).split())
-    return text if text[-1:] in ".?!\"'" else text + "."
-
-
-def label_index(value, labels: Sequence[str]) -> int:
-    """Index of ``str(value)`` in ``labels`` (booleans as ``true``/``false``); else ValueError."""
-    key = ("true" if value else "false") if isinstance(value, bool) else str(value)
-    if key not in labels:
-        raise ValueError(f"label {key!r} is not one of {list(labels)}.")
-    return list(labels).index(key)
