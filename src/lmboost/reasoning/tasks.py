@@ -9,6 +9,9 @@ returns, so that scoring is ``extract(item, text) == item.target``:
 * BBH (``bbh/bbh/<task>.json``): the target string itself, exact match as the BBH paper scores
   it; exemplars are the 3 of ``bbh/cot-prompts/<task>.txt``.
 * MMLU (``mmlu/test/<subject>_test.csv``): the option letter; exemplars are the 5 dev items.
+
+Each family is one :class:`Family` declaration at the end of this module (found by name in
+:data:`FAMILIES`); its answer extractor is named from :data:`EXTRACTORS`.
 """
 
 from __future__ import annotations
@@ -121,6 +124,7 @@ class Family:
         sub_tasks: the sub-tasks (``bbh:<task>``); empty for a single task (``gsm8k``).
         sub_label: what a sub-task is called in messages ("BBH task").
         sub_hint: how a sub-task is written in the list of task names ("task").
+        example: one sub-task name, for messages ("bbh:navigate").
         header: text before the demonstrations, ``str.format`` over ``subject`` (the sub-task,
             ``_`` as spaces) and ``description`` (:attr:`describe`'s text).
         zs_header: whether the zero-shot CoT prompt starts with the header too.
@@ -222,11 +226,6 @@ def description(task: str) -> str:
     """The text a sub-task's prompt header names as ``{description}`` ("" when none)."""
     describe = family_of(task).describe
     return describe(str(data_dir()), task.partition(":")[2]) if describe else ""
-
-
-def bbh_description(task: str) -> str:
-    """The one-paragraph task description that opens a BBH CoT prompt file."""
-    return _bbh_prompt(str(data_dir()), task.partition(":")[2])[0]
 
 
 def answer_format(task: str) -> str:
