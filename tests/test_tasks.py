@@ -526,6 +526,6 @@ def test_adding_a_builtin_task_is_adding_a_file(tmp_path, monkeypatch):
     files = [*registry.builtin_files(), tmp_path / "toy-builtin.yaml"]
     monkeypatch.setattr(registry, "builtin_files", lambda: files)
     monkeypatch.setattr(registry, "_TASKS", {})
-    monkeypatch.setattr(registry, "_BUILTIN_LOADED", False)
+    monkeypatch.setattr(registry, "_BUILTIN_SEEN", set())
     assert "toy-builtin" in list_tasks() and "sst2" in list_tasks()
     assert get_task("toy_builtin").render(get_task("toy-builtin").load_eval()[0]) == "R: great film"
