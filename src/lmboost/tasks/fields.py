@@ -4,20 +4,18 @@ row, then filters applied left to right (``|name`` or ``|name:argument``).
 A task's ``fields:`` maps each example field to such a template and ``choices:`` lists one per
 answer option. Literal braces are written ``{{`` and ``}}``. The filters (docs/tasks.md):
 
-==================  =====================================================================
-``strip``           surrounding white space removed
-``squash``          every run of white space made one space, ends stripped
-``sentence``        squashed, then a final ``.`` added unless it ends in ``. ? ! " '``
-``period``          a final ``.`` added unless it ends in ``. ? !`` (nothing else changed)
-``question``        any final ``?`` replaced by exactly one
-``drop_final_punct`` final ``. ! ?`` removed
-``unquote``         one pair of wrapping double quotes removed (a CSV-export artifact)
-``lower_first``     the first character lower-cased
-``unescape``        HTML entities undone, also AG News's mangled `` #39;``/`` quot;`` forms;
-                    backslashes become spaces
-``line:N``          the N-th non-blank line (from 1), its white space squashed
-``first_sentence``  the text up to the first sentence end followed by a capitalised word
-==================  =====================================================================
+* ``strip``: surrounding white space removed;
+* ``squash``: every run of white space made one space, ends stripped;
+* ``sentence``: squashed, then a final ``.`` added unless it ends in ``. ? ! " '``;
+* ``period``: a final ``.`` added unless it ends in ``. ? !`` (nothing else changed);
+* ``question``: any final ``?`` replaced by exactly one;
+* ``drop_final_punct``: final ``. ! ?`` removed;
+* ``unquote``: one pair of wrapping double quotes removed (a CSV-export artifact);
+* ``lower_first``: the first character lower-cased;
+* ``unescape``: HTML entities undone, also AG News's mangled `` #39;``/`` quot;`` forms;
+  backslashes become spaces;
+* ``line:N``: the N-th non-blank line (from 1), its white space squashed;
+* ``first_sentence``: the text up to the first sentence end followed by a capitalised word.
 
 A mapping named under the task's ``maps:`` is a filter too: it replaces the value by its entry.
 """

@@ -2,8 +2,8 @@
 
 The built-in tasks are task files, ``lmboost/tasks/builtin/<name>.yaml`` (the same keys as a
 user's task file, docs/tasks.md), each read when first looked up; adding a built-in task is
-adding a file there. Users call :func:`register_task` with their own task, or pass a ``.yaml`` task file
-to :func:`get_task`."""
+adding a file there. Users call :func:`register_task` with their own task, or pass a ``.yaml``
+task file to :func:`get_task`."""
 
 from __future__ import annotations
 
