@@ -145,6 +145,38 @@ def test_extract_dispatches_on_the_task():
     assert extract(mmlu, "The answer is (C).") == "C"
 
 
+def test_a_family_is_one_declaration(monkeypatch):
+    from lmboost.reasoning import tasks as reasoning_tasks
+    from lmboost.reasoning.tasks import FAMILIES, Exemplar, Family, ReasoningItem, register_family
+
+    monkeypatch.setattr(reasoning_tasks, "FAMILIES", dict(FAMILIES))
+    register_family(Family(
+        name="toy", title="Toy", extractor="number", answer_format="number",
+        load=lambda root, sub: (ReasoningItem(f"toy/{sub}:1", f"toy:{sub}", "2+2?", "4"),),
+        exemplars=lambda root, sub: (Exemplar("1+1?", "One and one.", "2"),),
+        query="Q: {question}\nA:",
+        demos={"direct": "Q: {question}\nA: {answer}\n\n",
+               "fs-cot": "Q: {question}\nA: {rationale} So {answer}.\n\n"},
+        sub_tasks=("sums",), sub_label="toy set", sub_hint="set", header="[{subject}]\n",
+    ))
+    item, = load_items("toy")
+    assert item.task == "toy:sums" and task_names("toy:sums") == ["toy:sums"]
+    assert build_prompt(item, "fs-cot") == (
+        "[sums]\nQ: 1+1?\nA: One and one. So 2.\n\nQ: 2+2?\nA:", ""
+    )
+    assert build_prompt(item, "zs-cot") == ("Q: 2+2?\nA:", " Let's think step by step.")
+    assert extract(item, "so it is 4") == "4"
+    assert answer_trigger(item) == "Therefore, the answer (arabic numerals) is"
+    with pytest.raises(TaskError, match="Unknown toy set 'x'"):
+        task_names("toy:x")
+    with pytest.raises(TaskError, match="or toy, toy:<set>"):
+        task_names("nope")
+    with pytest.raises(TaskError, match="unknown extractor"):
+        register_family(Family(name="bad", title="Bad", extractor="nope", answer_format="number",
+                               load=lambda r, s: (), exemplars=lambda r, s: (), query="",
+                               demos={}))
+
+
 # --------------------------------------------------------------------------- runs end to end
 
 

@@ -362,3 +362,170 @@ def test_errors_name_options_as_the_user_wrote_them(tmp_path):
     spec.write_text("path: d.csv\ntemplate: '{text}'\nlabel_words: {neg: a}\n")
     with pytest.raises(TaskError, match=r"add the label to `label_words:`"):
         get_task(str(spec)).load_eval()
+
+
+# ---------------------------------------------------------------- the task-file schema's readers
+def _yaml(path, text: str):
+    path.write_text(text)
+    return get_task(str(path))
+
+
+def test_label_map_fields_filters_and_uid(tmp_path):
+    rows = [{"ctx": "  a   b ", "hyp": "is it", "lab": "e"}, {"ctx": "c", "hyp": "d!", "lab": "c"}]
+    (tmp_path / "nli.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    task = _yaml(tmp_path / "nli.yaml", (
+        "path: nli.jsonl\ntemplate: '{premise} {hypothesis}'\nlabel_column: lab\n"
+        "label_map: {e: entailment, c: contradiction}\nlabel_words: ['Yes', 'No']\n"
+        "fields: {premise: '{ctx|squash}', hypothesis: '{hyp|sentence}'}\nuid: '{name}#{line}'\n"
+    ))
+    assert task.labels == ["entailment", "contradiction"] and task.verbalizer == ["Yes", "No"]
+    first, second = task.load_eval()
+    assert first.fields == {"premise": "a b", "hypothesis": "is it."} and first.label == 0
+    assert second.fields == {"premise": "c", "hypothesis": "d!"} and second.label == 1
+    assert (first.uid, second.uid) == ("nli.jsonl#1", "nli.jsonl#2")
+    (tmp_path / "nli.jsonl").write_text(json.dumps(rows[0] | {"lab": "n"}) + "\n")
+    with pytest.raises(TaskError, match=r"nli\.jsonl, line 1: label 'n' is not one of"):
+        task.load_eval()
+
+
+def test_lines_format_and_per_class_pool(tmp_path):
+    lines = [f"{i % 2} review number {i}" for i in range(10)]
+    (tmp_path / "reviews.txt").write_text("\n".join(lines[:5]) + "\n\n" + "\n".join(lines[5:]))
+    spec = (
+        "path: reviews.txt\nformat: lines\nline_pattern: '(?P<label>[01]) (?P<text>.*)'\n"
+        "template: 'Review: {text}\\nSentiment:'\nlabel_words: [negative, positive]\n"
+        "pool_per_class: 2\nseed: 3\n"
+    )
+    task = _yaml(tmp_path / "reviews.yaml", spec)
+    pool, evaluation = task.load_pool(), task.load_eval()
+    assert sorted(ex.label for ex in pool) == [0, 0, 1, 1] and len(evaluation) == 6
+    assert not {ex.uid for ex in pool} & {ex.uid for ex in evaluation}
+    first = evaluation[0]
+    assert first.fields == {"text": lines[int(first.uid.rpartition(" ")[2]) - 1][2:]}
+    assert task.eval_split.endswith("reviews.txt minus 2 pool rows per class (seed 3)")
+    (tmp_path / "reviews.txt").write_text("1 fine\n0 poor\n")
+    with pytest.raises(TaskError, match="`pool_per_class: 2` must be between 1 and 0"):
+        task.load_pool()
+    (tmp_path / "reviews.txt").write_text("1 fine\nno label here\n")
+    with pytest.raises(TaskError, match=r"reviews\.txt, line 2: the line does not match"):
+        task.load_eval()
+
+
+def test_line_files_skip_empty_and_pool_files(tmp_path):
+    (tmp_path / "test_text.txt").write_text("hello  there\n\nbye\n")
+    (tmp_path / "test_labels.txt").write_text("1\n0\n0\n")
+    for i in range(2):
+        (tmp_path / f"pool_{i}_text.txt").write_text(f"p{i}\n")
+        (tmp_path / f"pool_{i}_labels.txt").write_text(f"{i}\n")
+    task = _yaml(tmp_path / "tweets.yaml", (
+        "path: test\npool: [pool_0, pool_1]\nformat: lines\n"
+        "line_files: {text: _text.txt, label: _labels.txt}\ntemplate: 'Tweet: {text}'\n"
+        "label_words: ['no', 'yes']\nfields: {text: '{text|squash}'}\nskip_empty: true\n"
+        "uid: '{file}:{line}'\n"
+    ))
+    assert [(ex.fields["text"], ex.label, ex.uid) for ex in task.load_eval()] == [
+        ("hello there", 1, "test:1"), ("bye", 0, "test:3")
+    ]
+    assert [(ex.uid, ex.label) for ex in task.load_pool()] == [("pool_0:1", 0), ("pool_1:1", 1)]
+    assert task.pool_split.endswith("pool_1")
+
+
+def test_line_files_must_be_aligned(tmp_path):
+    (tmp_path / "a_text.txt").write_text("x\n")
+    (tmp_path / "a_labels.txt").write_text("0\n1\n")
+    with pytest.raises(TaskError, match="line-aligned"):
+        _yaml(tmp_path / "t.yaml", (
+            "path: a\nformat: lines\nline_files: {text: _text.txt, label: _labels.txt}\n"
+            "template: '{text}'\nlabel_words: [a, b]\n"
+        )).load_eval()
+
+
+def test_folders_format_duplicates_and_eval_per_class(tmp_path):
+    for label, texts in {"neg": ["Bad. Really.\nbody one", "Dull\nbody two. More."],
+                         "pos": ["Good\nfine. Yes.", "Good\nfine. Again.", "Great\nok"]}.items():
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i, text in enumerate(texts):
+            (tmp_path / "data" / label / f"{i:03}.txt").write_text(text)
+    (tmp_path / "data" / "neg" / "009.txt").write_bytes(b"Caf\xe9\nbody")
+    task = _yaml(tmp_path / "news.yaml", (
+        "path: data\nformat: folders\nencoding_fallback: cp1252\ntemplate: 'Article: {text}'\n"
+        "label_words: {neg: Bad, pos: Good}\ndrop_duplicates: [text]\n"
+        "fields: {head: '{text|line:1}', text: '{text|line:1|period} "
+        "{text|line:2|first_sentence}'}\nuid: '{folder}/{name}'\neval_per_class: 1\n"
+    ))
+    examples = task.load_eval() + task.load_pool()
+    assert len(examples) == 5  # the second "Good / fine." is a duplicate
+    texts = {ex.uid: ex.fields["text"] for ex in examples}
+    assert texts["neg/000.txt"] == "Bad. Really. body one"
+    assert texts["neg/001.txt"] == "Dull. body two."
+    assert texts["neg/009.txt"] == "Café. body"
+    assert sorted(ex.label for ex in task.load_eval()) == [0, 1]
+
+
+def test_per_example_choices_and_maps(tmp_path):
+    row = {"premise": "It rained.", "question": "effect", "choice1": "We ran", "choice2": "Sun",
+           "label": 0}
+    (tmp_path / "copa.jsonl").write_text(json.dumps(row) + "\n")
+    task = _yaml(tmp_path / "copa.yaml", (
+        "path: copa.jsonl\ntemplate: '{stem} {connector}'\nlabel_words: [choice1, choice2]\n"
+        "fields: {stem: '{premise|drop_final_punct}', connector: '{question|connector}'}\n"
+        "maps: {connector: {cause: because, effect: therefore}}\n"
+        "choices: ['{choice1|lower_first}', '{choice2|lower_first}']\n"
+        "domain_premise: '{connector}'\n"
+    ))
+    ex = task.load_eval()[0]
+    assert task.per_example_choices and task.render(ex) == "It rained therefore"
+    assert task.answer_options(ex) == [" we ran", " sun"]
+    assert task.domain_premise_text(ex) == "therefore"
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("fields: {text: '{text|shout}'}\n", "unknown filter 'shout'"),
+    ("pool_size: 1\npool_per_class: 1\n", "Give either `pool_size:` or `pool_per_class:`"),
+    ("root: elsewhere\n", "is not `data` or `package:NAME`"),
+    ("format: lines\n", "takes exactly one of `line_pattern:` and `line_files:`"),
+    ("fields: {other: '{text}'}\n", r"Template uses \['text'\], which are not in `fields:`"),
+    ("choices: ['{text}']\n", "lists 1 answer options for 2 labels"),
+    ("label_map: {0: a, 1: c}\nlabel_words: {a: A, b: B}\nlabels: [a, b]\n",
+     r"maps to \['c'\], which are not labels"),
+])
+def test_task_file_schema_errors(tmp_path, extra, message):
+    (tmp_path / "d.csv").write_text(CSV_TEXT)
+    head = "path: d.csv\ntemplate: '{text}'\n"
+    words = "" if "label_words" in extra else "label_words: [a, b]\n"
+    with pytest.raises(TaskError, match=message):
+        _yaml(tmp_path / "t.yaml", head + words + extra)
+
+
+def test_package_root_names_the_install_command(tmp_path):
+    (tmp_path / "t.yaml").write_text(
+        "path: data\nroot: package:no_such_package_xyz\nrequires: pip install xyz-data\n"
+        "format: folders\ntemplate: '{text}'\nlabel_words: [a, b]\n"
+    )
+    task = get_task(str(tmp_path / "t.yaml"))  # nothing is looked up before the data is read
+    with pytest.raises(TaskError, match="no_such_package_xyz package.*pip install xyz-data"):
+        task.load_eval()
+
+
+# ------------------------------------------------------------------ built-in tasks are files
+def test_every_builtin_task_is_one_file():
+    from lmboost.tasks.registry import builtin_files
+
+    stems = [path.stem for path in builtin_files()]
+    assert sorted(EXPECTED_EVAL) == stems
+    assert set(stems) <= set(list_tasks())
+
+
+def test_adding_a_builtin_task_is_adding_a_file(tmp_path, monkeypatch):
+    import lmboost.tasks.registry as registry
+
+    (tmp_path / "d.csv").write_text(CSV_TEXT)
+    (tmp_path / "toy-builtin.yaml").write_text(
+        "path: d.csv\ntemplate: 'R: {text}'\nlabel_words: {neg: bad, pos: good}\n"
+    )
+    files = [*registry.builtin_files(), tmp_path / "toy-builtin.yaml"]
+    monkeypatch.setattr(registry, "builtin_files", lambda: files)
+    monkeypatch.setattr(registry, "_TASKS", {})
+    monkeypatch.setattr(registry, "_BUILTIN_SEEN", set())
+    assert "toy-builtin" in list_tasks() and "sst2" in list_tasks()
+    assert get_task("toy_builtin").render(get_task("toy-builtin").load_eval()[0]) == "R: great film"

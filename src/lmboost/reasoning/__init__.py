@@ -5,8 +5,11 @@
     ...                                         self_consistency=5, out="runs/gsm8k"))
     >>> results["accuracy"]
 
-Tasks (GSM8K, BIG-Bench Hard, MMLU) and their prompts live in :mod:`.tasks` and
-:mod:`.prompts`; :mod:`.extract` reads answers out of text; :mod:`.vote` is self-consistency;
+Task families (GSM8K, BIG-Bench Hard, MMLU) are declared once each, as a
+:class:`~lmboost.reasoning.tasks.Family` in :mod:`.tasks` (loader, exemplars, prompt formats,
+answer extractor by name); adding a family is one more ``register_family(Family(...))``.
+:mod:`.prompts` builds any family's prompts from its declaration; :mod:`.extract` reads
+answers out of text; :mod:`.vote` is self-consistency;
 :mod:`.runner` puts them together over :func:`lmboost.generation.generate`.
 """
 

@@ -17,18 +17,18 @@ user message and the reply start opens the assistant's turn (see ``lmboost.gener
 from __future__ import annotations
 
 from lmboost.generation import Prompt
+from lmboost.reasoning.extract import LETTERS
 from lmboost.reasoning.tasks import (
-    MMLU_LETTERS,
+    COT_TRIGGER,
     ReasoningItem,
     answer_format,
-    bbh_description,
+    description,
     exemplars,
+    family_of,
     option_letters,
 )
 
 MODES = ("direct", "zs-cot", "fs-cot")
-COT_TRIGGER = "Let's think step by step."
-MMLU_CHOICES = tuple(f" {letter}" for letter in MMLU_LETTERS)
 
 #: Kojima et al.'s answer-extraction triggers, by answer format ("choice" is filled per item).
 ANSWER_TRIGGERS = {
@@ -43,35 +43,22 @@ ANSWER_TRIGGERS = {
 
 
 def build_prompt(item: ReasoningItem, mode: str) -> Prompt:
-    """The first-stage prompt of ``item`` in ``mode`` (the one that produces the chain; for
-    MMLU's direct mode the context that the option letters are scored after)."""
-    family = item.task.partition(":")[0]
-    query = _query(item)
+    """The first-stage prompt of ``item`` in ``mode`` (the one that produces the chain; for a
+    family that scores its options in direct mode, MMLU's, the context they are scored after):
+    the family's header, its demonstrations for the mode and the query (zs-cot: no
+    demonstrations, the header only where the family says so, and the CoT trigger)."""
+    family = family_of(item.task)
+    query = family.query.format(question=_question(item.question, item.options))
     if mode == "zs-cot":
-        head = _mmlu_header(item) if family == "mmlu" else ""
-        return head + query, " " + COT_TRIGGER
-    shots = exemplars(item.task)
-    if family == "mmlu":
-        if mode == "direct":
-            return mmlu_context(item), ""
-        demos = "".join(
-            _mmlu_question(s.question, s.options) + f" The answer is ({s.answer}).\n\n"
-            for s in shots
+        return (_header(item) if family.zs_header else "") + query, " " + COT_TRIGGER
+    demos = "".join(
+        family.demos[mode].format(
+            question=_question(s.question, s.options), rationale=s.rationale, answer=s.answer,
+            trigger=COT_TRIGGER,
         )
-        return _mmlu_header(item) + demos + query, " " + COT_TRIGGER
-    if family == "gsm8k":
-        demos = "".join(
-            f"Q: {s.question}\nA: {s.rationale + ' ' if mode == 'fs-cot' else ''}"
-            f"The answer is {s.answer}.\n\n"
-            for s in shots
-        )
-        return demos + query, ""
-    description = bbh_description(item.task)
-    if mode == "direct":
-        demos = "".join(f"Q: {s.question}\nA: {s.answer}\n\n" for s in shots)
-        return f"{description}\n\n{demos}{query}", ""
-    demos = "".join(f"Q: {s.question}\nA: {COT_TRIGGER}\n{s.rationale}\n\n" for s in shots)
-    return f"{description}\n\n{demos}{query}", " " + COT_TRIGGER
+        for s in exemplars(item.task)
+    )
+    return _header(item) + demos + query, family.replies.get(mode, "")
 
 
 def answer_trigger(item: ReasoningItem) -> str:
@@ -92,11 +79,9 @@ def answer_prompt(prompt: Prompt, chain: str, item: ReasoningItem) -> Prompt:
 
 
 def mmlu_context(item: ReasoningItem) -> str:
-    """The 5-shot MMLU context (Hendrycks et al.) after which " A" .. " D" are scored."""
-    shots = "".join(
-        _mmlu_question(s.question, s.options) + f" {s.answer}\n\n" for s in exemplars(item.task)
-    )
-    return _mmlu_header(item) + shots + _query(item)
+    """The 5-shot MMLU context (Hendrycks et al.) after which " A" .. " D" are scored: the
+    direct-mode prompt."""
+    return build_prompt(item, "direct")[0]
 
 
 def stop_strings(mode: str, chat: bool) -> tuple[str, ...]:
@@ -114,18 +99,20 @@ ANSWER_STOP = ("\n\n", "\nQ:")
 """Where a zs-cot second-stage (answer) completion ends."""
 
 
-def _query(item: ReasoningItem) -> str:
-    if item.task.startswith("mmlu:"):
-        return _mmlu_question(item.question, item.options)
-    return f"Q: {item.question}\nA:"
-
-
-def _mmlu_header(item: ReasoningItem) -> str:
+def _header(item: ReasoningItem) -> str:
+    family = family_of(item.task)
+    if not family.header:
+        return ""
     subject = item.task.partition(":")[2].replace("_", " ")
-    return f"The following are multiple choice questions (with answers) about {subject}.\n\n"
+    text = description(item.task) if family.describe else ""
+    return family.header.format(subject=subject, description=text)
 
 
-def _mmlu_question(question: str, options: tuple[str, ...]) -> str:
+def _question(question: str, options: tuple[str, ...]) -> str:
+    """The question as prompts show it: as it is, or, with options, stripped and followed by
+    one line per option ("A. text")."""
+    if not options:
+        return question
     lines = [question.strip()]
-    lines += [f"{letter}. {text}" for letter, text in zip(MMLU_LETTERS, options)]
-    return "\n".join(lines) + "\nAnswer:"
+    lines += [f"{letter}. {text}" for letter, text in zip(LETTERS, options)]
+    return "\n".join(lines)

@@ -6,7 +6,7 @@ For each batch of ``batch_size`` items the runner
 2. generates chains — greedy for one sample; with ``self_consistency`` n > 1 it samples n chains
    per item sharing one prompt encoding, or, with ``early_stop``, ceil(n/2) first and then one
    more per round for the items still undecided (:func:`lmboost.reasoning.vote.is_decided`);
-   MMLU's direct mode instead scores " A" .. " D" with the prefix-cached ``Scorer``;
+   a family with scored choices (MMLU) instead scores them (" A" .. " D") in direct mode;
 3. in zs-cot mode runs the answer-extraction prompt (greedy) on every chain;
 4. extracts each chain's answer, votes, compares the vote with the target;
 5. appends one JSON line per item to ``out/items.jsonl`` (flushed and fsynced).
@@ -46,7 +46,6 @@ from lmboost.models.identity import loaded_fingerprint, weights_fingerprint
 from lmboost.models.loading import resolve_dtype
 from lmboost.reasoning.prompts import (
     ANSWER_STOP,
-    MMLU_CHOICES,
     MODES,
     answer_prompt,
     answer_trigger,
@@ -54,9 +53,9 @@ from lmboost.reasoning.prompts import (
     stop_strings,
 )
 from lmboost.reasoning.tasks import (
-    MMLU_LETTERS,
     ReasoningItem,
     extract,
+    family_of,
     load_items,
     task_names,
 )
@@ -81,7 +80,8 @@ class ReasoningConfig:
     """Settings of one reasoning run (the ``lmboost reason`` flags, one to one).
 
     Attributes:
-        task: ``gsm8k``, ``bbh``, ``bbh:<task>``, ``mmlu`` or ``mmlu:<subject>``.
+        task: ``gsm8k``, ``bbh``, ``bbh:<task>``, ``mmlu`` or ``mmlu:<subject>`` (a family of
+            :data:`lmboost.reasoning.tasks.FAMILIES`, or one of its sub-tasks).
         out: output folder (``items.jsonl``, ``settings.json``, ``results.json``).
         mode: ``direct``, ``zs-cot`` or ``fs-cot``.
         self_consistency: chains sampled per item and voted on (1 = one greedy chain).
@@ -136,13 +136,12 @@ class ReasoningConfig:
                 f"tensor_parallel_size must be at least 1, not {self.tensor_parallel_size}."
             )
         generation_settings(self).validate()
-        if self.mode == "direct" and self.self_consistency > 1 and any(
-            t.startswith("mmlu:") for t in task_names(self.task)
-        ):
+        scored = {family_of(t).title for t in task_names(self.task) if family_of(t).scored_choices}
+        if self.mode == "direct" and self.self_consistency > 1 and scored:
             raise LmboostError(
-                "MMLU's direct mode scores the four option letters and samples nothing, so "
-                "self-consistency does not apply: use --mode zs-cot or fs-cot, or drop "
-                "--self-consistency."
+                f"{', '.join(sorted(scored))}'s direct mode scores the option letters and samples "
+                "nothing, so self-consistency does not apply: use --mode zs-cot or fs-cot, or "
+                "drop --self-consistency."
             )
 
 
@@ -259,17 +258,19 @@ class _Solver:
 
     def solve(self, batch: list[ReasoningItem]) -> list[dict]:
         """One record per item (all items of a task share its family)."""
-        if self.config.mode == "direct" and batch[0].task.startswith("mmlu:"):
+        if self.config.mode == "direct" and family_of(batch[0].task).scored_choices:
             return self._score(batch)
         return self._solve_generated(batch)
 
     def _score(self, batch: list[ReasoningItem]) -> list[dict]:
-        """MMLU direct: the letter with the highest log-probability after the 5-shot context."""
+        """Direct mode of a family with scored choices (MMLU): the choice with the highest
+        log-probability after the few-shot context, e.g. the letter after MMLU's 5 shots."""
+        choices = family_of(batch[0].task).scored_choices
         contexts = [build_prompt(item, "direct")[0] for item in batch]
-        scores = self.backend.score_choices(contexts, list(MMLU_CHOICES))
+        scores = self.backend.score_choices(contexts, list(choices))
         records = []
         for item, row in zip(batch, scores):
-            letter = MMLU_LETTERS[int(np.argmax(row))]
+            letter = choices[int(np.argmax(row))].strip()
             records.append(_record(item, [], [letter], 1, scores=row.tolist()))
         return records
 

@@ -9,6 +9,9 @@ returns, so that scoring is ``extract(item, text) == item.target``:
 * BBH (``bbh/bbh/<task>.json``): the target string itself, exact match as the BBH paper scores
   it; exemplars are the 3 of ``bbh/cot-prompts/<task>.txt``.
 * MMLU (``mmlu/test/<subject>_test.csv``): the option letter; exemplars are the 5 dev items.
+
+Each family is one :class:`Family` declaration at the end of this module (found by name in
+:data:`FAMILIES`); its answer extractor is named from :data:`EXTRACTORS`.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ import functools
 import io
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from lmboost.config import data_dir
 from lmboost.errors import TaskError
-from lmboost.reasoning.extract import extract_bbh, extract_choice, extract_number
+from lmboost.reasoning.extract import LETTERS, extract_bbh, extract_choice, extract_number
 from lmboost.tasks._io import data_file, read_jsonl, read_text, where
 
 BBH_FORMATS = {
@@ -103,23 +107,102 @@ class Exemplar:
     options: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Family:
+    """One reasoning task family, declared once (see :data:`FAMILIES`): how its items and
+    exemplars are read, how its prompts look, how an answer is read out of text.
+
+    Attributes:
+        name: the family's name, the part of a task name before ``:`` (``bbh``).
+        title: its name in messages ("BBH").
+        load: ``(root, sub) -> items`` of one sub-task (``sub`` is "" for a family without
+            sub-tasks); ``root`` is ``str(data_dir())``.
+        exemplars: ``(root, sub) -> exemplars`` of one sub-task.
+        extractor: the name of its answer extractor in :data:`EXTRACTORS`.
+        answer_format: what an answer looks like ("number", "choice", a BBH format), one for
+            the family or one per sub-task; it picks the zs-cot answer trigger.
+        sub_tasks: the sub-tasks (``bbh:<task>``); empty for a single task (``gsm8k``).
+        sub_label: what a sub-task is called in messages ("BBH task").
+        sub_hint: how a sub-task is written in the list of task names ("task").
+        example: one sub-task name, for messages ("bbh:navigate").
+        header: text before the demonstrations, ``str.format`` over ``subject`` (the sub-task,
+            ``_`` as spaces) and ``description`` (:attr:`describe`'s text).
+        zs_header: whether the zero-shot CoT prompt starts with the header too.
+        describe: ``(root, sub) -> description`` for the header (None: no description).
+        query: the question, ``str.format`` over ``question`` (its text, with each option on a
+            line of its own, ``"A. text"``, when the item has options).
+        demos: per mode (``direct``, ``fs-cot``), one worked demonstration, ``str.format`` over
+            ``question`` (as in ``query``), ``rationale``, ``answer`` and ``trigger`` (the CoT
+            trigger).
+        replies: per mode, the start of the model's reply ("" when absent).
+        scored_choices: continuations scored instead of generating in direct mode (MMLU's
+            " A" .. " D"); empty: direct mode generates.
+    """
+
+    name: str
+    title: str
+    load: Callable[[str, str], tuple[ReasoningItem, ...]]
+    exemplars: Callable[[str, str], tuple[Exemplar, ...]]
+    extractor: str
+    answer_format: str | Mapping[str, str]
+    query: str
+    demos: Mapping[str, str]
+    replies: Mapping[str, str] = field(default_factory=dict)
+    sub_tasks: tuple[str, ...] = ()
+    sub_label: str = ""
+    sub_hint: str = ""
+    example: str = ""
+    header: str = ""
+    zs_header: bool = False
+    describe: Callable[[str, str], str] | None = None
+    scored_choices: tuple[str, ...] = ()
+
+    def format_of(self, sub: str) -> str:
+        fmt = self.answer_format
+        return fmt if isinstance(fmt, str) else fmt[sub]
+
+
+FAMILIES: dict[str, Family] = {}
+"""The reasoning families by name, in the order :func:`register_family` declared them."""
+
+
+def register_family(family: Family) -> Family:
+    """Make ``family`` available to :func:`task_names` and everything after it."""
+    if family.extractor not in EXTRACTORS:
+        raise TaskError(f"Family {family.name!r}: unknown extractor {family.extractor!r}; "
+                        f"register it in EXTRACTORS ({', '.join(EXTRACTORS)}).")
+    FAMILIES[family.name] = family
+    return family
+
+
+def family_of(task: str) -> Family:
+    """The family of a sub-task name (``bbh:navigate`` -> BBH)."""
+    return FAMILIES[task.partition(":")[0]]
+
+
 def task_names(name: str) -> list[str]:
     """The sub-tasks a task name stands for (``bbh`` -> all 27 ``bbh:<task>``), validated."""
-    family, _, sub = name.strip().partition(":")
-    family = family.lower()
-    if family == "gsm8k" and not sub:
-        return ["gsm8k"]
-    if family in ("bbh", "mmlu"):
-        valid = BBH_TASKS if family == "bbh" else MMLU_SUBJECTS
+    family_name, _, sub = name.strip().partition(":")
+    family = FAMILIES.get(family_name.lower())
+    if family is not None and not family.sub_tasks and not sub:
+        return [family.name]
+    if family is not None and family.sub_tasks:
+        valid = family.sub_tasks
         if not sub:
-            return [f"{family}:{s}" for s in valid]
+            return [f"{family.name}:{s}" for s in valid]
         if sub in valid:
-            return [f"{family}:{sub}"]
-        what = "BBH task" if family == "bbh" else "MMLU subject"
-        raise TaskError(f"Unknown {what} '{sub}'. Choose one of: {', '.join(valid)}.")
+            return [f"{family.name}:{sub}"]
+        raise TaskError(
+            f"Unknown {family.sub_label} '{sub}'. Choose one of: {', '.join(valid)}."
+        )
+    choices = [
+        f.name if not f.sub_tasks else f"{f.name}, {f.name}:<{f.sub_hint}>"
+        for f in FAMILIES.values()
+    ]
+    examples = ", ".join(f.example for f in FAMILIES.values() if f.example)
     raise TaskError(
-        f"Unknown reasoning task '{name}'. Choose gsm8k, bbh, bbh:<task> or mmlu, "
-        "mmlu:<subject> (e.g. bbh:navigate, mmlu:anatomy)."
+        f"Unknown reasoning task '{name}'. Choose {', '.join(choices[:-1])} or {choices[-1]}"
+        + (f" (e.g. {examples})." if examples else ".")
     )
 
 
@@ -136,48 +219,39 @@ def load_items(name: str, limit: int | None = None) -> list[ReasoningItem]:
 
 def exemplars(task: str) -> list[Exemplar]:
     """The few-shot demonstrations of one sub-task (8 for GSM8K, 3 for BBH, 5 for MMLU)."""
-    family, _, sub = task.partition(":")
-    root = str(data_dir())
-    if family == "gsm8k":
-        return list(_gsm8k_exemplars(root))
-    if family == "bbh":
-        return list(_bbh_prompt(root, sub)[1])
-    return [
-        Exemplar(question, "", answer, options)
-        for question, options, answer, _ in _mmlu_rows(root, "dev", sub)
-    ]
+    return list(family_of(task).exemplars(str(data_dir()), task.partition(":")[2]))
 
 
-def bbh_description(task: str) -> str:
-    """The one-paragraph task description that opens a BBH CoT prompt file."""
-    return _bbh_prompt(str(data_dir()), task.partition(":")[2])[0]
+def description(task: str) -> str:
+    """The text a sub-task's prompt header names as ``{description}`` ("" when none)."""
+    describe = family_of(task).describe
+    return describe(str(data_dir()), task.partition(":")[2]) if describe else ""
 
 
 def answer_format(task: str) -> str:
     """What an answer of ``task`` looks like: "number", "choice", or a BBH format."""
-    family, _, sub = task.partition(":")
-    if family == "gsm8k":
-        return "number"
-    if family == "mmlu":
-        return "choice"
-    return BBH_FORMATS[sub]
+    return family_of(task).format_of(task.partition(":")[2])
 
 
 def extract(item: ReasoningItem, text: str) -> str | None:
     """The answer ``text`` gives to ``item``, in the form of ``item.target``."""
-    family = item.task.partition(":")[0]
-    if family == "gsm8k":
-        return extract_number(text)
-    if family == "mmlu":
-        return extract_choice(text, MMLU_LETTERS)
-    return extract_bbh(text, item.target)
+    return EXTRACTORS[family_of(item.task).extractor](item, text)
 
 
 def option_letters(item: ReasoningItem) -> str:
     """The option letters of a multiple-choice item ("ABCD" for MMLU; read from BBH's input)."""
     if item.options:
-        return MMLU_LETTERS[: len(item.options)]
+        return LETTERS[: len(item.options)]
     return "".join(re.findall(r"(?m)^\(([A-Z])\)", item.question))
+
+
+EXTRACTORS: dict[str, Callable[[ReasoningItem, str], str | None]] = {
+    "number": lambda item, text: extract_number(text),
+    "option_letter": lambda item, text: extract_choice(text, option_letters(item)),
+    "like_target": lambda item, text: extract_bbh(text, item.target),
+}
+"""Answer extractors by name: ``(item, text) -> answer`` in the form of ``item.target``. A new
+family names one of these, or registers its own here."""
 
 
 # --------------------------------------------------------------------------- loaders
@@ -190,28 +264,42 @@ MmluRow = tuple[str, tuple[str, ...], str, int]
 
 @functools.cache
 def _load_task(root: str, task: str) -> tuple[ReasoningItem, ...]:
-    family, _, sub = task.partition(":")
-    if family == "gsm8k":
-        path = data_file("gsm8k", "test.jsonl")
-        return tuple(
-            ReasoningItem(f"gsm8k/test.jsonl:{line}", task, question, _gsm8k_target(path, line, a))
-            for line, question, a in _gsm8k_rows(path)
-        )
-    if family == "bbh":
-        path = data_file("bbh", "bbh", f"{sub}.json")
-        try:
-            examples = json.loads(read_text(path))["examples"]
-            return tuple(
-                ReasoningItem(f"bbh/{sub}#{i}", task, ex["input"], ex["target"].strip())
-                for i, ex in enumerate(examples)
-            )
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise TaskError(
-                f"{path}: expected {{\"examples\": [{{\"input\", \"target\"}}, ...]}} ({err})."
-            ) from None
+    return family_of(task).load(root, task.partition(":")[2])
+
+
+def _gsm8k_items(root: str, sub: str) -> tuple[ReasoningItem, ...]:
+    path = data_file("gsm8k", "test.jsonl")
     return tuple(
-        ReasoningItem(f"mmlu/{sub}_test.csv:{line}", task, question, answer, options)
+        ReasoningItem(f"gsm8k/test.jsonl:{line}", "gsm8k", question, _gsm8k_target(path, line, a))
+        for line, question, a in _gsm8k_rows(path)
+    )
+
+
+def _bbh_items(root: str, sub: str) -> tuple[ReasoningItem, ...]:
+    path = data_file("bbh", "bbh", f"{sub}.json")
+    try:
+        examples = json.loads(read_text(path))["examples"]
+        return tuple(
+            ReasoningItem(f"bbh/{sub}#{i}", f"bbh:{sub}", ex["input"], ex["target"].strip())
+            for i, ex in enumerate(examples)
+        )
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise TaskError(
+            f"{path}: expected {{\"examples\": [{{\"input\", \"target\"}}, ...]}} ({err})."
+        ) from None
+
+
+def _mmlu_items(root: str, sub: str) -> tuple[ReasoningItem, ...]:
+    return tuple(
+        ReasoningItem(f"mmlu/{sub}_test.csv:{line}", f"mmlu:{sub}", question, answer, options)
         for question, options, answer, line in _mmlu_rows(root, "test", sub)
+    )
+
+
+def _mmlu_exemplars(root: str, sub: str) -> tuple[Exemplar, ...]:
+    return tuple(
+        Exemplar(question, "", answer, options)
+        for question, options, answer, _ in _mmlu_rows(root, "dev", sub)
     )
 
 
@@ -231,7 +319,7 @@ def _gsm8k_target(path, line: int, answer: str) -> str:
 
 
 @functools.cache
-def _gsm8k_exemplars(root: str) -> tuple[Exemplar, ...]:
+def _gsm8k_exemplars(root: str, sub: str = "") -> tuple[Exemplar, ...]:
     path = data_file("gsm8k", "train.jsonl")
     shots = []
     for line, question, answer in _gsm8k_rows(path)[:GSM8K_SHOTS]:
@@ -281,3 +369,67 @@ def _mmlu_rows(root: str, split: str, subject: str) -> tuple[MmluRow, ...]:
     except csv.Error as err:
         raise TaskError(f"{where(path, start)}: cannot parse row ({err}).") from None
     return tuple(rows)
+
+
+# --------------------------------------------------------------------------- the families
+# Prompt shapes: GSM8K and BBH as in Wei et al. 2022 (BBH: Suzgun et al.'s CoT prompt files),
+# MMLU as in Hendrycks et al. 2021; see lmboost.reasoning.prompts.
+
+COT_TRIGGER = "Let's think step by step."
+
+register_family(Family(
+    name="gsm8k",
+    title="GSM8K",
+    load=_gsm8k_items,
+    exemplars=_gsm8k_exemplars,
+    extractor="number",
+    answer_format="number",
+    query="Q: {question}\nA:",
+    demos={
+        "direct": "Q: {question}\nA: The answer is {answer}.\n\n",
+        "fs-cot": "Q: {question}\nA: {rationale} The answer is {answer}.\n\n",
+    },
+))
+
+register_family(Family(
+    name="bbh",
+    title="BBH",
+    load=_bbh_items,
+    exemplars=lambda root, sub: _bbh_prompt(root, sub)[1],
+    extractor="like_target",
+    answer_format=BBH_FORMATS,
+    query="Q: {question}\nA:",
+    demos={
+        "direct": "Q: {question}\nA: {answer}\n\n",
+        "fs-cot": "Q: {question}\nA: {trigger}\n{rationale}\n\n",
+    },
+    replies={"fs-cot": " " + COT_TRIGGER},
+    sub_tasks=BBH_TASKS,
+    sub_label="BBH task",
+    sub_hint="task",
+    example="bbh:navigate",
+    header="{description}\n\n",
+    describe=lambda root, sub: _bbh_prompt(root, sub)[0],
+))
+
+register_family(Family(
+    name="mmlu",
+    title="MMLU",
+    load=_mmlu_items,
+    exemplars=_mmlu_exemplars,
+    extractor="option_letter",
+    answer_format="choice",
+    query="{question}\nAnswer:",
+    demos={
+        "direct": "{question}\nAnswer: {answer}\n\n",
+        "fs-cot": "{question}\nAnswer: The answer is ({answer}).\n\n",
+    },
+    replies={"fs-cot": " " + COT_TRIGGER},
+    sub_tasks=MMLU_SUBJECTS,
+    sub_label="MMLU subject",
+    sub_hint="subject",
+    example="mmlu:anatomy",
+    header="The following are multiple choice questions (with answers) about {subject}.\n\n",
+    zs_header=True,
+    scored_choices=tuple(f" {letter}" for letter in MMLU_LETTERS),
+))

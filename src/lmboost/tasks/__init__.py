@@ -6,18 +6,15 @@
     >>> task.render(ex) + task.answer_text(ex)
     'Review: one long string of cliches .\\nSentiment: negative'
 
-Built-in families live one per module (``sentiment``, ``topic``, ``glue``, ``superglue``,
-``anli``, ``tweeteval``, ``subsets``, ``bbcnews``) and register themselves here. Add your own
-with :func:`register_task`, :func:`task_from_file`, or a YAML file passed to :func:`get_task`
-(see :mod:`lmboost.tasks.custom`). Data is read only when ``load_eval``/``load_pool`` is called.
+Every built-in task is a task file, ``lmboost/tasks/builtin/<name>.yaml``, in the schema users
+write their own in (docs/tasks.md); :mod:`.registry` finds them by name. Add your own with
+:func:`register_task`, :func:`task_from_file`, or a YAML file passed to :func:`get_task` (see
+:mod:`lmboost.tasks.custom`). Data is read only when ``load_eval``/``load_pool`` is called.
 """
 
-from lmboost.tasks import anli, bbcnews, glue, sentiment, subsets, superglue, topic, tweeteval
 from lmboost.tasks.base import ClassificationTask, Example
-from lmboost.tasks.custom import task_from_file, task_from_hf, task_from_yaml
+from lmboost.tasks.custom import task_from_file, task_from_hf, task_from_spec, task_from_yaml
 from lmboost.tasks.registry import get_task, list_tasks, register_task
-
-del anli, bbcnews, glue, sentiment, subsets, superglue, topic, tweeteval
 
 __all__ = [
     "ClassificationTask",
@@ -27,5 +24,6 @@ __all__ = [
     "register_task",
     "task_from_file",
     "task_from_hf",
+    "task_from_spec",
     "task_from_yaml",
 ]

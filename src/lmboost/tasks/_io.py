@@ -1,4 +1,4 @@
-"""File readers shared by the built-in and custom tasks.
+"""File readers shared by the task readers (:mod:`.readers`) and other data loaders.
 
 Every reader reports problems as ``TaskError("<path>, line <n>: <what is wrong>")`` so that a bad
 row can be found and fixed. Files must be UTF-8 (a leading BOM is fine); anything else is a
@@ -61,17 +61,17 @@ def read_text(path: Path, fallback: str | None = None) -> str:
         ) from None
 
 
-def read_lines(path: Path) -> list[tuple[int, str]]:
+def read_lines(path: Path, fallback: str | None = None) -> list[tuple[int, str]]:
     """``(line_number, text)`` for every line, ``\\r`` stripped; a final empty line dropped."""
-    lines = read_text(path).split("\n")
+    lines = read_text(path, fallback).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [(i, line.rstrip("\r")) for i, line in enumerate(lines, start=1)]
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+def read_jsonl(path: Path, fallback: str | None = None) -> Iterator[tuple[int, dict]]:
     """``(line_number, record)`` for every non-blank line of a JSON-lines file."""
-    for number, line in read_lines(path):
+    for number, line in read_lines(path, fallback):
         if not line.strip():
             continue
         try:
@@ -87,14 +87,14 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def read_table(
-    path: Path, delimiter: str, *, quoting: int = csv.QUOTE_MINIMAL
+    path: Path, delimiter: str, *, quoting: int = csv.QUOTE_MINIMAL, fallback: str | None = None
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """``(line_number, row)`` for each data row of a delimited file with a header row.
 
     The line number is the row's first physical line (quoted fields may span lines). A row whose
     column count differs from the header's raises TaskError naming file and line.
     """
-    text = read_text(path)
+    text = read_text(path, fallback)
     stream = io.StringIO(text, newline="")
     reader = csv.reader(stream, delimiter=delimiter, quoting=quoting, strict=True)
     header: list[str] | None = None
@@ -153,36 +153,3 @@ def split_off(
     taken = [item for i, item in enumerate(items) if i in chosen]
     rest = [item for i, item in enumerate(items) if i not in chosen]
     return taken, rest
-
-
-def jsonl_examples(folder: str, filename: str, convert) -> list:
-    """Examples from ``data_dir()/folder/filename`` (JSON lines) via ``convert(record) -> Example
-    fields``: ``convert`` returns ``(fields, label, choices_or_None)``; a KeyError/ValueError/
-    TypeError it raises becomes a TaskError naming file and line."""
-    from lmboost.tasks.base import Example
-
-    path = data_file(folder, filename)
-    examples = []
-    for number, record in read_jsonl(path):
-        try:
-            fields, label, choices = convert(record)
-        except KeyError as err:
-            raise TaskError(f"{where(path, number)}: missing field {err.args[0]!r}.") from None
-        except (ValueError, TypeError) as err:
-            raise TaskError(f"{where(path, number)}: {err}") from None
-        examples.append(Example(fields, label, choices, uid=f"{folder}/{filename}:{number}"))
-    return examples
-
-
-def sentence(text: str) -> str:
-    """``text`` stripped, with a final period added when it has no terminal punctuation."""
-    text = " ".join(str(text).split())
-    return text if text[-1:] in ".?!\"'" else text + "."
-
-
-def label_index(value, labels: Sequence[str]) -> int:
-    """Index of ``str(value)`` in ``labels`` (booleans as ``true``/``false``); else ValueError."""
-    key = ("true" if value else "false") if isinstance(value, bool) else str(value)
-    if key not in labels:
-        raise ValueError(f"label {key!r} is not one of {list(labels)}.")
-    return list(labels).index(key)

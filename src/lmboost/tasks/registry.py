@@ -1,17 +1,22 @@
-"""Name -> task registry. Built-in families register themselves on import of ``lmboost.tasks``;
-users call :func:`register_task` with their own task, or pass a ``.yaml`` task file to
-:func:`get_task`."""
+"""Name -> task registry, the one place tasks are found by name.
+
+The built-in tasks are task files, ``lmboost/tasks/builtin/<name>.yaml`` (the same keys as a
+user's task file, docs/tasks.md), each read when first looked up; adding a built-in task is
+adding a file there. Users call :func:`register_task` with their own task, or pass a ``.yaml``
+task file to :func:`get_task`."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+from importlib import resources
 from pathlib import Path
 
 from lmboost.errors import TaskError
 from lmboost.tasks.base import ClassificationTask
 
 _TASKS: dict[str, ClassificationTask] = {}
+_BUILTIN_SEEN: set[str] = set()  # built-in names already read (or registered over)
 
 # Common spellings that mean exactly one registered task (never a subset for a full dataset).
 _ALIASES = {
@@ -22,6 +27,31 @@ _ALIASES = {
     "bbc": "bbcnews",
     "bbc-news": "bbcnews",
 }
+
+
+def builtin_files() -> list[Path]:
+    """The built-in task files, sorted by name."""
+    folder = resources.files("lmboost.tasks") / "builtin"
+    return sorted(Path(str(f)) for f in folder.iterdir() if f.name.endswith(".yaml"))
+
+
+def _builtin(key: str) -> None:
+    """Read the built-in task file named ``key`` into the registry, once, unless a task was
+    registered under that name first. A file's ``name`` must be its stem."""
+    if key in _BUILTIN_SEEN:
+        return
+    path = next((p for p in builtin_files() if _normalize(p.stem) == key), None)
+    if path is None:
+        return
+    _BUILTIN_SEEN.add(key)
+    if key in _TASKS:
+        return
+    from lmboost.tasks.custom import task_from_yaml
+
+    task = task_from_yaml(path)
+    if _normalize(task.name) != key:
+        raise TaskError(f"{path}: the built-in task's name {task.name!r} must be its stem.")
+    _TASKS[key] = task
 
 
 def _normalize(name: str) -> str:
@@ -37,6 +67,7 @@ def register_task(task: ClassificationTask, *, overwrite: bool = False) -> Class
     if not isinstance(task, ClassificationTask):
         raise TaskError(f"register_task expects a ClassificationTask, got {type(task).__name__}.")
     key = _normalize(task.name)
+    _builtin(key)
     if key in _TASKS and not overwrite:
         raise TaskError(
             f"A task named {task.name!r} is already registered; choose another name or pass "
@@ -47,8 +78,8 @@ def register_task(task: ClassificationTask, *, overwrite: bool = False) -> Class
 
 
 def list_tasks() -> list[str]:
-    """Registered task names, sorted."""
-    return sorted(_TASKS)
+    """Registered task names, sorted (the built-in ones are not read to list them)."""
+    return sorted(set(_TASKS) | {_normalize(p.stem) for p in builtin_files()})
 
 
 def get_task(name: str | Path) -> ClassificationTask:
@@ -63,10 +94,12 @@ def get_task(name: str | Path) -> ClassificationTask:
 
         return task_from_yaml(text)
     key = _normalize(text)
+    _builtin(key)
     task = _TASKS.get(key)
     if task is None:
-        close = difflib.get_close_matches(key, list(_TASKS), n=3, cutoff=0.5)
-        close += [n for n in sorted(_TASKS) if key and key in n and n not in close]
+        names = list_tasks()
+        close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
+        close += [n for n in names if key and key in n and n not in close]
         hint = f" Did you mean {', '.join(close[:3])}?" if close else ""
         raise TaskError(
             f"Unknown task {text!r}.{hint} Registered tasks: {', '.join(list_tasks())}. "
