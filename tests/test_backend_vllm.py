@@ -251,3 +251,53 @@ def test_rolling_loglikelihood_equals_hf(engine, smollm2):
     assert engine.loglikelihood_rolling(texts[1:])[0].tokens == len(ids[1]) - 1
     with pytest.raises(ScoringError, match="at least 2"):
         engine.loglikelihood_rolling(["Hi"])
+
+
+# --------------------------------------------------------------------------- compressed models
+@pytest.mark.parametrize("scheme", ["w8a8", "w4a16"])
+def test_llm_compressor_output_serves_on_vllm_like_transformers(scheme, tmp_path):
+    """``lmboost compress --quantize w8a8|w4a16`` saves compressed-tensors: vLLM (its int8 /
+    int4 CPU kernels) loads the folder and scores continuations as transformers does with the
+    same folder, within the rounding of its integer kernels. A small random Llama with head size
+    64 (vLLM's CPU attention has no kernel for the tiny test model's 8)."""
+    from conftest import CORPUS, build_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from lmboost.backends.vllm import VLLMBackend
+    from lmboost.compression import calibration_ids
+    from lmboost.compression.oneshot import (
+        quantization_modifiers,
+        run_oneshot,
+        save_compressed_tensors,
+    )
+    from lmboost.models import load_model
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )).save_pretrained(tmp_path / "dense")
+    tokenizer.save_pretrained(tmp_path / "dense")
+    model = load_model(str(tmp_path / "dense"), device="cpu").model
+    calibration = calibration_ids(tokenizer, "\n".join(CORPUS), n_samples=4, seq_len=32)
+    run_oneshot(model, calibration, quantization_modifiers(scheme, model))
+    saved = save_compressed_tensors(model, tokenizer, tmp_path / scheme)
+
+    pairs = [(c, " " + x) for c, x in zip(CORPUS[:6], ("great", "film", "long", "plot", "bad",
+                                                      "movie"), strict=False)]
+    hf_model = load_model(str(saved), device="cpu")
+    requests = [encode_request(hf_model.tokenizer, c, x) for c, x in pairs]
+    hf = Scorer(hf_model).loglikelihood_tokens(requests)
+    try:
+        engine = VLLMBackend(str(saved), dtype="float32", max_model_len=128)
+    except BackendError as err:
+        pytest.skip(str(err))
+    try:
+        vl = engine.loglikelihood_tokens(requests)
+    finally:
+        engine.close()
+    for h, v in zip(hf, vl, strict=True):
+        assert v.logprob == pytest.approx(h.logprob, abs=0.05 * max(1.0, abs(h.logprob)))

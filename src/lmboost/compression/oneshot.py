@@ -118,11 +118,12 @@ def prune_modifier(method: str, amount: float | str) -> Any:
 
 
 def oneshot_prune(
-    method: str, model: nn.Module, amount: float | str, *, calibration: torch.Tensor
+    method: str, model: nn.Module, amount: float | str, *, calibration: torch.Tensor,
+    tokenizer: Any = None,
 ) -> nn.Module:
     """Prune ``model`` in place with llm-compressor's ``method`` ("sparsegpt" or "wanda") at
     ``amount`` (a fraction, or "N:M"), calibrated on ``calibration`` (N x L ids)."""
-    return run_oneshot(model, calibration, [prune_modifier(method, amount)])
+    return run_oneshot(model, calibration, [prune_modifier(method, amount)], tokenizer)
 
 
 def group_size(model: nn.Module, largest: int = 128) -> int:
@@ -163,9 +164,13 @@ def quantization_modifiers(name: str, model: nn.Module, *, keep_zeros: bool = Fa
     return modifiers
 
 
-def run_oneshot(model: nn.Module, calibration: torch.Tensor, modifiers: list[Any]) -> nn.Module:
+def run_oneshot(
+    model: nn.Module, calibration: torch.Tensor, modifiers: list[Any], tokenizer: Any = None
+) -> nn.Module:
     """Apply ``modifiers`` to ``model`` in place with llm-compressor's ``oneshot``, calibrated
-    on the token windows ``calibration`` (N x L ids); returns ``model``.
+    on the token windows ``calibration`` (N x L ids); returns ``model``. ``tokenizer`` is
+    needed only for a model built in memory (llm-compressor otherwise loads the one saved
+    beside the model's weights).
 
     llm-compressor's own log lines (several per Linear) are kept off the console.
     """
@@ -184,6 +189,7 @@ def run_oneshot(model: nn.Module, calibration: torch.Tensor, modifiers: list[Any
             num_calibration_samples=len(ids),
             max_seq_length=calibration.shape[1],
             shuffle_calibration_samples=False,
+            **({"processor": tokenizer} if tokenizer is not None else {}),
         )
     return model.eval()
 

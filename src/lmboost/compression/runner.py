@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lmboost import __version__
+from lmboost.backends.hf import HFBackend
 from lmboost.compression import Pruner, get_pruner, parse_amount, parse_prune_spec
 from lmboost.compression.layerwise import calibration_ids
 from lmboost.compression.magnitude import SCOPES
@@ -205,6 +206,14 @@ def _run(config: CompressConfig, out: Path, progress: bool) -> dict[str, Any]:
         trust_remote_code=config.trust_remote_code,
     )
     model, tokenizer = loaded.model, loaded.tokenizer
+    context = HFBackend.of_module(model).context_window
+    window = min(config.ppl_window, context)
+    if config.ppl_stride > window:
+        raise LmboostError(
+            f"--ppl-stride {config.ppl_stride} is longer than the perplexity window: "
+            f"--ppl-window {config.ppl_window} is cut to the model's context length of {context} "
+            f"tokens; give --ppl-stride {window // 2} (at most {window})."
+        )
     ppl_source = config.ppl_text or wikitext2("test")
     ppl_ids = token_ids(tokenizer, ppl_source, config.ppl_tokens)
     speed_ids = _speed_ids(model, config.speed_len)
@@ -218,7 +227,7 @@ def _run(config: CompressConfig, out: Path, progress: bool) -> dict[str, Any]:
 
     before = {**_structure(sparsity_report(model)), **measure(model)}
     sweep = _sweep(model, config, calibration, ppl_ids, progress) if config.sweep else None
-    _compress(model, config, calibration)
+    _compress(model, tokenizer, config, calibration)
     recovery = None
     if config.recover_steps:
         model, recovery = _recover(model, tokenizer, config, out, progress)
@@ -262,7 +271,8 @@ def _run(config: CompressConfig, out: Path, progress: bool) -> dict[str, Any]:
 
 
 def _compress(
-    model: nn.Module, config: CompressConfig, calibration: Callable[[], torch.Tensor]
+    model: nn.Module, tokenizer: Any, config: CompressConfig,
+    calibration: Callable[[], torch.Tensor],
 ) -> None:
     """Prune ``model`` in place as ``config`` says, and quantize it with llm-compressor's
     schemes. llm-compressor's methods run as one ``oneshot`` recipe (pruning, then quantization
@@ -280,7 +290,7 @@ def _compress(
     if config.quantize in ONESHOT_SCHEMES:
         modifiers += quantization_modifiers(config.quantize, model, keep_zeros=zeroed)
     if modifiers:
-        run_oneshot(model, calibration(), modifiers)
+        run_oneshot(model, calibration(), modifiers, tokenizer)
 
 
 def _recover(

@@ -423,7 +423,8 @@ def _load_dir(
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, trust_remote_code=trust_remote_code, **_device_map(device)
+            path, dtype=dtype, trust_remote_code=trust_remote_code, **_device_map(device),
+            **_decompressed(path),
         )
     except (OSError, ValueError, SafetensorError) as err:
         fix = (
@@ -432,6 +433,23 @@ def _load_dir(
         )
         raise ModelLoadError(f"Could not load a causal LM from {path}: {err}{fix}") from None
     return _ready(model, tokenizer, spec, path, device)
+
+
+def _decompressed(path: Path) -> dict[str, object]:
+    """For a compressed-tensors folder (``lmboost compress`` through llm-compressor): load the
+    integer weights dequantized to float, activations still quantized on the fly. Kept packed,
+    transformers' CPU forward multiplies float inputs by int8 weights and fails; vLLM runs the
+    packed format with integer kernels."""
+    try:
+        quant = json.loads((path / "config.json").read_text(encoding="utf-8")).get(
+            "quantization_config") or {}
+    except (OSError, ValueError):
+        return {}  # from_pretrained reports a missing or broken config.json
+    if quant.get("quant_method") != "compressed-tensors":
+        return {}
+    from transformers import CompressedTensorsConfig
+
+    return {"quantization_config": CompressedTensorsConfig(run_compressed=False)}
 
 
 def _load_encoder(path: Path, spec: str, dtype: torch.dtype, device: torch.device) -> LoadedModel:
