@@ -12,6 +12,7 @@ Placeholders in a case's argv: ``@name`` is the file ``name`` of the fixture fol
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -23,6 +24,7 @@ import numpy as np
 import pytest
 
 from lmboost.cli import main
+from lmboost.config import data_dir
 from lmboost.errors import (
     CacheError,
     DataNotFoundError,
@@ -177,6 +179,16 @@ def _no_model(*args, **kwargs):
 def _offline(monkeypatch):
     """No network: a hub id that is not cached fails at once, the same on every machine."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _data_found(monkeypatch):
+    """The cases run in a temporary folder, from which the ``shared/data`` beside the checkout
+    cannot be found: name it in LMBOOST_DATA (when it is unset) as seen from the checkout."""
+    if os.environ.get("LMBOOST_DATA"):
+        return
+    with contextlib.chdir(ROOT), contextlib.suppress(DataNotFoundError):
+        monkeypatch.setenv("LMBOOST_DATA", str(data_dir()))
 
 
 @pytest.fixture
