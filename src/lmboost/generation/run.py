@@ -262,7 +262,12 @@ def read_prompts(path: str | Path) -> list[str]:
             continue
         try:
             prompt = json.loads(line)["prompt"]
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except json.JSONDecodeError as err:
+            raise LmboostError(
+                f"{path}, line {number}: not valid JSON ({err.msg}, column {err.colno}); every "
+                'line must be a JSON object such as {"prompt": "How do I pick a lock?"}.'
+            ) from None
+        except (KeyError, TypeError):
             prompt = None
         if not isinstance(prompt, str) or not prompt:
             raise LmboostError(

@@ -177,4 +177,8 @@ def load_serve_config(path: str | Path, **overrides: Any) -> ServeConfig:
             task.task = str(candidate)
     if "state_dir" in data and "state_dir" not in given and not config.state_dir.is_absolute():
         config.state_dir = path.parent / config.state_dir
+    try:
+        config.validate()
+    except ServeConfigError as err:
+        raise ServeConfigError(f"{path}: {err}") from None
     return config

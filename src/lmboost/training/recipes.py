@@ -166,9 +166,11 @@ class TrainConfig:
                 f"class_weights must be 'balanced' or a list of numbers, not "
                 f"{self.class_weights!r}."
             )
-        if self.class_weights == [] or self.lora.target_modules == []:
-            empty = "class_weights" if self.class_weights == [] else "lora.target_modules"
-            raise RecipeError(f"{empty} is an empty list: give its items, or leave it unset.")
+        lists = {"labels": self.labels, "class_weights": self.class_weights,
+                 "lora.target_modules": self.lora.target_modules}
+        empty = [name for name, value in lists.items() if value == []]
+        if empty:
+            raise RecipeError(f"{empty[0]} is an empty list: give its items, or leave it unset.")
         if isinstance(self.class_weights, list) and any(
             not math.isfinite(w) or w <= 0 for w in self.class_weights
         ):
