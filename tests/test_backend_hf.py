@@ -164,3 +164,23 @@ def test_a_pinned_prefix_is_reused_by_single_context_calls(tiny_model):
     torch.testing.assert_close(torch.tensor(single), torch.tensor(plain), atol=1e-5, rtol=0)
     with pytest.raises(LmboostError, match="at least two contexts"):
         pinned.pin_prefix([prefix])
+
+
+def test_one_long_context_runs_apart_from_the_short_ones(tiny_model):
+    """A token budget per scoring batch: a context far longer than the rest runs in a batch of
+    its own instead of padding the short ones to its length, with the same scores."""
+    from conftest import recorded_forwards
+
+
+    long = "Review: " + "a long film " * 12 + "\nSentiment:"
+    contexts = [long, *CONTEXTS]
+    plain = HFBackend(tiny_model, batch_size=16).score_choices(contexts, WORDS)
+    budgeted = HFBackend(tiny_model, batch_size=16, max_batch_tokens=32)
+    with recorded_forwards(tiny_model.model.base_model) as shapes:
+        scores = budgeted.score_choices(contexts, WORDS)
+    long_len = len(budgeted.tokenizer(long)["input_ids"])
+    assert long_len > 32
+    long_runs = [rows for rows, tokens in shapes if tokens >= long_len - 8]
+    assert long_runs == [1], shapes  # the long one alone (after the shared prefix)
+    assert any(rows == len(CONTEXTS) and tokens < 16 for rows, tokens in shapes), shapes
+    torch.testing.assert_close(torch.tensor(scores), torch.tensor(plain), atol=1e-5, rtol=0)

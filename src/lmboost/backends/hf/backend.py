@@ -61,7 +61,10 @@ class HFBackend(Backend):
     decides what happens to a scoring request longer than the context window: "error" (default)
     raises a ScoringError; "left" drops the oldest context tokens with a warning. ``progress``
     shows a progress bar over scoring batches. ``max_length`` caps scoring requests below the
-    model's context window.
+    model's context window. ``max_batch_tokens`` caps a scoring batch's padded size (rows x
+    longest row after the cached prefix; default ``batch_size`` x 512): a very long context
+    runs in a small batch of its own instead of padding ``batch_size - 1`` short ones to its
+    length.
     """
 
     name = "hf"
@@ -74,6 +77,7 @@ class HFBackend(Backend):
         max_length: int | None = None,
         truncation: str = "error",
         progress: bool = False,
+        max_batch_tokens: int | None = None,
     ) -> None:
         if truncation not in ("error", "left"):
             raise ScoringError(f"truncation must be 'error' or 'left', not {truncation!r}.")
@@ -85,6 +89,7 @@ class HFBackend(Backend):
         self.spec = loaded.spec
         self.dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens or batch_size * 512
         self.truncation = truncation
         self.progress = progress
         config = self.model.config.get_text_config()
@@ -434,8 +439,9 @@ class HFBackend(Backend):
         of the batch) over distinct ``contexts``. Those in ``alone`` (longer than a sliding
         window) run one at a time, without the shared prefix or padding, so that the model's
         sliding cache sees what it sees in generation; the rest run sorted by length (similar
-        lengths share a batch) after their shared prefix's cached KV, ``batch_size`` at a time,
-        the batch halved when it runs out of memory."""
+        lengths share a batch) after their shared prefix's cached KV, ``batch_size`` at a time
+        but no more rows than ``max_batch_tokens`` allows at the batch's longest length, the
+        batch halved when it runs out of memory."""
         results = {c: run([c], None, 0)[0] for c in contexts if c in alone}
         shared = sorted((c for c in contexts if c not in alone), key=len, reverse=True)
         if not shared:
@@ -444,7 +450,9 @@ class HFBackend(Backend):
         bar = tqdm(total=len(shared), desc="scoring", unit="context", disable=not progress)
         start = 0
         while start < len(shared):
-            batch = shared[start : start + self.batch_size]
+            longest = max(1, len(shared[start]) - prefix_len)  # sorted: the first is longest
+            size = max(1, min(self.batch_size, self.max_batch_tokens // longest))
+            batch = shared[start : start + size]
             with _backing_off(self.batch_size) as failed:
                 rows = run(batch, prefix_kv, prefix_len)
             if failed:
