@@ -588,7 +588,7 @@ COMPRESS = [
          "compress --model $M --prune wanda:0.5 --ppl-window 64 --ppl-stride 32 --calib-len 16 "
          "--calib-text @nosuch.txt --out $OUT", "nosuch.txt does not exist", model=True),
     case("compress-window-over-context", "compress --model $M --prune magnitude:0.5 --out $OUT",
-         "window=128", model=True),
+         "--ppl-window 512 is cut to the model's context length of 128", model=True),
 ]
 
 BIAS = [

@@ -24,6 +24,7 @@ import socket
 import struct
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -422,10 +423,12 @@ def _load_dir(
     check_remote_code(path, trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, trust_remote_code=trust_remote_code, **_device_map(device),
-            **_decompressed(path),
-        )
+        with warnings.catch_warnings():  # the folder's own quantization_config is the one used
+            warnings.filterwarnings("ignore", message="You passed `quantization_config`")
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=dtype, trust_remote_code=trust_remote_code, **_device_map(device),
+                **_decompressed(path),
+            )
     except (OSError, ValueError, SafetensorError) as err:
         fix = (
             f" (a damaged cache: rebuild it with `lmboost models pull {spec}`)"
