@@ -126,8 +126,8 @@ SPEED_TOKENS = 64
 
 
 def time_generation(model: str, backend: str) -> dict:
-    """Greedy generation of 8 fixed prompts x 64 new tokens (EOS ignored by counting what comes
-    back) on ``backend``, timed after one warm-up prompt: generated tokens per second."""
+    """Greedy generation of 8 fixed story prompts (chat template) x at most 64 new tokens on
+    ``backend``, timed after one warm-up prompt: the tokens that came back per second."""
     from lmboost.backends import load_backend
     from lmboost.compression import load_compressed
     from lmboost.generation import GenerationConfig
@@ -141,9 +141,9 @@ def time_generation(model: str, backend: str) -> dict:
     else:
         engine = load_backend(model, backend, device="cpu")
     config = GenerationConfig(max_new_tokens=SPEED_TOKENS)
-    engine.generate(prompts[:1], config, chat=False)  # warm-up
+    engine.generate(prompts[:1], config, chat=True)  # warm-up
     start = time.perf_counter()
-    texts = engine.generate(prompts, config, chat=False, batch_size=SPEED_PROMPTS)
+    texts = engine.generate(prompts, config, chat=True, batch_size=SPEED_PROMPTS)
     seconds = time.perf_counter() - start
     tokens = sum(len(engine.tokenizer(t[0], add_special_tokens=False)["input_ids"]) for t in texts)
     return {"backend": backend, "tokens": tokens, "seconds": seconds,
