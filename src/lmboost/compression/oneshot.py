@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lmboost.compression.sparsity import check_fraction, target_linears
 from lmboost.errors import LmboostError
 
 IGNORE = ["re:.*lm_head"]
@@ -90,8 +91,6 @@ def require_llmcompressor(what: str) -> None:
 
 def parse_structure(text: str, what: str) -> tuple[float, str]:
     """``"0.5"`` -> (0.5, "0:0") (unstructured); ``"2:4"`` -> (0.5, "2:4") (N of every M zeroed)."""
-    from lmboost.compression.sparsity import check_fraction
-
     n, sep, m = text.partition(":")
     if not sep:
         try:
@@ -129,8 +128,6 @@ def oneshot_prune(
 def group_size(model: nn.Module, largest: int = 128) -> int:
     """The largest power of two <= ``largest`` that divides the input width of every decoder
     Linear of ``model`` (int4 groups must tile each row)."""
-    from lmboost.compression.sparsity import target_linears
-
     widths = {m.in_features for m in target_linears(model).values()}
     size = largest
     while size > 1 and any(w % size for w in widths):
