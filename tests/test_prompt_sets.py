@@ -9,22 +9,11 @@ import re
 from pathlib import Path
 
 import pytest
+from test_tasks import needs_data
 
-from lmboost.config import data_dir
-from lmboost.errors import DataNotFoundError, TaskError
+from lmboost.errors import TaskError
 from lmboost.tasks import get_prompt_set, list_prompt_sets
 from lmboost.tasks.fields import FieldTemplate
-
-
-def _have_data() -> bool:
-    try:
-        data_dir()
-    except DataNotFoundError:
-        return False
-    return True
-
-
-needs_data = pytest.mark.skipif(not _have_data(), reason="shared/data not found (LMBOOST_DATA)")
 
 # From benchmarks/rain.py's load_items / hh_pairs before the sets became files: the size of each
 # set, its first items, and a SHA-256 of every [uid, prompt, *fields] in order.

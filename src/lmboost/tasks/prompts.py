@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmboost.config import Scalar, from_dict, read_yaml
-from lmboost.errors import DataNotFoundError, TaskError
-from lmboost.tasks.custom import _resolver
+from lmboost.config import Scalar
+from lmboost.errors import TaskError
+from lmboost.tasks.custom import _resolver, read_spec
 from lmboost.tasks.fields import FieldTemplate
 from lmboost.tasks.readers import Layout, read_rows
 
@@ -93,10 +93,7 @@ class PromptSet:
 def prompt_set_from_yaml(path: str | Path) -> PromptSet:
     """The prompt set a YAML file declares (keys: :class:`PromptSetSpec`)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"Prompt-set file {path} does not exist.")
-    data = read_yaml(path, what="Prompt-set file", error=TaskError)
-    spec = from_dict(PromptSetSpec, data, source=str(path), error=TaskError, help=SPEC_HELP)
+    spec, _ = read_spec(PromptSetSpec, path, "Prompt-set file", SPEC_HELP)
     return prompt_set_from_spec(dataclasses.replace(spec, name=spec.name or path.stem),
                                 base=path.parent)
 
