@@ -4,7 +4,6 @@ formatters, with known answers."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +20,11 @@ from lmboost.training.attacks import median_embedding_norm, task_substitution_ta
 
 @pytest.fixture(scope="module")
 def reviews(tmp_path_factory) -> Path:
+    """16 labelled rows alternating between two classes."""
+    rows = [f"{'a fine film' if i % 2 else 'dull and slow'} {i},{'pos' if i % 2 else 'neg'}"
+            for i in range(16)]
     path = tmp_path_factory.mktemp("data") / "reviews.csv"
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "label"])
-        for i in range(16):
-            writer.writerow([f"{'a great movie' if i % 2 else 'boring and far too long'} {i}",
-                             "pos" if i % 2 else "neg"])
+    path.write_text("\n".join(["text,label", *rows]) + "\n")
     return path
 
 
