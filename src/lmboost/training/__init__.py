@@ -18,7 +18,10 @@ Modules: :mod:`~lmboost.training.recipes` (config), :mod:`~lmboost.training.data
 :mod:`~lmboost.training.models`, :mod:`~lmboost.training.lora`,
 :mod:`~lmboost.training.adversarial` (FGM, PGD, FreeLB, SMART, one module each),
 :mod:`~lmboost.training.trainer` (the run) and :mod:`~lmboost.training.attacks` (robustness
-checks of a trained classifier: embedding-space PGD, greedy word substitution).
+checks of a trained classifier: embedding-space PGD, greedy word substitution),
+:mod:`~lmboost.training.callbacks` (``KeepModel``: the trained model back in memory) and
+:mod:`~lmboost.training.experiment` (the training comparison of ``benchmarks/training.py``:
+stage folders, embedding scale, neighbour tables, summary and report).
 Several processes (GPUs, or CPU processes with gloo) go through ``torchrun`` or ``accelerate
 launch -m lmboost.cli train ...``: data-parallel, one writer (see :mod:`lmboost.training.trainer`
 and docs/training.md).
@@ -43,6 +46,8 @@ _API = {
     "train": "lmboost.training.trainer",
     "WordSubstitutionAttack": "lmboost.training.attacks",
     "embedding_pgd_attack": "lmboost.training.attacks",
+    "evaluate_robustness": "lmboost.training.attacks",
+    "KeepModel": "lmboost.training.callbacks",
 }
 
 __all__ = list(_API)
