@@ -51,7 +51,7 @@ from lmboost.instruct import (
 )
 from lmboost.reasoning import MODES as REASON_MODES
 from lmboost.reasoning import ReasoningConfig, run_reasoning
-from lmboost.training import load_recipe, train
+from lmboost.training import load_recipe, run_training
 
 REPO = Path(__file__).resolve().parents[1]
 MIXTURES = {
@@ -192,7 +192,7 @@ def train_stage(data: Path, out: Path, args: argparse.Namespace) -> dict[str, An
     }
     if args.dev_size is not None:
         overrides["eval_size"] = args.dev_size
-    return train(load_recipe(SFT_RECIPE, overrides))
+    return run_training(load_recipe(SFT_RECIPE, overrides))
 
 
 def icl_eval(

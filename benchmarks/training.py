@@ -247,7 +247,7 @@ def run_one(args: argparse.Namespace, model: str, task: str, stage: str) -> int:
     """Train (and score, and attack) one configuration; runs in its own process."""
     import torch
 
-    from lmboost.training import train
+    from lmboost.training import run_training
 
     root = args.results / model / task
     out = stage_dir(root, stage)
@@ -257,13 +257,13 @@ def run_one(args: argparse.Namespace, model: str, task: str, stage: str) -> int:
             shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     if stage == "tapt-lm":
-        train(tapt_config(args, model, task, out), callbacks=[KeepModel()])
+        run_training(tapt_config(args, model, task, out), callbacks=[KeepModel()])
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         return 0
     spec = str(root / "tapt" / "lm" / "model") if stage == "tapt" else model
     keeper = KeepModel()
-    record = train(classify_config(args, spec, model, task, stage, out / "run"),
-                   callbacks=[keeper])
+    record = run_training(classify_config(args, spec, model, task, stage, out / "run"),
+                          callbacks=[keeper])
     result: dict[str, Any] = {
         "model": model, "task": task, "config": stage, "status": "ok",
         "dev": record["eval"],

@@ -18,7 +18,7 @@ from conftest import save_tiny_llama
 
 from lmboost.bias import BiasConfig, run_bias
 from lmboost.cli import main
-from lmboost.compression.runner import CompressConfig, compress
+from lmboost.compression.runner import CompressConfig, run_compression
 from lmboost.errors import LmboostError
 from lmboost.evaluation.records import read_json
 from lmboost.evaluation.store import LOCK, SETTINGS, RunStore
@@ -266,7 +266,7 @@ def test_an_invalid_out_is_refused_before_the_model_loads(
     with pytest.raises(LmboostError, match="is a file, not a folder"):
         run_bias(BiasConfig(model=tiny_model_dir, out=a_file, tests=["weat10"]), progress=False)
     with pytest.raises(LmboostError, match="is a file, not a folder"):
-        compress(CompressConfig(out=a_file, model=tiny_model_dir, prune="magnitude:0.5"))
+        run_compression(CompressConfig(out=a_file, model=tiny_model_dir, prune="magnitude:0.5"))
     assert main(["reason", "--task", "gsm8k", "--model", tiny_model_dir, "--out",
                  str(a_file)]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
