@@ -29,7 +29,7 @@ from lmboost.instruct import HELD_OUT_GROUPS, load_mixture_config
 from lmboost.instruct import ablation as ab
 from lmboost.reasoning import MODES as REASON_MODES
 from lmboost.reasoning import ReasoningConfig, run_reasoning
-from lmboost.training import load_recipe, train
+from lmboost.training import load_recipe, run_training
 
 REPO = Path(__file__).resolve().parents[1]
 MIXTURES = {"nocot": REPO / "recipes" / "mixture-flan-nocot.yaml",
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             training[variant] = read_json(run / "results.json")
         else:
             print(f"== train {variant}", flush=True)
-            training[variant] = train(load_recipe(SFT_RECIPE, {
+            training[variant] = run_training(load_recipe(SFT_RECIPE, {
                 "data": str(out / "mixture.jsonl"), "out": str(run), "model": args.model,
                 "seed": args.seed, "max_steps": args.max_steps, "max_length": args.max_length,
                 "chat_template": args.chat == "on", "lora": {"merge": True}, "resume": True,

@@ -156,14 +156,14 @@ def run_one(args: argparse.Namespace, model: str, task: str, stage: str) -> int:
     """Train (and score, and attack) one configuration; runs in its own process."""
     import torch
 
-    from lmboost.training import KeepModel, train
+    from lmboost.training import KeepModel, run_training
 
     root = args.results / model / task
     out = ex.stage_dir(root, stage)
     shutil.rmtree(out if stage == "tapt-lm" else out / "run", ignore_errors=True)  # unfinished
     start = time.perf_counter()
     if stage == "tapt-lm":
-        train(load_recipe(TAPT, {**common(args, task, out), "model": model,
+        run_training(load_recipe(TAPT, {**common(args, task, out), "model": model,
                                  "max_train_examples": args.tapt_size or args.train_size,
                                  "block_size": args.tapt_block_size,
                                  "num_train_epochs": args.tapt_epochs,
@@ -172,7 +172,7 @@ def run_one(args: argparse.Namespace, model: str, task: str, stage: str) -> int:
         return 0
     spec = str(root / "tapt" / "lm" / "model") if stage == "tapt" else model
     keeper = KeepModel()
-    record = train(classify_config(args, spec, model, task, stage, out / "run"),
+    record = run_training(classify_config(args, spec, model, task, stage, out / "run"),
                    callbacks=[keeper])
     result = ex.run_result(record, model=model, task=task, config=stage,
                            threads=torch.get_num_threads(), bench=bench_settings(args))

@@ -1,9 +1,9 @@
 """Training on the Hugging Face Trainer: classification heads, continued pretraining, SFT,
 LoRA and adversarial training, from YAML recipes.
 
-    >>> from lmboost.training import load_recipe, train
+    >>> from lmboost.training import load_recipe, run_training
     >>> config = load_recipe("recipes/classify-sst2-lora.yaml", {"out": "runs/sst2"})
-    >>> record = train(config)          # also written to runs/sst2/results.json
+    >>> record = run_training(config)          # also written to runs/sst2/results.json
     >>> record["eval"]["accuracy"], record["parameters"]["trainable"]
 
 =========  ==================================================================================
@@ -43,6 +43,7 @@ _API = {
     "load_recipe": "lmboost.training.recipes",
     "parse_overrides": "lmboost.training.recipes",
     "LmboostTrainer": "lmboost.training.trainer",
+    "run_training": "lmboost.training.trainer",
     "train": "lmboost.training.trainer",
     "WordSubstitutionAttack": "lmboost.training.attacks",
     "embedding_pgd_attack": "lmboost.training.attacks",
