@@ -13,7 +13,7 @@ import torch
 from lmboost.evaluation.records import read_json, write_json
 from lmboost.evaluation.report import percent, short_count
 from lmboost.tasks import ClassificationTask, Example
-from lmboost.training import KeepModel, build_config, train
+from lmboost.training import KeepModel, build_config, run_training
 from lmboost.training import experiment as ex
 from lmboost.training.attacks import median_embedding_norm, task_substitution_table
 
@@ -127,7 +127,7 @@ def test_keep_model_hands_back_the_model_and_skips_checkpoints(tiny_model_dir, t
     from safetensors.torch import load_file
 
     keeper = KeepModel()
-    record = train(_classify(tiny_model_dir, tmp_path / "kept", reviews, eval_steps=1,
+    record = run_training(_classify(tiny_model_dir, tmp_path / "kept", reviews, eval_steps=1,
                              save_steps=1, load_best_model_at_end=False),
                    callbacks=[keeper])
     assert record["train"]["global_step"] == 2
@@ -136,7 +136,7 @@ def test_keep_model_hands_back_the_model_and_skips_checkpoints(tiny_model_dir, t
     state = keeper.model.state_dict()
     for name, value in saved.items():
         torch.testing.assert_close(state[name], value)
-    train(_classify(tiny_model_dir, tmp_path / "plain", reviews, eval_steps=1, save_steps=1,
+    run_training(_classify(tiny_model_dir, tmp_path / "plain", reviews, eval_steps=1, save_steps=1,
                     load_best_model_at_end=False))
     assert list((tmp_path / "plain" / "checkpoints").glob("checkpoint-*"))
 

@@ -5,7 +5,7 @@ and skips the Trainer's own evaluations and checkpoints, for a run that is score
 in memory right after training and never resumed::
 
     keeper = KeepModel()
-    record = train(config, callbacks=[keeper])
+    record = run_training(config, callbacks=[keeper])
     evaluate_robustness(keeper.model, ...)
 """
 
