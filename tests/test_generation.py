@@ -366,3 +366,26 @@ def test_prompt_files_with_a_bom_are_read(tmp_path):
     (tmp_path / "empty.txt").write_text("\n \n")
     with pytest.raises(LmboostError, match="holds no prompts"):
         read_prompts(tmp_path / "empty.txt")
+
+
+def test_a_prompt_set_is_decoded_like_its_prompts_with_its_chat_setting(
+    tiny_model_dir, tmp_path, capsys
+):
+    rows = [{"id": i, "text": text} for i, text in enumerate(RUN_PROMPTS)]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "mine.yaml").write_text(
+        'path: rows.jsonl\nprompt: "{text}"\nuid: "r{id}"\nseed: null\nchat: false\n'
+        "goal: positive\n"
+    )
+    by_set, by_file = tmp_path / "set", tmp_path / "file"
+    argv = ["generate", "--model", tiny_model_dir, "--device", "cpu", "--max-new-tokens", "4"]
+    assert main([*argv, "--prompt-set", str(tmp_path / "mine.yaml"), "--limit", "2",
+                 "--out", str(by_set)]) == 0
+    assert main(_argv(tiny_model_dir, _prompts_file(tmp_path, RUN_PROMPTS[:2]), by_file,
+                      "--chat", "off")) == 0
+    assert _texts(by_set) == _texts(by_file)
+    assert [r["prompt"] for r in read_json(by_set / "results.json")["results"]] == RUN_PROMPTS[:2]
+    assert read_json(by_set / "settings.json")["chat"] is False
+    capsys.readouterr()
+    assert main([*argv, "--prompt", "hi", "--limit", "2", "--out", str(tmp_path / "x")]) != 0
+    assert "--limit takes the first N prompts of --prompt-set" in capsys.readouterr().err

@@ -46,6 +46,7 @@ examples:
   lmboost generate --backend vllm --prompts questions.txt --out runs/vllm
   lmboost generate --sample --temperature 0.8 --seed 1 --prompts questions.txt --out runs/sampled
   lmboost generate --rain --goal positive --prompts reviews.txt --max-new-tokens 48 --out runs/pos
+  lmboost generate --rain --prompt-set sentiment --limit 5 --out runs/sentiment
   lmboost generate --rain --goal "Is the response polite?" --prompt "Tell me off." \\
       --max-iterations 20 --trace --out runs/polite
 """
@@ -63,6 +64,7 @@ from lmboost.cli.options import (
     config_from_flags,
 )
 from lmboost.decoding import RainConfig
+from lmboost.errors import LmboostError
 from lmboost.generation.run import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_NEW_TOKENS,
@@ -70,6 +72,7 @@ from lmboost.generation.run import (
     read_prompts,
     run_generate,
 )
+from lmboost.tasks import PromptSet, get_prompt_set, list_prompt_sets
 
 NAME = "generate"
 HELP = "greedy decoding, sampling, or RAIN self-aligned decoding (harmless, positive, a question)"
@@ -83,6 +86,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--prompts", type=Path, metavar="FILE",
         help="prompts, one per line (.jsonl: one {\"prompt\": ...} object per line); UTF-8",
+    )
+    source.add_argument(
+        "--prompt-set", metavar="NAME",
+        help="a prompt set by name (" + ", ".join(list_prompt_sets()) + ") or a prompt-set "
+        ".yaml file (docs/tasks.md); its chat setting and RAIN goal apply unless --chat or "
+        "--goal say otherwise",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, metavar="N",
+        help="the first N prompts of --prompt-set, in its fixed order (all)",
     )
     parser.add_argument(
         "--max-new-tokens", type=int, default=None, metavar="N",
@@ -100,7 +113,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_sampling(sample, GenerateRunConfig)
     rain = parser.add_argument_group("RAIN")
     rain.add_argument("--rain", action="store_true", help="decode with RAIN instead of greedily")
-    rain.add_argument("--goal", default="harmless", help="harmless, positive or a yes/no question")
+    rain.add_argument(
+        "--goal", default=None,
+        help=f"harmless, positive or a yes/no question ({GenerateRunConfig.goal}, or the prompt "
+        "set's)",
+    )
     rain.add_argument(
         "--max-iterations", type=int, default=RainConfig.max_iterations, metavar="T",
         help=f"searches per step ({RainConfig.max_iterations}; the paper: 50): time grows "
@@ -129,18 +146,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_flags(parser, GenerateRunConfig)
 
 
-def config_from_args(args: argparse.Namespace) -> GenerateRunConfig:
-    """The :class:`GenerateRunConfig` the flags describe (progress on: a person is watching)."""
-    return config_from_flags(
+def config_from_args(
+    args: argparse.Namespace, prompt_set: PromptSet | None = None
+) -> GenerateRunConfig:
+    """The :class:`GenerateRunConfig` the flags describe (progress on: a person is watching),
+    taking ``prompt_set``'s chat setting and goal where the flags leave them open."""
+    config = config_from_flags(
         GenerateRunConfig, args, max_new_tokens=None if args.rain else args.max_new_tokens,
         rain=_rain_config(args) if args.rain else None, progress=True,
+        goal=args.goal if args.goal is not None else (
+            prompt_set and prompt_set.goal or GenerateRunConfig.goal),
     )
+    if prompt_set is not None and config.chat is None:
+        config.chat = prompt_set.chat
+    return config
+
+
+def read_source(args: argparse.Namespace) -> tuple[list[str], PromptSet | None]:
+    """The prompts the flags name (--prompt, --prompts or --prompt-set with --limit)."""
+    if args.limit is not None and args.prompt_set is None:
+        raise LmboostError("--limit takes the first N prompts of --prompt-set: add --prompt-set, "
+                          "or drop --limit.")
+    if args.limit is not None and args.limit < 1:
+        raise LmboostError(f"--limit must be at least 1, got {args.limit}.")
+    if args.prompt_set is not None:
+        prompt_set = get_prompt_set(args.prompt_set)
+        return prompt_set.prompts(args.limit), prompt_set
+    return ([args.prompt] if args.prompts is None else read_prompts(args.prompts)), None
 
 
 def run(args: argparse.Namespace) -> int:
     """Generate (or resume) for every prompt, write OUT/results.json and say where it is."""
-    prompts = [args.prompt] if args.prompts is None else read_prompts(args.prompts)
-    config = config_from_args(args)
+    prompts, prompt_set = read_source(args)
+    config = config_from_args(args, prompt_set)
 
     def said(record: dict) -> None:
         if args.rain:
