@@ -27,7 +27,7 @@ from lmboost import __version__
 from lmboost.bias.encoders import POOLINGS, check_pooling, encode
 from lmboost.bias.seat import load_test, resolve_tests
 from lmboost.bias.weat import weat
-from lmboost.errors import LmboostError
+from lmboost.errors import BiasTestError, ConfigError, TaskError
 from lmboost.evaluation.records import (
     RunTimer,
     atomic_file,
@@ -75,16 +75,16 @@ class BiasConfig:
     def validate(self) -> None:
         """Raise LmboostError with the fix when a setting is out of range or unknown."""
         if not self.tests:
-            raise LmboostError("tests is empty: name at least one test (e.g. weat1) or all.")
+            raise TaskError("tests is empty: name at least one test (e.g. weat1) or all.")
         if self.pooling not in POOLINGS:
-            raise LmboostError(
+            raise BiasTestError(
                 f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}."
             )
         resolve_dtype(self.dtype)
         for name, low in (("permutations", 1), ("seed", 0), ("batch_size", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise LmboostError(f"{name} must be an integer >= {low}, not {value!r}.")
+                raise ConfigError(f"{name} must be an integer >= {low}, not {value!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON-ready values."""

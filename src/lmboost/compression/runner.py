@@ -47,7 +47,7 @@ from lmboost.compression.perplexity import (
 from lmboost.compression.quantize import QUANTIZERS, get_quantizer, quantize, torchao_available
 from lmboost.compression.save import load_compressed, save_compressed, weight_bytes
 from lmboost.compression.sparsity import sparsity_report
-from lmboost.errors import LmboostError
+from lmboost.errors import CompressionError, ConfigError, DependencyError
 from lmboost.evaluation.records import (
     RunTimer,
     atomic_file,
@@ -126,7 +126,7 @@ class CompressConfig:
     def validate(self) -> None:
         """Raise LmboostError with the fix when a setting is malformed or out of range."""
         if not (self.prune or self.quantize or self.sweep):
-            raise LmboostError("Nothing to do: give a pruning spec, a quantization or a sweep.")
+            raise ConfigError("Nothing to do: give a pruning spec, a quantization or a sweep.")
         if self.prune:
             pruner, _ = parse_prune_spec(self.prune)
             if pruner.oneshot:
@@ -134,7 +134,7 @@ class CompressConfig:
         if self.sweep:
             parse_sweep(self.sweep)
         if self.quantize and self.quantize not in (*ONESHOT_SCHEMES, *QUANTIZERS):
-            raise LmboostError(
+            raise CompressionError(
                 f"Unknown quantization {self.quantize!r}; choose one of: "
                 f"{', '.join([*ONESHOT_SCHEMES, *QUANTIZERS])}."
             )
@@ -143,12 +143,12 @@ class CompressConfig:
         elif self.quantize:
             get_quantizer(self.quantize)
             if self.quantize == "int8-dynamic-torchao" and not torchao_available():
-                raise LmboostError("int8-dynamic-torchao needs torchao: pip install torchao.")
+                raise DependencyError("int8-dynamic-torchao needs torchao: pip install torchao.")
             dtype = resolve_dtype(self.dtype, self.device)
             if self.quantize == "int8-dynamic" and dtype != "float32":
-                raise LmboostError("int8-dynamic needs dtype float32.")
+                raise CompressionError("int8-dynamic needs dtype float32.")
         if self.scope not in SCOPES:
-            raise LmboostError(f"scope must be one of {', '.join(SCOPES)}, not {self.scope!r}.")
+            raise CompressionError(f"scope must be one of {', '.join(SCOPES)}, not {self.scope!r}.")
         resolve_dtype(self.dtype, self.device)
         for name, low in (
             ("ppl_tokens", 2), ("ppl_window", 2), ("ppl_stride", 1), ("calib_samples", 1),
@@ -157,16 +157,16 @@ class CompressConfig:
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise LmboostError(f"{name} must be an integer >= {low}, not {value!r}.")
+                raise ConfigError(f"{name} must be an integer >= {low}, not {value!r}.")
         if self.recover_steps and not self.prune:
-            raise LmboostError("recover_steps needs a pruning spec: it retrains what pruning lost.")
+            raise ConfigError("recover_steps needs a pruning spec: it retrains what pruning lost.")
         if not (isinstance(self.recover_lr, float | int) and self.recover_lr > 0):
-            raise LmboostError(f"recover_lr must be a positive number, not {self.recover_lr!r}.")
+            raise ConfigError(f"recover_lr must be a positive number, not {self.recover_lr!r}.")
         if self.ppl_stride > self.ppl_window:
-            raise LmboostError("ppl_stride must not exceed ppl_window.")
+            raise ConfigError("ppl_stride must not exceed ppl_window.")
         limit = self.icl_limit
         if limit is not None and (not isinstance(limit, int) or limit < 1):
-            raise LmboostError(f"icl_limit must be a positive integer or None, not {limit!r}.")
+            raise ConfigError(f"icl_limit must be a positive integer or None, not {limit!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON-ready values."""
@@ -177,7 +177,7 @@ def parse_sweep(spec: str) -> tuple[list[Pruner], list[float]]:
     """``"magnitude,wanda:0.1,0.3,0.5"`` -> ([magnitude, wanda], [0.1, 0.3, 0.5])."""
     methods, sep, amounts = spec.partition(":")
     if not sep or not methods.strip() or not amounts.strip():
-        raise LmboostError(
+        raise CompressionError(
             f"Sweep spec {spec!r} must read METHODS:AMOUNTS, e.g. magnitude,wanda:0.1,0.3,0.5."
         )
     pruners = [get_pruner(m) for m in methods.split(",")]
@@ -209,7 +209,7 @@ def _run(config: CompressConfig, out: Path, progress: bool) -> dict[str, Any]:
     context = HFBackend.of_module(model).context_window
     window = min(config.ppl_window, context)
     if config.ppl_stride > window:
-        raise LmboostError(
+        raise ConfigError(
             f"--ppl-stride {config.ppl_stride} is longer than the perplexity window: "
             f"--ppl-window {config.ppl_window} is cut to the model's context length of {context} "
             f"tokens; give --ppl-stride {window // 2} (at most {window})."

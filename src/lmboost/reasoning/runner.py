@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from lmboost import __version__
 from lmboost.backends import BACKENDS, Backend, as_backend, load_backend
-from lmboost.errors import LmboostError
+from lmboost.errors import BackendError, ConfigError
 from lmboost.evaluation import accuracy
 from lmboost.evaluation.records import write_json
 from lmboost.evaluation.store import ItemLog, RunStore
@@ -120,25 +120,25 @@ class ReasoningConfig:
     def validate(self) -> None:
         """Raise LmboostError naming the first bad setting."""
         if self.mode not in MODES:
-            raise LmboostError(f"Unknown mode '{self.mode}'. Choose one of: {', '.join(MODES)}.")
+            raise ConfigError(f"Unknown mode '{self.mode}'. Choose one of: {', '.join(MODES)}.")
         for name in ("self_consistency", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
-                raise LmboostError(f"{name} must be at least 1, not {getattr(self, name)}.")
+                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}.")
         if self.limit is not None and self.limit < 1:
-            raise LmboostError(f"limit must be at least 1, not {self.limit}.")
+            raise ConfigError(f"limit must be at least 1, not {self.limit}.")
         resolve_dtype(self.dtype)
         if self.backend not in BACKENDS:
-            raise LmboostError(
+            raise BackendError(
                 f"Unknown backend '{self.backend}'. Choose one of: {', '.join(BACKENDS)}."
             )
         if self.tensor_parallel_size < 1:
-            raise LmboostError(
+            raise ConfigError(
                 f"tensor_parallel_size must be at least 1, not {self.tensor_parallel_size}."
             )
         generation_settings(self).validate()
         scored = {family_of(t).title for t in task_names(self.task) if family_of(t).scored_choices}
         if self.mode == "direct" and self.self_consistency > 1 and scored:
-            raise LmboostError(
+            raise ConfigError(
                 f"{', '.join(sorted(scored))}'s direct mode scores the option letters and samples "
                 "nothing, so self-consistency does not apply: use --mode zs-cot or fs-cot, or "
                 "drop --self-consistency."
