@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 from lmboost.compression.quantize import torchao_available
-from lmboost.compression.runner import CompressConfig, compress
+from lmboost.compression.runner import CompressConfig, run_compression
 from lmboost.evaluation.records import read_json, write_json, write_text
 from lmboost.evaluation.report import markdown_table
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                 if name != "sweep":
                     _share_dense_scores(args.results / model, out)
                 start = time.perf_counter()
-                compress(CompressConfig(
+                run_compression(CompressConfig(
                     out=out, model=model, ppl_tokens=args.ppl_tokens,
                     icl=name != "sweep", icl_limit=args.icl_limit, icl_seeds=args.icl_seeds,
                     **({"sweep": SWEEP} if name == "sweep" else CONFIGS[name]),

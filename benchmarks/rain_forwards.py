@@ -1,16 +1,12 @@
 """RAIN's model work on one prompt, counted rather than timed: forwards and token rows.
 
-On a CPU one forward of a few rows costs about what one row does (the weights are read once per
-forward), and a forward of many tokens costs about per token; so a search's time is close to
-``a * forwards + b * token rows``, whatever else the machine runs. This counts both (a hook on
-the model's body sees every forward: the search's, the judge's, the embedder's) for RAIN
-settings given as ``RainConfig`` keyword dicts, one line each, with the seconds the run took::
+On a CPU a forward of a few rows costs about what one row does and a forward of many tokens about
+per token, so a search's time is close to ``--per-forward * forwards + --per-token * token rows``
+whatever else the machine runs (defaults fitted to SmolLM2-135M, one thread, docs/rain-results.md).
+A hook on the model's body counts every forward (search, judge, embedder) for each RAIN setting
+given as ``RainConfig`` keywords in JSON::
 
-    OMP_NUM_THREADS=1 python benchmarks/rain_forwards.py --max-iterations 10 \\
-        --max-new-tokens 24 '{"batched": false}' '{}' '{"parallel": 4}'
-
-The estimate uses ``--per-forward`` and ``--per-token`` seconds (defaults: 0.075 s and 0.004 s,
-fitted to SmolLM2-135M on one thread of the 2-core AMD EPYC of docs/rain-results.md).
+    OMP_NUM_THREADS=1 python benchmarks/rain_forwards.py '{"batched": false}' '{}' '{"parallel": 4}'
 """
 
 from __future__ import annotations
@@ -38,14 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     loaded = load_model(args.model, device="cpu")
     shapes: list[tuple[int, int]] = []
-    loaded.model.get_decoder().register_forward_pre_hook(
-        lambda module, a, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
-        with_kwargs=True,
-    )
+    loaded.model.get_decoder().register_forward_pre_hook(  # every forward of the model's body
+        lambda module, a, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
     for text in args.settings:
-        options = json.loads(text)
         config = RainConfig(max_new_tokens=args.max_new_tokens,
-                            max_iterations=args.max_iterations, **options)
+                            max_iterations=args.max_iterations, **json.loads(text))
         shapes.clear()
         result = rain_generate(loaded, args.prompt, config,
                                evaluator=SelfEvaluator(loaded, GOALS[args.goal]),

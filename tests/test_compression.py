@@ -44,7 +44,7 @@ from lmboost.compression.oneshot import (
     save_compressed_tensors,
 )
 from lmboost.compression.quantize import torchao_available
-from lmboost.compression.runner import CompressConfig, compress, parse_sweep
+from lmboost.compression.runner import CompressConfig, parse_sweep, run_compression
 from lmboost.errors import DataNotFoundError, LmboostError
 from lmboost.evaluation.records import read_json
 from lmboost.models import load_model
@@ -455,7 +455,7 @@ def test_wikitext2_test_text_is_raw_with_unix_newlines():
 def test_compress_neurons_makes_a_smaller_model(tiny_model_dir, tmp_path):
     text = tmp_path / "text.txt"
     text.write_text(TEXT)
-    results = compress(
+    results = run_compression(
         CompressConfig(
             model=tiny_model_dir, prune="neurons:0.25", ppl_text=text, ppl_tokens=60,
             ppl_window=32, ppl_stride=16, speed_len=16, speed_repeats=1, out=tmp_path / "run",

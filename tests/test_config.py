@@ -150,7 +150,18 @@ def test_renamed_keys_still_load_with_a_warning(tmp_path):
 
 
 def test_cli_without_optional_flags_gives_the_dataclass_defaults(tmp_path):
-    from lmboost.cli import build_parser, icl_cmd, reason_cmd, train_cmd
+    from lmboost.bias import BiasConfig
+    from lmboost.cli import (
+        bias_cmd,
+        build_parser,
+        compress_cmd,
+        generate_cmd,
+        icl_cmd,
+        reason_cmd,
+        train_cmd,
+    )
+    from lmboost.compression.runner import CompressConfig
+    from lmboost.generation import GenerateRunConfig
     from lmboost.icl import ICLConfig
     from lmboost.reasoning import ReasoningConfig
     from lmboost.training import TrainConfig
@@ -166,6 +177,65 @@ def test_cli_without_optional_flags_gives_the_dataclass_defaults(tmp_path):
     args = parser.parse_args(["train", "classify", "--task", "sst2", "--out", str(tmp_path)])
     expected = TrainConfig(recipe="classify", task="sst2", out=str(tmp_path))
     assert train_cmd.config_from_args(args) == expected
+    args = parser.parse_args(["generate", "--prompt", "Hi", "--out", str(tmp_path)])
+    expected = GenerateRunConfig(out=tmp_path, progress=True)
+    assert generate_cmd.config_from_args(args) == expected
+    # each command has its own required flags; the rest are the dataclass defaults
+    args = parser.parse_args(["compress", "--prune", "magnitude:0.5", "--out", str(tmp_path)])
+    expected = CompressConfig(prune="magnitude:0.5", out=tmp_path)
+    assert compress_cmd.config_from_args(args) == expected
+    args = parser.parse_args(["bias", "--model", "minilm-l6-v2", "--out", str(tmp_path)])
+    expected = BiasConfig(model="minilm-l6-v2", out=tmp_path)
+    assert bias_cmd.config_from_args(args) == expected
+
+
+def test_every_run_config_shares_the_run_settings_and_their_checks(tmp_path):
+    """out, model, dtype, device, trust_remote_code and restart (and backend and
+    tensor_parallel_size where a backend runs the model) mean the same in every run command,
+    on the command line and in Python."""
+    from lmboost.bias import BiasConfig
+    from lmboost.cli import bias_cmd, build_parser, compress_cmd, generate_cmd, icl_cmd, reason_cmd
+    from lmboost.compression.runner import CompressConfig
+    from lmboost.generation import GenerateRunConfig
+    from lmboost.icl import ICLConfig
+    from lmboost.reasoning import ReasoningConfig
+
+    shared = ["--dtype", "float32", "--device", "cpu", "--trust-remote-code", "--restart"]
+    backend = ["--backend", "vllm", "--tensor-parallel-size", "2"]
+    runs = [
+        (icl_cmd, ICLConfig, ["icl", "--task", "sst2", *backend], {"task": "sst2"}),
+        (reason_cmd, ReasoningConfig, ["reason", "--task", "gsm8k", *backend], {"task": "gsm8k"}),
+        (generate_cmd, GenerateRunConfig, ["generate", "--prompt", "Hi", *backend], {}),
+        (compress_cmd, CompressConfig, ["compress", "--prune", "magnitude:0.5"],
+         {"prune": "magnitude:0.5"}),
+        (bias_cmd, BiasConfig, ["bias"], {}),
+    ]
+    for command, config, argv, required in runs:
+        args = build_parser().parse_args(
+            [*argv, *shared, "--model", "m", "--out", str(tmp_path)]
+        )
+        built = command.config_from_args(args)
+        assert (built.model, built.out, built.dtype, built.device) == ("m", tmp_path, "float32",
+                                                                      "cpu")
+        assert built.trust_remote_code and built.restart
+        if "--backend" in argv:
+            assert (built.backend, built.tensor_parallel_size) == ("vllm", 2)
+        with pytest.raises(LmboostError, match="dtype.*'fp8'"):
+            config(out=tmp_path, model="m", dtype="fp8", **required).validate()
+        with pytest.raises(LmboostError, match="Unknown device 'tpu'"):
+            config(out=tmp_path, model="m", device="tpu", **required).validate()
+        if "--backend" in argv:
+            with pytest.raises(LmboostError, match="backend must be one of hf, vllm, not 'tgi'"):
+                config(out=tmp_path, model="m", backend="tgi", **required).validate()
+            with pytest.raises(LmboostError, match="tensor_parallel_size must be an integer >= 1"):
+                config(out=tmp_path, model="m", tensor_parallel_size=0, **required).validate()
+
+
+def test_the_earlier_entry_point_names_still_work():
+    from lmboost.compression.runner import compress, run_compression
+    from lmboost.training import run_training, train
+
+    assert compress is run_compression and train is run_training
 
 
 def test_cli_choices_come_from_the_library():

@@ -194,8 +194,7 @@ def _data_found(monkeypatch):
 @pytest.fixture
 def no_model(monkeypatch):
     for target in (
-        "lmboost.icl.runner.load_backend",
-        "lmboost.reasoning.runner.load_backend",
+        "lmboost.evaluation.store.load_backend",
         "lmboost.bias.runner.load_model",
         "lmboost.compression.runner.load_model",
         "lmboost.cli.generate_cmd.load_backend",

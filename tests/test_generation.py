@@ -316,7 +316,7 @@ def _no_model(*args, **kwargs):
 def test_a_bad_out_and_bad_prompt_files_are_refused_before_the_model_loads(
     tiny_model_dir, tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setattr("lmboost.generation.run.load_backend", _no_model)
+    monkeypatch.setattr("lmboost.evaluation.store.load_backend", _no_model)
     a_file = tmp_path / "results.txt"
     a_file.write_text("not a folder")
     prompts = _prompts_file(tmp_path)
@@ -342,7 +342,7 @@ def test_a_bad_out_and_bad_prompt_files_are_refused_before_the_model_loads(
 def test_a_read_only_out_is_refused_before_the_model_loads(
     tiny_model_dir, tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setattr("lmboost.generation.run.load_backend", _no_model)
+    monkeypatch.setattr("lmboost.evaluation.store.load_backend", _no_model)
     out = tmp_path / "ro"
     out.mkdir()
     out.chmod(0o555)

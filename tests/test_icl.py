@@ -153,7 +153,7 @@ def test_zero_shot_prefix_is_the_instruction_only(tiny_model, tmp_path):
 def test_rerun_with_other_calibrators_needs_no_model(first_run, tmp_path, monkeypatch):
     config, first = first_run
     out = _copy_out(config, tmp_path)
-    monkeypatch.setattr("lmboost.icl.runner.load_backend", _no_model)
+    monkeypatch.setattr("lmboost.evaluation.store.load_backend", _no_model)
     results = run_icl(replace(config, out=out, calibration=["bc", "pc"]), progress=False)
     assert all(run["scores_from_cache"] for run in results["runs"])
     assert list(results["methods"]) == ["bc", "pc"]
@@ -191,7 +191,7 @@ def test_changed_demonstrations_or_template_are_refused_or_rescored_on_restart(
     templated = run_icl(replace(config, out=out, task=str(spec), restart=True), progress=False)
     assert not any(run["scores_from_cache"] for run in templated["runs"])
 
-    monkeypatch.setattr("lmboost.icl.runner.load_backend", _no_model)
+    monkeypatch.setattr("lmboost.evaluation.store.load_backend", _no_model)
     again = run_icl(replace(config, out=out, task=str(spec)), progress=False)
     assert all(run["scores_from_cache"] for run in again["runs"])
 
@@ -353,7 +353,7 @@ def test_hidden_knn_pmi_gc_store_their_outputs_and_reuse_them(
     np.testing.assert_allclose(stored.generated, generated, atol=1e-5, rtol=0)
 
     # Rerun: everything is stored, no model is loaded, the same metrics come back.
-    monkeypatch.setattr("lmboost.icl.runner.load_backend", _no_model)
+    monkeypatch.setattr("lmboost.evaluation.store.load_backend", _no_model)
     third = run_icl(replace(config, calibration=methods), progress=False)
     assert [run["computed"] for run in third["runs"]] == [[], []]
     assert [r["metrics"] for r in third["runs"]] == [r["metrics"] for r in second["runs"]]
@@ -400,7 +400,7 @@ def test_gc_with_nothing_to_sample_after_is_not_applicable(tiny_model_dir, tmp_p
 )
 def test_bad_input_is_a_clear_error(first_run, tmp_path, monkeypatch, changes, message):
     config, _ = first_run
-    monkeypatch.setattr("lmboost.icl.runner.load_backend", _no_model)
+    monkeypatch.setattr("lmboost.evaluation.store.load_backend", _no_model)
     with pytest.raises(LmboostError, match=message):
         run_icl(replace(config, out=tmp_path / "out", **changes), progress=False)
     assert not (tmp_path / "out").exists()
@@ -553,7 +553,7 @@ def test_report_names_labels_by_their_words_and_the_labelled_budget(first_run, t
 
 def test_calibrate_a_run_folder_equals_an_icl_rerun(first_run, tmp_path, monkeypatch):
     config, _ = first_run
-    monkeypatch.setattr("lmboost.icl.runner.load_backend", _no_model)
+    monkeypatch.setattr("lmboost.evaluation.store.load_backend", _no_model)
     methods = ["none", "bc", "linc"]
     rerun = run_icl(replace(config, out=_copy_out(config, tmp_path), calibration=methods),
                     progress=False)

@@ -31,7 +31,7 @@ from lmboost.instruct import (
     write_mixture,
 )
 from lmboost.instruct.sources import read_flan_cot
-from lmboost.training import load_recipe, train
+from lmboost.training import load_recipe, run_training
 
 REPO = Path(__file__).resolve().parents[1]
 COT_YAML = REPO / "recipes" / "mixture-flan-cot.yaml"
@@ -280,7 +280,7 @@ def test_cli_build_sources_and_errors(tmp_path, capsys):
 def test_tiny_model_sft_on_a_built_mixture(tiny_model_dir, tmp_path):
     config = _config(sources=["sst2", "trec", "cot:strategyqa"], size=12, few_shot_k=0)
     write_mixture(build_mixture(config), tmp_path / "mix", config)
-    record = train(load_recipe(REPO / "recipes" / "sft-mixture.yaml", {
+    record = run_training(load_recipe(REPO / "recipes" / "sft-mixture.yaml", {
         "model": tiny_model_dir, "data": str(tmp_path / "mix" / "mixture.jsonl"),
         "out": str(tmp_path / "sft"), "max_steps": 2, "max_length": 64, "eval_size": 4,
         "per_device_train_batch_size": 4, "lora": {"merge": False}, "progress": False,

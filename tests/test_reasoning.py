@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-import lmboost.reasoning.runner as runner_module
 from lmboost.backends.hf import HFBackend
 from lmboost.cli import main
 from lmboost.errors import LmboostError, TaskError
@@ -263,7 +262,8 @@ def test_resume_skips_finished_items(monkeypatch, long_model, tmp_path):
     assert len(calls) == 2 and first["n_items"] == 2
 
     calls.clear()
-    monkeypatch.setattr(runner_module, "load_backend", lambda *a, **k: pytest.fail("loaded"))
+    monkeypatch.setattr("lmboost.evaluation.store.load_backend",
+                        lambda *a, **k: pytest.fail("loaded"))
     again = run_reasoning(config, loaded=long_model)  # everything done: no generation
     assert calls == [] and again["items"] == first["items"]
 

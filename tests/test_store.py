@@ -18,7 +18,7 @@ from conftest import save_tiny_llama
 
 from lmboost.bias import BiasConfig, run_bias
 from lmboost.cli import main
-from lmboost.compression.runner import CompressConfig, compress
+from lmboost.compression.runner import CompressConfig, run_compression
 from lmboost.errors import LmboostError
 from lmboost.evaluation.records import read_json
 from lmboost.evaluation.store import LOCK, SETTINGS, RunStore
@@ -250,8 +250,7 @@ def test_item_log_drops_a_torn_last_line_and_names_a_bad_one(tmp_path):
 def test_an_invalid_out_is_refused_before_the_model_loads(
     tiny_model_dir, tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setattr("lmboost.icl.runner.load_backend", _no_model)
-    monkeypatch.setattr("lmboost.reasoning.runner.load_backend", _no_model)
+    monkeypatch.setattr("lmboost.evaluation.store.load_backend", _no_model)
     monkeypatch.setattr("lmboost.bias.runner.load_model", _no_model)
     monkeypatch.setattr("lmboost.compression.runner.load_model", _no_model)
     spec = _task(tmp_path / "task")
@@ -266,7 +265,7 @@ def test_an_invalid_out_is_refused_before_the_model_loads(
     with pytest.raises(LmboostError, match="is a file, not a folder"):
         run_bias(BiasConfig(model=tiny_model_dir, out=a_file, tests=["weat10"]), progress=False)
     with pytest.raises(LmboostError, match="is a file, not a folder"):
-        compress(CompressConfig(out=a_file, model=tiny_model_dir, prune="magnitude:0.5"))
+        run_compression(CompressConfig(out=a_file, model=tiny_model_dir, prune="magnitude:0.5"))
     assert main(["reason", "--task", "gsm8k", "--model", tiny_model_dir, "--out",
                  str(a_file)]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
@@ -274,7 +273,7 @@ def test_an_invalid_out_is_refused_before_the_model_loads(
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere")
 def test_a_read_only_out_is_refused(tiny_model_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr("lmboost.icl.runner.load_backend", _no_model)
+    monkeypatch.setattr("lmboost.evaluation.store.load_backend", _no_model)
     out = tmp_path / "ro"
     out.mkdir()
     out.chmod(0o555)

@@ -17,7 +17,7 @@ from transformers import TrainerCallback
 
 from lmboost.errors import LmboostError
 from lmboost.tasks import register_task, task_from_file
-from lmboost.training import RecipeError, build_config, load_recipe, parse_overrides, train
+from lmboost.training import RecipeError, build_config, load_recipe, parse_overrides, run_training
 from lmboost.training.adversarial import FGM, PGD, SMART, FreeLB, PerturbedBatch, symmetric_kl
 from lmboost.training.data import PadCollator, pack_blocks, tokenize_sft
 from lmboost.training.models import class_weights, classification_loss
@@ -83,7 +83,7 @@ def lora_run(tiny_model_dir, reviews, tmp_path_factory):
     snap = Snapshot()
     config = _config(tiny_model_dir, out, data=str(reviews), labels=["neg", "pos"],
                      max_steps=3, lora={"enabled": True, "r": 4, "alpha": 8})
-    record = train(config, callbacks=[snap])
+    record = run_training(config, callbacks=[snap])
     return record, snap, out
 
 
@@ -139,7 +139,7 @@ def test_encoder_classify_with_lora_and_fgm(tmp_path, reviews):
     BertModel(config).save_pretrained(tmp_path / "bert")
     tokenizer.save_pretrained(tmp_path / "bert")
     snap = Snapshot()
-    record = train(
+    record = run_training(
         _config(str(tmp_path / "bert"), tmp_path / "out", data=str(reviews), labels=["neg", "pos"],
                 max_steps=1, lora=True, adversarial={"method": "fgm", "epsilon": 0.5}),
         callbacks=[snap],
@@ -365,14 +365,14 @@ def test_class_weights_change_the_loss_as_by_hand(tiny_model_dir, tmp_path):
 def test_resume_gives_the_same_weights(tiny_model_dir, reviews, tmp_path):
     settings = dict(data=str(reviews), labels=["neg", "pos"], max_steps=4, eval_steps=2,
                     save_steps=2, learning_rate=1e-3, load_best_model_at_end=False)
-    train(_config(tiny_model_dir, tmp_path / "a", **settings))
-    train(_config(tiny_model_dir, tmp_path / "b", **settings), callbacks=[StopAt(2)])
+    run_training(_config(tiny_model_dir, tmp_path / "a", **settings))
+    run_training(_config(tiny_model_dir, tmp_path / "b", **settings), callbacks=[StopAt(2)])
     straight = load_file(tmp_path / "a" / "model" / "model.safetensors")
     halfway = load_file(tmp_path / "b" / "model" / "model.safetensors")
     assert any((halfway[k] - straight[k]).abs().max() > 1e-4 for k in straight)
     with pytest.raises(LmboostError, match="resume"):
-        train(_config(tiny_model_dir, tmp_path / "b", **settings))
-    record = train(_config(tiny_model_dir, tmp_path / "b", resume=True, **settings))
+        run_training(_config(tiny_model_dir, tmp_path / "b", **settings))
+    record = run_training(_config(tiny_model_dir, tmp_path / "b", resume=True, **settings))
     assert record["train"]["resumed_from"].endswith("checkpoint-2")
     assert record["train"]["global_step"] == 4
     resumed = load_file(tmp_path / "b" / "model" / "model.safetensors")
@@ -386,10 +386,10 @@ def test_gradient_accumulation_matches_the_whole_batch(tiny_model_dir, reviews, 
     (regression: the classifier's mean loss was not divided by the accumulation steps), and the
     record's global batch."""
     settings = dict(data=str(reviews), labels=["neg", "pos"], max_steps=2, logging_steps=1)
-    whole = train(_config(tiny_model_dir, tmp_path / "whole", **settings,
-                          per_device_train_batch_size=8))
-    split = train(_config(tiny_model_dir, tmp_path / "split", **settings,
-                          gradient_accumulation_steps=2))
+    whole = run_training(_config(tiny_model_dir, tmp_path / "whole", **settings,
+                                 per_device_train_batch_size=8))
+    split = run_training(_config(tiny_model_dir, tmp_path / "split", **settings,
+                                 gradient_accumulation_steps=2))
     assert whole["distributed"]["global_train_batch_size"] == 8
     assert split["distributed"] == {**whole["distributed"], "per_device_train_batch_size": 4,
                                     "train_batch_size_per_process": 4,
@@ -404,9 +404,9 @@ def test_gradient_accumulation_matches_the_whole_batch(tiny_model_dir, reviews, 
 
 def test_early_stopping_keeps_the_best_checkpoint(tiny_model_dir, reviews, tmp_path):
     """A learning rate too small to move the dev accuracy: the second eval is no better."""
-    record = train(_config(tiny_model_dir, tmp_path, data=str(reviews), labels=["neg", "pos"],
-                           learning_rate=1e-12, max_steps=10, eval_steps=1,
-                           early_stopping_patience=1))
+    record = run_training(_config(tiny_model_dir, tmp_path, data=str(reviews),
+                                  labels=["neg", "pos"], learning_rate=1e-12, max_steps=10,
+                                  eval_steps=1, early_stopping_patience=1))
     assert record["train"]["global_step"] == 2
     assert record["train"]["best_checkpoint"].endswith("checkpoint-1")
 
@@ -420,7 +420,7 @@ def test_missing_reporter_package_is_a_clear_error(
     config = _config(tiny_model_dir, tmp_path, data=str(reviews), labels=["neg", "pos"],
                      report_to="tensorboard")
     with pytest.raises(LmboostError, match="pip install tensorboard"):
-        train(config)
+        run_training(config)
 
 
 def test_tensorboard_event_files_hold_the_training_loss(tiny_model_dir, reviews, tmp_path):
@@ -428,8 +428,9 @@ def test_tensorboard_event_files_hold_the_training_loss(tiny_model_dir, reviews,
     scalar per logged step, equal to the losses in the run record."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    record = train(_config(tiny_model_dir, tmp_path, data=str(reviews), labels=["neg", "pos"],
-                           report_to="tensorboard", max_steps=4, logging_steps=1))
+    record = run_training(_config(tiny_model_dir, tmp_path, data=str(reviews),
+                                  labels=["neg", "pos"], report_to="tensorboard", max_steps=4,
+                                  logging_steps=1))
     events = sorted(tmp_path.rglob("events.out.tfevents.*"))
     assert events, f"no event files under {tmp_path}"
     losses = []
@@ -446,26 +447,26 @@ def test_tensorboard_event_files_hold_the_training_loss(tiny_model_dir, reviews,
 def test_lm_and_sft_recipes_with_adversaries(tiny_model_dir, reviews, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(f"review {i}: a great movie, far too long" for i in range(40)))
-    lm = train(_config(tiny_model_dir, tmp_path / "lm", recipe="lm", data=str(corpus),
-                       block_size=16, max_steps=1, adversarial="freelb"))
+    lm = run_training(_config(tiny_model_dir, tmp_path / "lm", recipe="lm", data=str(corpus),
+                              block_size=16, max_steps=1, adversarial="freelb"))
     assert lm["eval"]["perplexity"] > 1 and lm["data"]["train_blocks"] > 0
     task = task_from_file(reviews, "Review: {text}\nSentiment:", {"neg": "negative",
                           "pos": "positive"}, name="tiny-reviews", pool_size=16)
     register_task(task, overwrite=True)
-    tapt = train(_config(tiny_model_dir, tmp_path / "tapt", recipe="lm", task="tiny-reviews",
-                         block_size=8, max_steps=1))
+    tapt = run_training(_config(tiny_model_dir, tmp_path / "tapt", recipe="lm", task="tiny-reviews",
+                                block_size=8, max_steps=1))
     assert (tapt["data"]["task"], tapt["data"]["n_train"]) == ("tiny-reviews", 16)
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("\n".join(
         json.dumps({"prompt": f"Review: movie {i}\nSentiment:", "completion": " positive"})
         for i in range(12)
     ))
-    sft = train(_config(tiny_model_dir, tmp_path / "sft", recipe="sft", data=str(pairs),
-                        max_steps=1, lora=True, adversarial={"method": "pgd", "steps": 2}))
+    sft = run_training(_config(tiny_model_dir, tmp_path / "sft", recipe="sft", data=str(pairs),
+                               max_steps=1, lora=True, adversarial={"method": "pgd", "steps": 2}))
     assert sft["eval"]["loss"] > 0 and (tmp_path / "sft" / "adapter").is_dir()
-    smart = train(_config(tiny_model_dir, tmp_path / "smart", data=str(reviews),
-                          labels=["neg", "pos"], class_weights="balanced",
-                          adversarial={"method": "smart", "mu": 1.0}))
+    smart = run_training(_config(tiny_model_dir, tmp_path / "smart", data=str(reviews),
+                                 labels=["neg", "pos"], class_weights="balanced",
+                                 adversarial={"method": "smart", "mu": 1.0}))
     assert len(smart["class_weights"]) == 2
     assert 0 <= smart["eval"]["accuracy"] <= 1
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch.distributed as dist
 from transformers import TrainerCallback
 
-from lmboost.training import build_config, train
+from lmboost.training import build_config, run_training
 
 
 class KillAfterSave(TrainerCallback):
@@ -33,7 +33,7 @@ class KillAfterSave(TrainerCallback):
 
 def main(argv: list[str]) -> int:
     step, settings = int(argv[0]), json.loads(argv[1])
-    train(build_config(settings), callbacks=[KillAfterSave(step)])
+    run_training(build_config(settings), callbacks=[KillAfterSave(step)])
     return 0  # not reached unless training ended before step N
 
 

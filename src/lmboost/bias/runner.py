@@ -15,7 +15,6 @@ runs :func:`lmboost.bias.weat.weat` on each test, and writes
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from lmboost import __version__
 from lmboost.bias.encoders import POOLINGS, check_pooling, encode
 from lmboost.bias.seat import load_test, resolve_tests
 from lmboost.bias.weat import weat
-from lmboost.errors import BiasTestError, ConfigError, TaskError
+from lmboost.errors import BiasTestError, TaskError
 from lmboost.evaluation.records import (
     RunTimer,
     atomic_file,
@@ -35,7 +34,7 @@ from lmboost.evaluation.records import (
     write_json,
     write_text,
 )
-from lmboost.evaluation.store import RunStore, config_settings
+from lmboost.evaluation.store import RunConfig, RunStore
 from lmboost.models import load_model
 from lmboost.models.loading import resolve_dtype
 
@@ -43,13 +42,14 @@ SIGNIFICANCE = 0.01  # the level May et al. (2019) mark in their tables
 
 
 @dataclass(kw_only=True)
-class BiasConfig:
-    """Settings of one bias run (the CLI's flags, one to one).
+class BiasConfig(RunConfig):
+    """Settings of one bias run (the CLI's flags, one to one); ``out``, ``dtype``, ``device``,
+    ``trust_remote_code`` and ``restart`` are every run's
+    (:class:`~lmboost.evaluation.store.RunConfig`).
 
     Attributes:
         model: model spec for :func:`lmboost.models.load_model` (a sentence encoder such as
             ``minilm-l6-v2`` or a causal LM).
-        out: output folder (``results.json``, ``report.md``, ``effect_sizes.png``).
         tests: test names (``weat1``, ``sent-weat1``, ...), paths to test files, or ``all``.
         pooling: mean (default), first (encoders: [CLS]) or last (causal LMs: final token); see
             :mod:`lmboost.bias.encoders`.
@@ -58,19 +58,14 @@ class BiasConfig:
         seed: seed of the sampled partitions; every test starts from it afresh, so a test's
             p-value does not depend on which other tests run with it.
         batch_size: texts encoded at once.
-        dtype: float32, bfloat16, float16 or auto (bfloat16 on CUDA, float32 elsewhere).
-        restart: start the folder over: what it holds is moved aside (``OUT.old-<time>``).
     """
 
     model: str
-    out: Path
     tests: list[str] = field(default_factory=lambda: ["all"])
     pooling: str = "mean"
     permutations: int = 100_000
     seed: int = 0
     batch_size: int = 32
-    dtype: str = "auto"
-    restart: bool = False
 
     def validate(self) -> None:
         """Raise LmboostError with the fix when a setting is out of range or unknown."""
@@ -80,15 +75,8 @@ class BiasConfig:
             raise BiasTestError(
                 f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}."
             )
-        resolve_dtype(self.dtype)
-        for name, low in (("permutations", 1), ("seed", 0), ("batch_size", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigError(f"{name} must be an integer >= {low}, not {value!r}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as JSON-ready values."""
-        return {**dataclasses.asdict(self), "out": str(self.out)}
+        super().validate()
+        self.check_integers(permutations=1, seed=0, batch_size=1)
 
 
 def run_bias(config: BiasConfig, progress: bool = True) -> dict[str, Any]:
@@ -97,9 +85,8 @@ def run_bias(config: BiasConfig, progress: bool = True) -> dict[str, Any]:
     config.validate()
     tests = [load_test(name) for name in resolve_tests(config.tests)]
     out = Path(config.out)
-    settings = config_settings(config)
-    with RunStore(out, "bias", settings | {"dtype": resolve_dtype(config.dtype)},
-                  restart=config.restart):
+    settings = config.settings() | {"dtype": resolve_dtype(config.dtype, config.device)}
+    with RunStore(out, "bias", settings, restart=config.restart):
         results = _run(config, tests, progress)
         write_json(out / "results.json", results)
         write_report(results, out)
@@ -109,7 +96,8 @@ def run_bias(config: BiasConfig, progress: bool = True) -> dict[str, Any]:
 def _run(config: BiasConfig, tests: list, progress: bool) -> dict[str, Any]:
     """Encode every text once, test, and build the results object."""
     timer = RunTimer()
-    loaded = load_model(config.model, dtype=config.dtype)
+    loaded = load_model(config.model, dtype=config.dtype, device=config.device,
+                        trust_remote_code=config.trust_remote_code)
     check_pooling(loaded, config.pooling)
     texts = list(dict.fromkeys(t for test in tests for t in test.texts()))
     vectors = encode(

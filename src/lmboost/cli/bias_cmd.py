@@ -31,7 +31,7 @@ import argparse
 from pathlib import Path
 
 from lmboost.bias import POOLINGS, BiasConfig, run_bias, summary_table
-from lmboost.cli.options import add_dtype, add_out, add_restart
+from lmboost.cli.options import add_model, add_run_flags, config_from_flags
 
 NAME = "bias"
 HELP = "WEAT/SEAT social-bias association tests (effect sizes, p-values)"
@@ -39,9 +39,7 @@ HELP = "WEAT/SEAT social-bias association tests (effect sizes, p-values)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bias`` flags; test names are validated in :func:`run`, with the valid list."""
-    parser.add_argument(
-        "--model", required=True, help="model spec: a sentence encoder or a causal LM"
-    )
+    add_model(parser, BiasConfig, help="model spec: a sentence encoder or a causal LM")
     parser.add_argument(
         "--tests", default="all", metavar="LIST", help="comma list of test names, or all (all)"
     )
@@ -54,24 +52,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=32, metavar="N", help="texts encoded at once (32)"
     )
-    add_dtype(parser)
-    add_out(parser)
-    add_restart(parser)
+    add_run_flags(parser, BiasConfig)
+
+
+def config_from_args(args: argparse.Namespace) -> BiasConfig:
+    """The :class:`~lmboost.bias.BiasConfig` the flags describe."""
+    return config_from_flags(BiasConfig, args, tests=args.tests.split(","))
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the tests, print the table and where the report is."""
-    config = BiasConfig(
-        model=args.model,
-        out=args.out,
-        restart=args.restart,
-        tests=args.tests.split(","),
-        pooling=args.pooling,
-        permutations=args.permutations,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        dtype=args.dtype,
-    )
+    config = config_from_args(args)
     results = run_bias(config)
     print(f"\n{config.model}, {config.pooling} pooling: effect sizes (* p < "
           f"{results['significance']})")

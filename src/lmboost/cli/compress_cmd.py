@@ -40,11 +40,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lmboost.cli.options import add_dtype, add_out, add_restart
+from lmboost.cli.options import add_model, add_run_flags, config_from_flags
 from lmboost.compression import ONESHOT_SCHEMES, QUANTIZERS
 from lmboost.compression.magnitude import SCOPES
-from lmboost.compression.runner import CompressConfig, compress, summary_table
-from lmboost.models import DEFAULT_MODEL
+from lmboost.compression.runner import CompressConfig, run_compression, summary_table
 
 NAME = "compress"
 HELP = "prune (SparseGPT, Wanda, 2:4, MLP neurons) and quantize (W8A8, int4), cost measured"
@@ -52,7 +51,7 @@ HELP = "prune (SparseGPT, Wanda, 2:4, MLP neurons) and quantize (W8A8, int4), co
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``compress`` flags; specs are validated in :func:`run`, with clear messages."""
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model spec ({DEFAULT_MODEL})")
+    add_model(parser, CompressConfig)
     parser.add_argument("--prune", metavar="METHOD:AMOUNT", help="e.g. magnitude:0.5")
     parser.add_argument(
         "--scope", default="layer", choices=SCOPES, help="magnitude pruning per layer or global"
@@ -91,41 +90,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     icl.add_argument("--icl-limit", type=int, default=200, metavar="N",
                      help="eval examples (200)")
     icl.add_argument("--icl-seeds", type=int, default=3, metavar="N", help="seeds (3)")
-    add_dtype(parser)
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="allow the model's own code (auto_map) to run (off)")
-    add_out(parser)
-    add_restart(parser)
+    add_run_flags(parser, CompressConfig)
+
+
+def config_from_args(args: argparse.Namespace) -> CompressConfig:
+    """The :class:`~lmboost.compression.runner.CompressConfig` the flags describe."""
+    return config_from_flags(CompressConfig, args)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the experiment, print the before/after table and where the report is."""
-    config = CompressConfig(
-        model=args.model,
-        prune=args.prune,
-        scope=args.scope,
-        quantize=args.quantize,
-        sweep=args.sweep,
-        ppl_text=args.ppl_text,
-        ppl_tokens=args.ppl_tokens,
-        ppl_window=args.ppl_window,
-        ppl_stride=args.ppl_stride,
-        calib_text=args.calib_text,
-        calib_samples=args.calib_samples,
-        calib_len=args.calib_len,
-        recover_steps=args.recover_steps,
-        recover_lr=args.recover_lr,
-        icl=args.icl,
-        icl_limit=args.icl_limit,
-        icl_seeds=args.icl_seeds,
-        dtype=args.dtype,
-        device=args.device,
-        trust_remote_code=args.trust_remote_code,
-        out=args.out,
-        restart=args.restart,
-    )
-    results = compress(config)
+    config = config_from_args(args)
+    results = run_compression(config)
     steps = " + ".join(s for s in (config.prune, config.quantize) if s) or "sweep only"
     print(f"\n{config.model}: {steps}")
     print(summary_table(results))

@@ -56,13 +56,11 @@ import argparse
 from pathlib import Path
 
 from lmboost.cli.options import (
-    CHAT,
-    add_backend,
     add_chat,
-    add_device,
-    add_dtype,
-    add_out,
-    add_restart,
+    add_model,
+    add_run_flags,
+    add_sampling,
+    config_from_flags,
 )
 from lmboost.decoding import RainConfig
 from lmboost.generation.run import (
@@ -72,7 +70,6 @@ from lmboost.generation.run import (
     read_prompts,
     run_generate,
 )
-from lmboost.models import DEFAULT_MODEL
 
 NAME = "generate"
 HELP = "greedy decoding, sampling, or RAIN self-aligned decoding (harmless, positive, a question)"
@@ -80,7 +77,7 @@ HELP = "greedy decoding, sampling, or RAIN self-aligned decoding (harmless, posi
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``generate`` flags."""
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model spec ({DEFAULT_MODEL})")
+    add_model(parser, GenerateRunConfig)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--prompt", help="one prompt")
     source.add_argument(
@@ -100,9 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of --sample and --rain (0)")
     sample = parser.add_argument_group("sampling")
     sample.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    sample.add_argument("--temperature", type=float, default=1.0, help="(1.0)")
-    sample.add_argument("--top-k", type=int, default=0, metavar="K", help="(0 = off)")
-    sample.add_argument("--top-p", type=float, default=1.0, metavar="P", help="(1.0 = off)")
+    add_sampling(sample, GenerateRunConfig)
     rain = parser.add_argument_group("RAIN")
     rain.add_argument("--rain", action="store_true", help="decode with RAIN instead of greedily")
     rain.add_argument("--goal", default="harmless", help="harmless, positive or a yes/no question")
@@ -130,40 +125,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the run's judgements (a resumed run calibrates over its own prompts only)",
     )
     rain.add_argument("--trace", action="store_true", help="record each step's search")
-    add_chat(parser)
-    add_dtype(parser)
-    add_device(parser)
-    add_backend(parser)
-    add_out(parser)
-    add_restart(parser)
+    add_chat(parser, GenerateRunConfig)
+    add_run_flags(parser, GenerateRunConfig)
+
+
+def config_from_args(args: argparse.Namespace) -> GenerateRunConfig:
+    """The :class:`GenerateRunConfig` the flags describe (progress on: a person is watching)."""
+    return config_from_flags(
+        GenerateRunConfig, args, max_new_tokens=None if args.rain else args.max_new_tokens,
+        rain=_rain_config(args) if args.rain else None, progress=True,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Generate (or resume) for every prompt, write OUT/results.json and say where it is."""
     prompts = [args.prompt] if args.prompts is None else read_prompts(args.prompts)
-    config = GenerateRunConfig(
-        out=args.out,
-        model=args.model,
-        max_new_tokens=None if args.rain else args.max_new_tokens,
-        batch_size=args.batch_size,
-        sample=args.sample,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seed,
-        rain=_rain_config(args) if args.rain else None,
-        goal=args.goal,
-        hard_votes=args.hard_votes,
-        calibrate=args.calibrate,
-        trace=args.trace,
-        chat=CHAT[args.chat],
-        dtype=args.dtype,
-        device=args.device,
-        backend=args.backend,
-        tensor_parallel_size=args.tensor_parallel_size,
-        restart=args.restart,
-        progress=True,
-    )
+    config = config_from_args(args)
 
     def said(record: dict) -> None:
         if args.rain:

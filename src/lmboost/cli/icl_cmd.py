@@ -40,13 +40,11 @@ import argparse
 from pathlib import Path
 
 from lmboost.cli.options import (
-    add_backend,
-    add_dtype,
-    add_out,
-    add_restart,
+    add_model,
+    add_run_flags,
     add_task_file,
-    add_trust_remote_code,
     comma_items,
+    config_from_flags,
     default_of,
     shown,
     task_from_args,
@@ -67,9 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     def default(name: str) -> str:
         return shown(default_of(ICLConfig, name))
 
-    parser.add_argument(
-        "--model", default=default("model"), help=f"model spec ({default('model')})"
-    )
+    add_model(parser, ICLConfig)
     parser.add_argument(
         "--task", required=True, help="task name (lmboost tasks), .yaml task file, or data file"
     )
@@ -94,9 +90,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=default_of(ICLConfig, "batch_size"), metavar="N",
         help=f"scoring batch size ({default('batch_size')})",
     )
-    add_dtype(parser, ICLConfig)
-    add_backend(parser, ICLConfig)
-    add_trust_remote_code(parser)
     parser.add_argument(
         "--demos", default=default("demo_strategy"), choices=DEMO_STRATEGIES,
         help=f"demonstrations ({default('demo_strategy')})",
@@ -119,31 +112,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="prompts longer than the context window: error or left (drop the oldest tokens) "
         f"({default('truncation')})",
     )
-    add_out(parser)
-    add_restart(parser)
+    add_run_flags(parser, ICLConfig)
 
 
 def config_from_args(args: argparse.Namespace) -> ICLConfig:
     """The :class:`ICLConfig` the flags describe (a data file given as the task is registered)."""
-    return ICLConfig(
-        model=args.model,
-        task=task_from_args(args.task, args),
+    return config_from_flags(
+        ICLConfig, args, task=task_from_args(args.task, args),
         shots=_int_list(args.shots, "--shots"),
-        seeds=args.seeds,
-        calibration=name_list(args.calibration, "--calibration"),
-        limit=args.limit,
-        demo_strategy=args.demos,
-        labelled_size=args.labelled_size,
-        n_domain=args.n_domain,
-        n_gc=args.n_gc,
-        batch_size=args.batch_size,
-        dtype=args.dtype,
-        backend=args.backend,
-        tensor_parallel_size=args.tensor_parallel_size,
-        truncation=args.truncation,
-        trust_remote_code=args.trust_remote_code,
-        out=args.out,
-        restart=args.restart,
+        calibration=name_list(args.calibration, "--calibration"), demo_strategy=args.demos,
     )
 
 

@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lmboost.backends import BACKENDS
 from lmboost.errors import ConfigError
+from lmboost.evaluation.store import BackendRunConfig, RunConfig
 from lmboost.generation import CHAT_MODES
 from lmboost.models.loading import DTYPE_CHOICES
 from lmboost.tasks import register_task, task_from_file
 from lmboost.tasks.custom import CLI_NAMES, SUFFIXES, TaskSpec
 
 CHAT = CHAT_MODES
+
+Config = TypeVar("Config", bound=RunConfig)
 
 
 def default_of(config: type, name: str) -> Any:
@@ -109,6 +112,53 @@ def add_restart(parser: argparse.ArgumentParser) -> None:
         help="start over: move what --out holds aside to OUT.old-<time> (a rerun with other "
         "settings is refused without it)",
     )
+
+
+def add_model(parser: argparse.ArgumentParser, config: type[RunConfig],
+              help: str = "model spec") -> None:
+    """``--model``, defaulting to ``config``'s ``model``, or required where it has none."""
+    try:
+        model = default_of(config, "model")
+    except LookupError:
+        parser.add_argument("--model", required=True, help=help)
+    else:
+        parser.add_argument("--model", default=model, help=f"{help} ({model})")
+
+
+def add_run_flags(parser: argparse.ArgumentParser, config: type[RunConfig]) -> None:
+    """The flags of every run (:class:`~lmboost.evaluation.store.RunConfig`) but ``--model``,
+    defaults from ``config``: ``--dtype``, ``--device``, ``--backend`` and
+    ``--tensor-parallel-size`` (a :class:`~lmboost.evaluation.store.BackendRunConfig`),
+    ``--trust-remote-code``, ``--out`` and ``--restart``. Read them back with
+    :func:`config_from_flags`."""
+    add_dtype(parser, config)
+    add_device(parser, config)
+    if issubclass(config, BackendRunConfig):
+        add_backend(parser, config)
+    add_trust_remote_code(parser)
+    add_out(parser)
+    add_restart(parser)
+
+
+def add_sampling(group: Any, config: type) -> None:
+    """``--temperature``, ``--top-k`` and ``--top-p`` in ``group`` (a parser or an argument
+    group), defaults from ``config``."""
+    temperature, top_k, top_p = (default_of(config, n) for n in ("temperature", "top_k", "top_p"))
+    group.add_argument("--temperature", type=float, default=temperature, help=f"({temperature})")
+    group.add_argument("--top-k", type=int, default=top_k, metavar="K", help=f"0 = off ({top_k})")
+    group.add_argument("--top-p", type=float, default=top_p, metavar="P",
+                       help=f"1.0 = off ({top_p})")
+
+
+def config_from_flags(config: type[Config], args: argparse.Namespace, **values: Any) -> Config:
+    """A ``config`` from the flags spelt like its fields (``--top-k`` sets ``top_k``; ``--chat``
+    is read back through :data:`CHAT`), ``values`` taking the place of flags that need more
+    (a list to split, another name); a field without a flag keeps its default."""
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(config)
+             if f.init and hasattr(args, f.name)}
+    if "chat" in flags:
+        flags["chat"] = CHAT[flags["chat"]]
+    return config(**(flags | values))
 
 
 def add_task_file(parser: argparse.ArgumentParser) -> None:

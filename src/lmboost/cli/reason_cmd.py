@@ -28,14 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from lmboost.cli.options import (
-    CHAT,
-    add_backend,
     add_chat,
-    add_device,
-    add_dtype,
-    add_out,
-    add_restart,
-    add_trust_remote_code,
+    add_model,
+    add_run_flags,
+    add_sampling,
+    config_from_flags,
     default_of,
     shown,
 )
@@ -51,9 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     def default(name: str) -> Any:
         return default_of(ReasoningConfig, name)
 
-    parser.add_argument(
-        "--model", default=default("model"), help=f"model spec ({default('model')})"
-    )
+    add_model(parser, ReasoningConfig)
     parser.add_argument(
         "--task", required=True, help="gsm8k, bbh, bbh:<task>, mmlu or mmlu:<subject>"
     )
@@ -82,49 +77,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"items generated together ({default('batch_size')})",
     )
     sampling = parser.add_argument_group("sampling (with --self-consistency N > 1)")
-    sampling.add_argument("--temperature", type=float, default=default("temperature"),
-                          help=f"({default('temperature')})")
-    sampling.add_argument("--top-k", type=int, default=default("top_k"),
-                          help=f"0 = off ({default('top_k')})")
-    sampling.add_argument("--top-p", type=float, default=default("top_p"),
-                          help=f"({default('top_p')})")
+    add_sampling(sampling, ReasoningConfig)
     sampling.add_argument("--seed", type=int, default=default("seed"),
                           help=f"({shown(default('seed'))})")
     add_chat(parser, ReasoningConfig)
-    add_dtype(parser, ReasoningConfig)
-    add_device(parser, ReasoningConfig)
-    add_backend(parser, ReasoningConfig)
-    add_trust_remote_code(parser)
-    add_out(parser)
-    add_restart(parser)
+    add_run_flags(parser, ReasoningConfig)
 
 
 def config_from_args(args: argparse.Namespace) -> ReasoningConfig:
     """The :class:`ReasoningConfig` the flags describe (progress bars on: a person is
     watching)."""
-    return ReasoningConfig(
-        model=args.model,
-        task=args.task,
-        mode=args.mode,
-        self_consistency=args.self_consistency,
-        early_stop=args.early_stop,
-        limit=args.limit,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seed,
-        chat=CHAT[args.chat],
-        dtype=args.dtype,
-        device=args.device,
-        backend=args.backend,
-        tensor_parallel_size=args.tensor_parallel_size,
-        out=args.out,
-        restart=args.restart,
-        trust_remote_code=args.trust_remote_code,
-        progress=True,
-    )
+    return config_from_flags(ReasoningConfig, args, progress=True)
 
 
 def run(args: argparse.Namespace) -> int:

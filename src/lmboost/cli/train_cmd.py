@@ -96,10 +96,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Build the config, train, print the dev metrics and where the record is."""
-    from lmboost.training import train
+    from lmboost.training import run_training
     from lmboost.training.trainer import is_main_process
 
-    record = train(config_from_args(args))
+    record = run_training(config_from_args(args))
     if is_main_process():  # under torchrun / accelerate launch: one summary, not one per process
         _print_summary(record)
     return 0

@@ -23,9 +23,9 @@ before llm-compressor arrived (torch.ao's fbgemm kernels are real int8 matmuls o
 
 :data:`PRUNERS` and :data:`QUANTIZERS` map names to methods; a spec such as ``wanda:0.5`` is
 parsed by :func:`parse_prune_spec`. :func:`save_compressed` / :func:`load_compressed` store any
-result in safetensors. ``lmboost.compression.runner.compress(CompressConfig(...))`` runs a whole
-experiment (before/after parameters, size, speed, perplexity, optional ICL accuracy) and writes
-its report; it is imported from its module because it uses this registry.
+result in safetensors. ``lmboost.compression.runner.run_compression(CompressConfig(...))`` runs a
+whole experiment (before/after parameters, size, speed, perplexity, optional ICL accuracy) and
+writes its report; it is imported from its module because it uses this registry.
 """
 
 from __future__ import annotations

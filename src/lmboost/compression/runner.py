@@ -1,6 +1,6 @@
 """One compression experiment: prune and/or quantize a model and measure what it cost.
 
-:func:`compress` loads the model, measures it (parameters, sparsity of the decoder Linears,
+:func:`run_compression` loads the model, measures it (parameters, sparsity of the decoder Linears,
 weight bytes, forward throughput, strided perplexity, optionally SST-2 4-shot ICL accuracy with
 batch calibration), optionally sweeps pruning amounts on copies of the dense model, prunes
 (``--prune``), quantizes (``--quantize``), measures again, saves the result to ``out/model`` and
@@ -12,7 +12,6 @@ settings written first (a rerun with others is refused unless ``restart``).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,9 +54,9 @@ from lmboost.evaluation.records import (
     write_json,
     write_text,
 )
-from lmboost.evaluation.store import RunStore, config_settings
+from lmboost.evaluation.store import RunConfig, RunStore
 from lmboost.icl import ICLConfig, run_icl
-from lmboost.models import DEFAULT_MODEL, load_model
+from lmboost.models import load_model
 from lmboost.models.loading import resolve_dtype
 
 ICL_TASK = "sst2"
@@ -66,12 +65,12 @@ ICL_METHODS = ["none", "bc"]
 
 
 @dataclass(kw_only=True)
-class CompressConfig:
-    """Settings of one compression experiment (the CLI's flags, one to one).
+class CompressConfig(RunConfig):
+    """Settings of one compression experiment (the CLI's flags, one to one); ``out``, ``model``,
+    ``dtype``, ``trust_remote_code`` and ``restart`` are every run's
+    (:class:`~lmboost.evaluation.store.RunConfig`).
 
     Attributes:
-        out: output folder (``model/``, ``results.json``, ``report.md``, ``sweep.png``).
-        model: model spec for :func:`lmboost.models.load_model`.
         prune: ``METHOD:AMOUNT`` such as ``magnitude:0.5``, ``wanda:0.5``, ``neurons:0.25``,
             ``neurons-act:0.25``.
         scope: "layer" or "global", for magnitude pruning.
@@ -92,14 +91,9 @@ class CompressConfig:
         recover_lr: the recovery's peak learning rate.
         icl: also measure SST-2 4-shot accuracy (none and BC) before and after (slow).
         icl_limit, icl_seeds: eval examples (a fixed stratified sample) and seeds for it.
-        dtype: float32, bfloat16, float16 or auto (bfloat16 on CUDA, float32 elsewhere).
         device: where to run ("cpu" by default: the int8 kernels are CPU kernels).
-        trust_remote_code: let a model that maps to its own code (auto_map) run it.
-        restart: start the folder over: what it holds is moved aside (``OUT.old-<time>``).
     """
 
-    out: Path
-    model: str = DEFAULT_MODEL
     prune: str | None = None
     scope: str = "layer"
     quantize: str | None = None
@@ -118,10 +112,7 @@ class CompressConfig:
     icl: bool = False
     icl_limit: int | None = 200
     icl_seeds: int = 3
-    dtype: str = "auto"
     device: str = "cpu"
-    trust_remote_code: bool = False
-    restart: bool = False
 
     def validate(self) -> None:
         """Raise LmboostError with the fix when a setting is malformed or out of range."""
@@ -149,15 +140,11 @@ class CompressConfig:
                 raise CompressionError("int8-dynamic needs dtype float32.")
         if self.scope not in SCOPES:
             raise CompressionError(f"scope must be one of {', '.join(SCOPES)}, not {self.scope!r}.")
-        resolve_dtype(self.dtype, self.device)
-        for name, low in (
-            ("ppl_tokens", 2), ("ppl_window", 2), ("ppl_stride", 1), ("calib_samples", 1),
-            ("calib_len", 1), ("speed_len", 1), ("speed_repeats", 1), ("icl_seeds", 1),
-            ("recover_steps", 0),
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigError(f"{name} must be an integer >= {low}, not {value!r}.")
+        super().validate()
+        self.check_integers(
+            ppl_tokens=2, ppl_window=2, ppl_stride=1, calib_samples=1, calib_len=1, speed_len=1,
+            speed_repeats=1, icl_seeds=1, recover_steps=0,
+        )
         if self.recover_steps and not self.prune:
             raise ConfigError("recover_steps needs a pruning spec: it retrains what pruning lost.")
         if not (isinstance(self.recover_lr, float | int) and self.recover_lr > 0):
@@ -167,10 +154,6 @@ class CompressConfig:
         limit = self.icl_limit
         if limit is not None and (not isinstance(limit, int) or limit < 1):
             raise ConfigError(f"icl_limit must be a positive integer or None, not {limit!r}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as JSON-ready values."""
-        return to_jsonable(dataclasses.asdict(self))
 
 
 def parse_sweep(spec: str) -> tuple[list[Pruner], list[float]]:
@@ -185,17 +168,20 @@ def parse_sweep(spec: str) -> tuple[list[Pruner], list[float]]:
     return pruners, values
 
 
-def compress(config: CompressConfig, progress: bool = True) -> dict[str, Any]:
+def run_compression(config: CompressConfig, progress: bool = True) -> dict[str, Any]:
     """Run the experiment ``config`` describes; returns the results object, exactly as written
     to ``out/results.json``; the report goes to ``out/report.md``."""
     config.validate()
     out = Path(config.out)
-    settings = config_settings(config)
-    with RunStore(out, "compress", settings, restart=config.restart):
+    with RunStore(out, "compress", config.settings(), restart=config.restart):
         results = _run(config, out, progress)
         write_json(out / "results.json", results)
         write_report(results, out)
     return results
+
+
+# The earlier name of run_compression, kept so that code written against it still runs.
+compress = run_compression
 
 
 def _run(config: CompressConfig, out: Path, progress: bool) -> dict[str, Any]:
@@ -297,13 +283,13 @@ def _recover(
     model: nn.Module, tokenizer: Any, config: CompressConfig, out: Path, progress: bool
 ) -> tuple[nn.Module, dict[str, Any]]:
     """LoRA on the calibration text after pruning, merged into the weights: the pruned model is
-    saved to ``out/pruned``, trained by :func:`lmboost.training.train` (the ``lm`` recipe) into
-    ``out/recovery``, and the merged model comes back with the training record."""
-    from lmboost.training import build_config, train
+    saved to ``out/pruned``, trained by :func:`lmboost.training.run_training` (the ``lm``
+    recipe) into ``out/recovery``, and the merged model comes back with the training record."""
+    from lmboost.training import build_config, run_training
 
     pruned = save_compressed(model, tokenizer, out / "pruned")
     text = config.calib_text or wikitext2_path("valid")
-    record = train(build_config({
+    record = run_training(build_config({
         "recipe": "lm", "model": str(pruned), "data": str(text), "out": str(out / "recovery"),
         "block_size": config.calib_len, "max_steps": config.recover_steps,
         "learning_rate": config.recover_lr, "warmup_steps": 0.05,

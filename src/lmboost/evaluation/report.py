@@ -6,7 +6,8 @@ uncalibrated scores, BC and the most accurate method at the largest shot count, 
 Plots use matplotlib's Agg canvas directly, so no display and no global backend are involved.
 
 ``markdown_table(rows, columns, formats)`` is the one Markdown table renderer of lmboost's reports
-and of the benchmark scripts' summaries.
+and of the benchmark scripts' summaries; ``percent`` and ``short_count`` write the cells those
+summaries share (a fraction as a percentage, a parameter count as 35k or 1.2M).
 """
 
 from __future__ import annotations
@@ -383,3 +384,14 @@ def _format(value: Any, how: str | Callable[[Any], str] | None, missing: str) ->
 
 def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\r\n", " ").replace("\n", " ")
+
+
+def percent(value: float | None, missing: str = "—") -> str:
+    """A fraction as a percentage with one decimal (0.8125 -> ``"81.2"``); None -> ``missing``."""
+    return missing if value is None else f"{100 * value:.1f}"
+
+
+def short_count(n: int) -> str:
+    """A count in millions with one decimal from a million on, else in thousands
+    (124_645_632 -> ``"124.6M"``, 35_840 -> ``"36k"``)."""
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"

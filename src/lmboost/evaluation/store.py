@@ -22,6 +22,10 @@ A command whose items finish one by one or in batches (reason, generate) reads::
         for item in (i for i in items if i.uid not in done):
             log.append(solve(item))
         write_json(store.path("results.json"), summarise(log.read()))
+
+Every run command's settings inherit :class:`RunConfig` (the folder, the model and how it loads)
+or :class:`BackendRunConfig` (and the backend it runs on): one set of field names, defaults and
+checks, which the command line's shared flags (:mod:`lmboost.cli.options`) follow.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import numbers
 import os
 import shutil
 import socket
@@ -40,8 +45,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from lmboost.errors import OutputFolderError, RunRecordError
+from lmboost.backends import BACKENDS, Backend, as_backend, load_backend
+from lmboost.errors import BackendError, ConfigError, OutputFolderError, RunRecordError
 from lmboost.evaluation.records import read_json, to_jsonable, write_error, write_json
+from lmboost.models import DEFAULT_MODEL, LoadedModel
+from lmboost.models.identity import loaded_fingerprint, weights_fingerprint
+from lmboost.models.loading import resolve_dtype
 
 LOCK = ".lmboost-lock"
 SETTINGS = "settings.json"
@@ -311,10 +320,97 @@ class ItemLog:
                 raise write_error(self.path, err) from None
 
 
-def config_settings(config: Any) -> dict[str, Any]:
-    """A run config's fields as settings: ``to_dict()`` without ``out`` and ``restart``, which
-    say where and how to run, not what."""
-    return {k: v for k, v in config.to_dict().items() if k not in ("out", "restart")}
+@dataclass(kw_only=True)
+class RunConfig:
+    """The settings every run command shares (``icl``, ``reason``, ``generate``, ``compress``,
+    ``bias``): its folder and the model it loads. Each command's config inherits them, and its
+    ``validate`` calls this one.
+
+    Attributes:
+        out: the run folder.
+        model: model spec for :func:`lmboost.models.load_model` (catalog alias, local folder,
+            ``.gguf`` file, hub id).
+        dtype: float32, bfloat16, float16 or auto (bfloat16 on CUDA, float32 elsewhere).
+        device: where the weights run ("auto": CUDA when available; the hf backend's).
+        trust_remote_code: allow the model folder's own Python code (off).
+        restart: start the folder over: what it holds is moved aside (``OUT.old-<time>``).
+    """
+
+    out: Path | str
+    model: str = DEFAULT_MODEL
+    dtype: str = "auto"
+    device: str = "auto"
+    trust_remote_code: bool = False
+    restart: bool = False
+
+    def validate(self) -> None:
+        """Raise LmboostError naming a bad dtype or device."""
+        resolve_dtype(self.dtype, self.device)
+
+    def check_integers(self, **lowest: int) -> None:
+        """Raise LmboostError unless each named field is an integer (not a bool) at least its
+        ``lowest`` value."""
+        for name, low in lowest.items():
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"{name} must be an integer >= {low}, not {value!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready values."""
+        return to_jsonable(asdict(self))
+
+    def settings(self) -> dict[str, Any]:
+        """The fields as settings: :meth:`to_dict` without ``out`` and ``restart``, which say
+        where and how to run, not what."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("out", "restart")}
+
+
+@dataclass(kw_only=True)
+class BackendRunConfig(RunConfig):
+    """A run whose model runs behind a :class:`~lmboost.backends.Backend` (``icl``, ``reason``,
+    ``generate``).
+
+    Attributes:
+        backend: "hf" (transformers, prefix-cached) or "vllm".
+        tensor_parallel_size: GPUs the vllm backend shards the model over.
+    """
+
+    backend: str = "hf"
+    tensor_parallel_size: int = 1
+
+    def validate(self) -> None:
+        """Raise LmboostError naming a bad dtype, device, backend or GPU count."""
+        super().validate()
+        if self.backend not in BACKENDS:
+            raise BackendError(
+                f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}."
+            )
+        self.check_integers(tensor_parallel_size=1)
+
+    def open_backend(self, model: Backend | LoadedModel | None = None, **options: Any) -> Backend:
+        """``model`` as a backend when given (already in memory), else ``self.model`` loaded on
+        ``self.backend``; ``options`` (``batch_size``, ...) go to the backend."""
+        if model is not None:
+            return as_backend(model, **options)
+        return load_backend(
+            self.model, self.backend, dtype=self.dtype, device=self.device,
+            tensor_parallel_size=self.tensor_parallel_size,
+            trust_remote_code=self.trust_remote_code, **options,
+        )
+
+    def open_with_weights(
+        self, model: Backend | LoadedModel | None = None, **options: Any
+    ) -> tuple[Backend | None, str]:
+        """The backend over ``model`` (None when no model is given and none had to be loaded)
+        and the fingerprint of the run's weights (:mod:`lmboost.models.identity`): ``model``'s,
+        else those of ``self.model``'s files, loaded only when they cannot be fingerprinted
+        unloaded (a hub id not downloaded yet: loading fetches it)."""
+        backend = None if model is None else self.open_backend(model, **options)
+        weights = weights_fingerprint(self.model) if backend is None else None
+        if weights is None:
+            backend = backend or self.open_backend(**options)
+            weights = loaded_fingerprint(backend, self.model)
+        return backend, weights
 
 
 def check_out(out: Path) -> None:

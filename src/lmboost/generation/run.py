@@ -38,10 +38,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from lmboost.backends import BACKENDS, Backend, as_backend, load_backend
+from lmboost.backends import Backend
 from lmboost.decoding import ModelEmbedder, RainConfig, SelfEvaluator, rain_generate, resolve_goal
 from lmboost.errors import (
-    BackendError,
     ConfigError,
     EvaluationError,
     GenerationError,
@@ -49,10 +48,9 @@ from lmboost.errors import (
     RunRecordError,
 )
 from lmboost.evaluation.records import write_json
-from lmboost.evaluation.store import SETTINGS, RunStore
+from lmboost.evaluation.store import SETTINGS, BackendRunConfig, RunStore
 from lmboost.generation.generate import GenerationConfig
-from lmboost.models import DEFAULT_MODEL, LoadedModel
-from lmboost.models.identity import loaded_fingerprint, weights_fingerprint
+from lmboost.models import LoadedModel
 from lmboost.models.loading import resolve_dtype
 
 #: Default prompts per generate call (and per appended batch), by backend: vLLM batches by
@@ -65,12 +63,12 @@ _RAIN_NOT_SETTINGS = ("batched",)
 
 
 @dataclass(kw_only=True)
-class GenerateRunConfig:
-    """Settings of one ``lmboost generate`` run (its flags, one to one).
+class GenerateRunConfig(BackendRunConfig):
+    """Settings of one ``lmboost generate`` run (its flags, one to one); ``out``, ``model``,
+    ``dtype``, ``device``, ``backend``, ``tensor_parallel_size``, ``trust_remote_code`` and
+    ``restart`` are every run's (:class:`~lmboost.evaluation.store.BackendRunConfig`).
 
     Attributes:
-        out: the run folder (``settings.json``, ``items.jsonl``, ``results.json``).
-        model: model spec (catalog alias, local directory, hub id).
         max_new_tokens: continuation length of plain decoding (None: 128); with ``rain``, set
             ``rain.max_new_tokens`` instead.
         batch_size: prompts per generate call of plain decoding, each batch appended to the
@@ -82,15 +80,9 @@ class GenerateRunConfig:
             (:class:`~lmboost.decoding.SelfEvaluator`) and ``trace`` (record each step's
             search) apply to it.
         chat: apply the tokenizer's chat template (None = when it has one).
-        dtype, device: the weights' dtype and where they run (hf backend).
-        backend: "hf" (transformers) or "vllm"; tensor_parallel_size: GPUs vLLM shards over.
-        trust_remote_code: allow the model folder's own Python code (off).
-        restart: start the folder over: what it holds is moved aside (``OUT.old-<time>``).
         progress: a progress bar over batches (plain), a progress line per prompt (RAIN).
     """
 
-    out: Path | str
-    model: str = DEFAULT_MODEL
     max_new_tokens: int | None = None
     batch_size: int | None = None
     sample: bool = False
@@ -104,25 +96,11 @@ class GenerateRunConfig:
     calibrate: bool = False
     trace: bool = False
     chat: bool | None = None
-    dtype: str = "auto"
-    device: str = "auto"
-    backend: str = "hf"
-    tensor_parallel_size: int = 1
-    trust_remote_code: bool = False
-    restart: bool = False
     progress: bool = field(default=False, repr=False)
 
     def validate(self) -> None:
         """Raise LmboostError naming the first bad setting."""
-        resolve_dtype(self.dtype)
-        if self.backend not in BACKENDS:
-            raise BackendError(
-                f"Unknown backend '{self.backend}'. Choose one of: {', '.join(BACKENDS)}."
-            )
-        if self.tensor_parallel_size < 1:
-            raise ConfigError(
-                f"tensor_parallel_size must be at least 1, not {self.tensor_parallel_size}."
-            )
+        super().validate()
         if self.rain is not None:
             if self.backend != "hf":
                 raise GenerationError(
@@ -225,11 +203,7 @@ def run_generate(
                 "version, or another tool's): it cannot be resumed. Pass --restart to start "
                 "over (its content is moved aside), or give another --out."
             )
-        backend = None if loaded is None else _backend(config, loaded)
-        weights = weights_fingerprint(config.model) if backend is None else None
-        if weights is None:  # in memory, or a hub id not downloaded yet (loading fetches it)
-            backend = backend or _backend(config, None)
-            weights = loaded_fingerprint(backend, config.model)
+        backend, weights = config.open_with_weights(loaded)
         settings = run_settings(config) | {"model_weights": weights}
         store.record(settings)
         log = store.log("items.jsonl", key="index")
@@ -237,7 +211,7 @@ def run_generate(
         _check_prompts(out, prompts, done)
         pending = [i for i in range(len(prompts)) if i not in done]
         if pending:
-            backend = backend or _backend(config, None)
+            backend = backend or config.open_backend()
             if config.rain is not None:
                 run = _rain(config, backend, prompts, pending, log.append, on_item, evaluator)
             else:
@@ -422,11 +396,3 @@ def _batch_seed(seed: int, start: int) -> int:
     key = f"{seed}:{start}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "big")
 
-
-def _backend(config: GenerateRunConfig, model: Backend | LoadedModel | None) -> Backend:
-    """The backend to generate with: ``model`` when given, else ``config.model`` loaded."""
-    if model is not None:
-        return as_backend(model)
-    return load_backend(config.model, config.backend, dtype=config.dtype, device=config.device,
-                        tensor_parallel_size=config.tensor_parallel_size,
-                        trust_remote_code=config.trust_remote_code)

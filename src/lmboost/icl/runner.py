@@ -30,7 +30,6 @@ content aside. Shots, seeds, calibration methods, ``n_gc`` and the batch size ma
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -46,7 +45,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lmboost import __version__
-from lmboost.backends import BACKENDS, Backend, as_backend, load_backend
+from lmboost.backends import Backend
 from lmboost.calibration import (
     CALIBRATORS,
     DEFAULT_METHODS,
@@ -71,7 +70,7 @@ from lmboost.evaluation.records import (
     write_json,
 )
 from lmboost.evaluation.report import write_report
-from lmboost.evaluation.store import RunStore, config_settings
+from lmboost.evaluation.store import BackendRunConfig, RunStore
 from lmboost.generation import GenerationConfig
 from lmboost.icl.prompts import (
     CONTENT_FREE_INPUTS,
@@ -83,8 +82,7 @@ from lmboost.icl.prompts import (
     pseudo_input_stops,
     select_demonstrations,
 )
-from lmboost.models import DEFAULT_MODEL
-from lmboost.models.identity import loaded_fingerprint, weights_fingerprint
+from lmboost.models.identity import loaded_fingerprint
 from lmboost.models.loading import DTYPE_CHOICES, LoadedModel, resolve_dtype
 from lmboost.tasks import ClassificationTask, Example, get_task
 
@@ -101,13 +99,14 @@ COMPARED_SETTINGS = (
 
 
 @dataclass(kw_only=True)
-class ICLConfig:
-    """Settings of one ICL + calibration experiment (the CLI's flags, one to one).
+class ICLConfig(BackendRunConfig):
+    """Settings of one ICL + calibration experiment (the CLI's flags, one to one); ``out``,
+    ``model``, ``dtype``, ``device``, ``backend``, ``tensor_parallel_size``,
+    ``trust_remote_code`` and ``restart`` are every run's
+    (:class:`~lmboost.evaluation.store.BackendRunConfig`).
 
     Attributes:
         task: registry name or path to a ``.yaml`` task file.
-        out: output folder (``scores/``, ``results.json``, ``report.md``, plots).
-        model: model spec for :func:`lmboost.models.load_model`.
         shots: numbers of demonstrations to evaluate.
         seeds: number of seeds (0 .. seeds-1); each draws its own demonstrations, labelled set
             and domain strings.
@@ -121,17 +120,10 @@ class ICLConfig:
         n_domain: number of random in-domain strings DC is fitted on.
         n_gc: number of pseudo-inputs GC samples per prompt.
         batch_size: scoring batch size.
-        dtype: float32, bfloat16, float16 or auto (bfloat16 on CUDA, float32 elsewhere).
-        backend: "hf" (transformers, prefix-cached) or "vllm".
-        tensor_parallel_size: GPUs the vllm backend shards the model over.
         truncation: "error" or "left" for prompts longer than the model's context window.
-        trust_remote_code: allow the model folder's own Python code (off).
-        restart: start the folder over: what it holds is moved aside (``OUT.old-<time>``).
     """
 
     task: str
-    out: Path
-    model: str = DEFAULT_MODEL
     shots: list[int] = field(default_factory=lambda: [0, 1, 4])
     seeds: int = 5
     calibration: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
@@ -141,12 +133,7 @@ class ICLConfig:
     n_domain: int = 20
     n_gc: int = 20
     batch_size: int = 16
-    dtype: str = "auto"
-    backend: str = "hf"
-    tensor_parallel_size: int = 1
     truncation: str = "error"
-    trust_remote_code: bool = False
-    restart: bool = False
 
     def validate(self) -> None:
         """Raise LmboostError with the fix when a setting is out of range or unknown."""
@@ -158,29 +145,19 @@ class ICLConfig:
         if len(set(self.shots)) != len(self.shots):
             raise ConfigError(f"shots {self.shots} lists a number twice; give each once.")
         check_methods(self.calibration)
-        for name, low in (
-            ("seeds", 1), ("n_domain", 1), ("n_gc", 1), ("batch_size", 1),
-            ("labelled_size", 0), ("tensor_parallel_size", 1),
-        ):
-            value = getattr(self, name)
-            if not _is_int(value) or value < low:
-                raise ConfigError(f"{name} must be an integer >= {low}, not {value!r}.")
+        self.check_integers(seeds=1, n_domain=1, n_gc=1, batch_size=1, labelled_size=0)
         if self.limit is not None and (not _is_int(self.limit) or self.limit < 1):
             raise ConfigError(f"limit must be a positive integer or None, not {self.limit!r}.")
         for name, allowed in (
             ("demo_strategy", DEMO_STRATEGIES),
             ("truncation", TRUNCATIONS),
             ("dtype", DTYPE_CHOICES),
-            ("backend", BACKENDS),
         ):
             if getattr(self, name) not in allowed:
                 raise ConfigError(
                     f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}."
                 )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as JSON-ready values."""
-        return {**dataclasses.asdict(self), "out": str(self.out)}
+        super().validate()
 
 
 def check_methods(methods: Sequence[str]) -> None:
@@ -467,8 +444,10 @@ def run_icl(
     out = Path(config.out)
     with RunStore(out, "icl", _stored_settings(config, task), compare=COMPARED_SETTINGS,
                   restart=config.restart) as store:
-        scorer = functools.cache(lambda: _backend(config, loaded, progress))
-        weights = _run_weights(config, loaded, scorer)
+        options = {"batch_size": config.batch_size, "truncation": config.truncation,
+                   "progress": progress}
+        backend, weights = config.open_with_weights(loaded, **options)
+        scorer = functools.cache(lambda: backend or config.open_backend(**options))
         labels = np.array([ex.label for ex in eval_examples], dtype=np.int64)
         runs = [(k, s) for k in config.shots for s in range(config.seeds)]
         records = []
@@ -518,7 +497,8 @@ def _results(
     return build_results(
         config=config.to_dict(),
         model={
-            "spec": config.model, "dtype": resolve_dtype(config.dtype), "backend": config.backend,
+            "spec": config.model, "dtype": resolve_dtype(config.dtype, config.device),
+            "backend": config.backend,
             "weights": weights,
         },
         task=_task_info(task),
@@ -573,40 +553,17 @@ def write_results(results: dict[str, Any], out: Path) -> None:
     write_report(results, out)
 
 
-def _backend(
-    config: ICLConfig, model: Backend | LoadedModel | None, progress: bool
-) -> Backend:
-    """The backend to score with: ``model`` when given, else ``config.model`` loaded."""
-    options = {"batch_size": config.batch_size, "truncation": config.truncation,
-               "progress": progress}
-    if model is not None:
-        return as_backend(model, **options)
-    return load_backend(config.model, config.backend, dtype=config.dtype,
-                        tensor_parallel_size=config.tensor_parallel_size,
-                        trust_remote_code=config.trust_remote_code, **options)
-
-
 def _stored_settings(config: ICLConfig, task: ClassificationTask) -> dict[str, Any]:
     """What ``settings.json`` records: the config (the dtype resolved) and the task — its name,
     however it was given (registry name, task file, flags), and its prompt."""
-    settings = config_settings(config)
+    settings = config.settings()
     return settings | {
-        "dtype": resolve_dtype(config.dtype),
+        "dtype": resolve_dtype(config.dtype, config.device),
         "task": task.name,
         "template": task.template,
         "verbalizer": task.verbalizer,
         "instruction": task.instruction,
     }
-
-
-def _run_weights(
-    config: ICLConfig, loaded: Backend | LoadedModel | None, scorer: Callable[[], Backend]
-) -> str:
-    """The fingerprint of the weights the run scores with: ``loaded``'s, else those of
-    ``config.model`` (a hub id not downloaded yet is loaded to be fingerprinted)."""
-    weights = weights_fingerprint(config.model) if loaded is None else None
-    return weights or loaded_fingerprint(scorer(), config.model)
-
 
 
 def _check_finite(scores: ScoreSet, names: Sequence[str]) -> None:
@@ -649,7 +606,7 @@ def _plan(
         domain = domain_context_strings(texts, n=config.n_domain, seed=seed)
     payload = {
         "weights": weights,
-        "dtype": resolve_dtype(config.dtype),
+        "dtype": resolve_dtype(config.dtype, config.device),
         **({"backend": config.backend} if config.backend != "hf" else {}),
         "task": task.name,
         "template": task.template,

@@ -35,14 +35,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lmboost import __version__
-from lmboost.backends import BACKENDS, Backend, as_backend, load_backend
-from lmboost.errors import BackendError, ConfigError
+from lmboost.backends import Backend
+from lmboost.errors import ConfigError
 from lmboost.evaluation import accuracy
 from lmboost.evaluation.records import write_json
-from lmboost.evaluation.store import ItemLog, RunStore
+from lmboost.evaluation.store import BackendRunConfig, ItemLog, RunStore
 from lmboost.generation import GenerationConfig, Prompt, format_prompt, resolve_chat
-from lmboost.models import DEFAULT_MODEL, LoadedModel
-from lmboost.models.identity import loaded_fingerprint, weights_fingerprint
+from lmboost.models import LoadedModel
 from lmboost.models.loading import resolve_dtype
 from lmboost.reasoning.prompts import (
     ANSWER_STOP,
@@ -76,28 +75,24 @@ ADDED_SETTINGS = {"backend": "hf"}
 
 
 @dataclass(kw_only=True)
-class ReasoningConfig:
-    """Settings of one reasoning run (the ``lmboost reason`` flags, one to one).
+class ReasoningConfig(BackendRunConfig):
+    """Settings of one reasoning run (the ``lmboost reason`` flags, one to one); ``out``,
+    ``model``, ``dtype``, ``device``, ``backend``, ``tensor_parallel_size``,
+    ``trust_remote_code`` and ``restart`` are every run's
+    (:class:`~lmboost.evaluation.store.BackendRunConfig`).
 
     Attributes:
         task: ``gsm8k``, ``bbh``, ``bbh:<task>``, ``mmlu`` or ``mmlu:<subject>`` (a family of
             :data:`lmboost.reasoning.tasks.FAMILIES`, or one of its sub-tasks).
-        out: output folder (``items.jsonl``, ``settings.json``, ``results.json``).
         mode: ``direct``, ``zs-cot`` or ``fs-cot``.
         self_consistency: chains sampled per item and voted on (1 = one greedy chain).
         early_stop: stop sampling an item once its vote cannot change.
         limit: evaluate the first N items of each sub-task.
         temperature, top_k, top_p: sampling settings when self_consistency > 1 (top_k 0 = off).
         chat: apply the tokenizer's chat template (None = when it has one).
-        dtype, device: the weights' dtype and where they run (hf backend).
-        backend: "hf" (transformers) or "vllm"; tensor_parallel_size: GPUs vLLM shards over.
-        trust_remote_code: allow the model folder's own Python code (off).
-        restart: start the folder over: what it holds is moved aside (``OUT.old-<time>``).
     """
 
     task: str
-    out: Path | str
-    model: str = DEFAULT_MODEL
     mode: str = "fs-cot"
     self_consistency: int = 1
     early_stop: bool = False
@@ -109,12 +104,6 @@ class ReasoningConfig:
     top_p: float = 1.0
     seed: int = 0
     chat: bool | None = None
-    dtype: str = "auto"
-    device: str = "auto"
-    backend: str = "hf"
-    tensor_parallel_size: int = 1
-    trust_remote_code: bool = False
-    restart: bool = False
     progress: bool = field(default=False, repr=False)
 
     def validate(self) -> None:
@@ -126,15 +115,7 @@ class ReasoningConfig:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}.")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be at least 1, not {self.limit}.")
-        resolve_dtype(self.dtype)
-        if self.backend not in BACKENDS:
-            raise BackendError(
-                f"Unknown backend '{self.backend}'. Choose one of: {', '.join(BACKENDS)}."
-            )
-        if self.tensor_parallel_size < 1:
-            raise ConfigError(
-                f"tensor_parallel_size must be at least 1, not {self.tensor_parallel_size}."
-            )
+        super().validate()
         generation_settings(self).validate()
         scored = {family_of(t).title for t in task_names(self.task) if family_of(t).scored_choices}
         if self.mode == "direct" and self.self_consistency > 1 and scored:
@@ -174,18 +155,14 @@ def run_reasoning(
     items = load_items(config.task, config.limit)
     out = Path(config.out)
     with RunStore(out, "reason", None, restart=config.restart) as store:
-        backend = None if loaded is None else _backend(config, loaded)
-        weights = weights_fingerprint(config.model) if backend is None else None
-        if weights is None:  # in memory, or a hub id not downloaded yet (loading fetches it)
-            backend = backend or _backend(config, None)
-            weights = loaded_fingerprint(backend, config.model)
+        backend, weights = config.open_with_weights(loaded, batch_size=config.batch_size)
         settings = _settings(config) | {"model_weights": weights}
         store.record(settings, compare=RECORD_SETTINGS, added=ADDED_SETTINGS)
         log = store.log("items.jsonl")
         done = log.read()
         pending = [item for item in items if item.uid not in done]
         if pending:
-            solver = _Solver(backend or _backend(config, None), config)
+            solver = _Solver(backend or config.open_backend(batch_size=config.batch_size), config)
             batches = range(0, len(pending), config.batch_size)
             for start in tqdm(batches, desc="reasoning", unit="batch", disable=not config.progress):
                 batch = pending[start : start + config.batch_size]
@@ -236,15 +213,6 @@ def read_item_log(path: Path) -> dict[str, dict]:
     """Finished item records by uid from ``items.jsonl`` (see :meth:`ItemLog.read`)."""
     return ItemLog(Path(path)).read()
 
-
-
-def _backend(config: ReasoningConfig, model: Backend | LoadedModel | None) -> Backend:
-    """The backend to reason with: ``model`` when given, else ``config.model`` loaded."""
-    if model is not None:
-        return as_backend(model, batch_size=config.batch_size)
-    return load_backend(config.model, config.backend, dtype=config.dtype, device=config.device,
-                        tensor_parallel_size=config.tensor_parallel_size,
-                        trust_remote_code=config.trust_remote_code, batch_size=config.batch_size)
 
 
 class _Solver:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lmboost.config import Scalar, from_dict, read_yaml
 from lmboost.errors import DataNotFoundError, TaskError
@@ -33,6 +33,7 @@ __all__ = ["SUFFIXES", "TaskSpec", "task_from_file", "task_from_hf", "task_from_
            "task_from_yaml"]
 
 SPEC_HELP = "See docs/tasks.md for the keys and their types."
+T = TypeVar("T")
 
 
 @dataclass
@@ -516,13 +517,19 @@ def _setting(name: str, value: object) -> str:
     return f"{name} {value}"
 
 
+def read_spec(cls: type[T], path: Path, what: str, help: str) -> tuple[T, dict]:
+    """The dataclass ``cls`` a YAML file declares (``what``: "Task file", ...), and the file's
+    mapping; TaskError (DataNotFoundError for a missing file) naming what is wrong."""
+    if not path.is_file():
+        raise DataNotFoundError(f"{what} {path} does not exist.")
+    data = read_yaml(path, what=what, error=TaskError)
+    return from_dict(cls, data, source=str(path), error=TaskError, help=help), data
+
+
 def task_from_yaml(path: str | Path) -> ClassificationTask:
     """A task from a YAML spec (keys: :class:`TaskSpec`; paths relative to the YAML)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"Task file {path} does not exist.")
-    data = read_yaml(path, what="Task file", error=TaskError)
-    spec = from_dict(TaskSpec, data, source=str(path), error=TaskError, help=SPEC_HELP)
+    spec, data = read_spec(TaskSpec, path, "Task file", SPEC_HELP)
     if isinstance(data.get("pool"), str):  # one file, even with a comma in its name
         spec.pool = data["pool"]
     spec.name = spec.name or path.stem

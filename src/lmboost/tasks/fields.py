@@ -15,7 +15,14 @@ answer option. Literal braces are written ``{{`` and ``}}``. The filters (docs/t
 * ``unescape``: HTML entities undone, also AG News's mangled `` #39;``/`` quot;`` forms;
   backslashes become spaces;
 * ``line:N``: the N-th non-blank line (from 1), its white space squashed;
-* ``first_sentence``: the text up to the first sentence end followed by a capitalised word.
+* ``first_sentence``: the text up to the first sentence end followed by a capitalised word;
+* ``detokenize``: Penn-Treebank tokenized text (SST's) made plain: ``it 's a film , is n't it ?``
+  -> ``it's a film, isn't it?``, ``-lrb-``/``-rrb-`` -> parentheses;
+* ``human_turn``: the first ``Human:`` turn of a ``Human: ... Assistant: ...`` transcript
+  (HH-RLHF), stripped;
+* ``assistant_turn``: all after the transcript's first ``Assistant:``, stripped (the reply of a
+  single-turn transcript);
+* ``human_turns``: how many ``\n\nHuman:`` turns the transcript has.
 
 A mapping named under the task's ``maps:`` is a filter too: it replaces the value by its entry.
 """
@@ -74,6 +81,22 @@ def _first_sentence(text: str) -> str:
     return match.group(1) if match else text
 
 
+def _detokenize(text: str) -> str:
+    text = text.strip().replace("-lrb-", "(").replace("-rrb-", ")")
+    text = re.sub(r" (n't|'s|'re|'ve|'ll|'d|'m)\b", r"\1", text)
+    text = re.sub(r" ([,.;:!?)%])", r"\1", text)
+    return re.sub(r"\( ", "(", text)
+
+
+_HUMAN, _ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
+
+
+def _assistant_turn(transcript: str) -> str:
+    if _ASSISTANT not in transcript:
+        raise ValueError(f"the transcript has no {_ASSISTANT.strip()!r} turn.")
+    return transcript.split(_ASSISTANT, 1)[1].strip()
+
+
 FILTERS: dict[str, Filter] = {
     "strip": lambda s, _: s.strip(),
     "squash": lambda s, _: _squash(s),
@@ -86,6 +109,10 @@ FILTERS: dict[str, Filter] = {
     "unescape": lambda s, _: _unescape(s),
     "line": _line,
     "first_sentence": lambda s, _: _first_sentence(s),
+    "detokenize": lambda s, _: _detokenize(s),
+    "human_turn": lambda s, _: s.split(_ASSISTANT, 1)[0].split("Human:", 1)[-1].strip(),
+    "assistant_turn": lambda s, _: _assistant_turn(s),
+    "human_turns": lambda s, _: str(s.count(_HUMAN)),
 }
 
 _PART = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")

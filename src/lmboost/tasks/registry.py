@@ -3,7 +3,11 @@
 The built-in tasks are task files, ``lmboost/tasks/builtin/<name>.yaml`` (the same keys as a
 user's task file, docs/tasks.md), each read when first looked up; adding a built-in task is
 adding a file there. Users call :func:`register_task` with their own task, or pass a ``.yaml``
-task file to :func:`get_task`."""
+task file to :func:`get_task`.
+
+Generation prompt sets (:mod:`lmboost.tasks.prompts`) are found here too: the built-in ones are
+``lmboost/tasks/builtin/prompts/<name>.yaml``, listed by :func:`list_prompt_sets` and read by
+:func:`get_prompt_set`, which also takes a path to a user's prompt-set file."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from pathlib import Path
 
 from lmboost.errors import TaskError
 from lmboost.tasks.base import ClassificationTask
+from lmboost.tasks.prompts import PromptSet, prompt_set_from_yaml
 
 _TASKS: dict[str, ClassificationTask] = {}
 _BUILTIN_SEEN: set[str] = set()  # built-in names already read (or registered over)
@@ -106,3 +111,40 @@ def get_task(name: str | Path) -> ClassificationTask:
             "A custom task can be given as a path to a .yaml task file."
         )
     return dataclasses.replace(task, labels=list(task.labels), verbalizer=list(task.verbalizer))
+
+
+# --- generation prompt sets (lmboost.tasks.prompts) ---------------------------------------------
+
+
+def builtin_prompt_files() -> list[Path]:
+    """The built-in prompt-set files (``lmboost/tasks/builtin/prompts/*.yaml``), sorted."""
+    folder = resources.files("lmboost.tasks") / "builtin" / "prompts"
+    return sorted(Path(str(f)) for f in folder.iterdir() if f.name.endswith(".yaml"))
+
+
+def list_prompt_sets() -> list[str]:
+    """The built-in prompt sets' names, sorted."""
+    return sorted(_normalize(p.stem) for p in builtin_prompt_files())
+
+
+def get_prompt_set(name: str | Path) -> PromptSet:
+    """The built-in prompt set ``name`` (case- and ``_``/``-``-insensitive), or the one a
+    ``.yaml``/``.yml`` prompt-set file declares when ``name`` is such a path."""
+    text = str(name)
+    if text.lower().endswith((".yaml", ".yml")):
+        return prompt_set_from_yaml(text)
+    key = _normalize(text)
+    path = next((p for p in builtin_prompt_files() if _normalize(p.stem) == key), None)
+    if path is None:
+        close = difflib.get_close_matches(key, list_prompt_sets(), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise TaskError(
+            f"Unknown prompt set {text!r}.{hint} Built-in prompt sets: "
+            f"{', '.join(list_prompt_sets())}; or give a path to a .yaml prompt-set file "
+            "(docs/tasks.md)."
+        )
+    prompt_set = prompt_set_from_yaml(path)
+    if _normalize(prompt_set.name) != key:
+        raise TaskError(f"{path}: the built-in prompt set's name {prompt_set.name!r} must be "
+                        "its stem.")
+    return prompt_set

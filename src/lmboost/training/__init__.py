@@ -1,9 +1,9 @@
 """Training on the Hugging Face Trainer: classification heads, continued pretraining, SFT,
 LoRA and adversarial training, from YAML recipes.
 
-    >>> from lmboost.training import load_recipe, train
+    >>> from lmboost.training import load_recipe, run_training
     >>> config = load_recipe("recipes/classify-sst2-lora.yaml", {"out": "runs/sst2"})
-    >>> record = train(config)          # also written to runs/sst2/results.json
+    >>> record = run_training(config)          # also written to runs/sst2/results.json
     >>> record["eval"]["accuracy"], record["parameters"]["trainable"]
 
 =========  ==================================================================================
@@ -18,7 +18,10 @@ Modules: :mod:`~lmboost.training.recipes` (config), :mod:`~lmboost.training.data
 :mod:`~lmboost.training.models`, :mod:`~lmboost.training.lora`,
 :mod:`~lmboost.training.adversarial` (FGM, PGD, FreeLB, SMART, one module each),
 :mod:`~lmboost.training.trainer` (the run) and :mod:`~lmboost.training.attacks` (robustness
-checks of a trained classifier: embedding-space PGD, greedy word substitution).
+checks of a trained classifier: embedding-space PGD, greedy word substitution),
+:mod:`~lmboost.training.callbacks` (``KeepModel``: the trained model back in memory) and
+:mod:`~lmboost.training.experiment` (the training comparison of ``benchmarks/training.py``:
+stage folders, embedding scale, neighbour tables, summary and report).
 Several processes (GPUs, or CPU processes with gloo) go through ``torchrun`` or ``accelerate
 launch -m lmboost.cli train ...``: data-parallel, one writer (see :mod:`lmboost.training.trainer`
 and docs/training.md).
@@ -40,9 +43,12 @@ _API = {
     "load_recipe": "lmboost.training.recipes",
     "parse_overrides": "lmboost.training.recipes",
     "LmboostTrainer": "lmboost.training.trainer",
+    "run_training": "lmboost.training.trainer",
     "train": "lmboost.training.trainer",
     "WordSubstitutionAttack": "lmboost.training.attacks",
     "embedding_pgd_attack": "lmboost.training.attacks",
+    "evaluate_robustness": "lmboost.training.attacks",
+    "KeepModel": "lmboost.training.callbacks",
 }
 
 __all__ = list(_API)

@@ -44,10 +44,15 @@ no class), and a substitute is kept only when its association equals the word's.
 is a heuristic, not a guarantee of label-preserving edits; any other mapping of words to
 substitutes (a synonym dictionary) can be given instead. ``substitution_table`` chains the
 three: neighbours (``4 k`` of them when filtering), then the same-association filter, ``k`` left.
+``task_substitution_table`` builds it for a classification task: the words of its inputs,
+associations from its training pool, neighbours in a model's input embeddings
+(``base_embeddings``, the model as published).
 
 ``evaluate_robustness`` measures a trained classifier on a task's examples: accuracy clean,
 under embedding PGD and under word substitution on the task's last template field (the text a
 classification task's template ends with), with the attacks' costs and a few flipped examples.
+``median_embedding_norm`` gives the typical ||E[x]|| of a task's inputs, the scale in which an
+adversarial training radius can be set (``epsilon = 0.05 x median norm``).
 """
 
 from __future__ import annotations
@@ -285,6 +290,50 @@ def substitution_table(
     return same_association(table, associations, k=k)
 
 
+def base_embeddings(spec: str) -> tuple[Any, torch.Tensor]:
+    """The tokenizer and the detached V x H input-embedding matrix of the model ``spec`` (a
+    catalog alias, folder or hub id) as published, before any training."""
+    from transformers import AutoModel
+
+    from lmboost.training.models import load_tokenizer, resolve_model
+
+    source = resolve_model(spec)
+    weight = AutoModel.from_pretrained(source.path).get_input_embeddings().weight.detach()
+    return load_tokenizer(source), weight
+
+
+def task_substitution_table(
+    task: ClassificationTask,
+    tokenizer: Any,
+    weight: torch.Tensor,
+    k: int = 5,
+    *,
+    min_similarity: float = 0.0,
+    min_lift: float = 1.3,
+    min_count: int = 5,
+) -> dict[str, Any]:
+    """The :func:`substitution_table` of a task: every word of its inputs (the template's last
+    field, pool and eval split) that is one whole-word token, with up to ``k`` neighbours in
+    ``weight`` that carry the same class association in the training pool
+    (:func:`class_associations` at ``min_lift`` and ``min_count``; ``min_lift`` 0: no filter).
+
+    Returns ``{"field": the attacked field, "words": how many words, "table": word ->
+    substitutes}``."""
+    field_name = task.template_fields[-1]
+    pool = task.load_pool()
+    documents = [ex.fields[field_name].split() for ex in pool + task.load_eval()]
+    ids = whole_word_ids(tokenizer, [w for words in documents for w in words])
+    associations = None
+    if min_lift > 0:
+        associations = class_associations(
+            documents[:len(pool)], [ex.label for ex in pool], len(task.labels),
+            min_count=min_count, min_lift=min_lift,
+        )
+    table = substitution_table(weight, ids, k, min_similarity=min_similarity,
+                               associations=associations)
+    return {"field": field_name, "words": len(ids), "table": table}
+
+
 @dataclass
 class SubstitutionResult:
     """What :class:`WordSubstitutionAttack` did to one example.
@@ -384,6 +433,18 @@ def predict_proba(
 
 
 # --------------------------------------------------------------------------- both, on a task
+
+
+def median_embedding_norm(
+    tokenizer: Any, weight: torch.Tensor, texts: Sequence[str], max_length: int = 256
+) -> float:
+    """The median over ``texts`` of the L2 norm ||E[x]|| of their input embeddings (rows of
+    ``weight`` for the tokens of each, cut at ``max_length`` as the classify recipe cuts
+    them), over all tokens and dimensions: the norm the adversarial methods perturb."""
+    if not texts:
+        raise ValueError("median_embedding_norm needs at least one text")
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    return float(np.median([float(weight[torch.tensor(row)].norm()) for row in ids]))
 
 
 def evaluate_robustness(

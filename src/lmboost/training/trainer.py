@@ -1,4 +1,5 @@
-"""``train(config)``: one training run on the Hugging Face Trainer, evaluated and recorded.
+"""``run_training(config)``: one training run on the Hugging Face Trainer, evaluated and
+recorded.
 
 Steps: resolve the model, tokenize the recipe's data (:mod:`lmboost.training.data`), load the
 model with the recipe's head (:mod:`lmboost.training.models`), wrap it with LoRA adapters if
@@ -16,8 +17,8 @@ peak; CPU: the process's peak resident set size from ``getrusage``, loading incl
 
 Scaling out: under ``torchrun --nproc_per_node N -m lmboost.cli train ...`` or ``accelerate
 launch [--config_file recipes/accelerate/ddp.yaml] -m lmboost.cli train ...`` every process runs
-``train``; the Trainer wraps the model in DistributedDataParallel, gives each process its own
-share of every global batch (``per_device_train_batch_size`` x processes x
+``run_training``; the Trainer wraps the model in DistributedDataParallel, gives each process its
+own share of every global batch (``per_device_train_batch_size`` x processes x
 ``gradient_accumulation_steps``) and averages the gradients, and only the main process writes
 the saved model and the record (which shows ``world_size`` and the global batch). On a machine
 without GPUs the processes use the CPU and the gloo backend (:func:`use_cpu`). Tested with two
@@ -315,7 +316,9 @@ def _warn_single_cpu_launch() -> None:
         )
 
 
-def train(config: TrainConfig, *, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
+def run_training(
+    config: TrainConfig, *, callbacks: Sequence[TrainerCallback] = ()
+) -> dict[str, Any]:
     """Run the training ``config`` describes; returns the run record, exactly as written to
     ``OUT/results.json``. ``callbacks`` are extra ``transformers.TrainerCallback`` objects.
 
@@ -420,6 +423,10 @@ def train(config: TrainConfig, *, callbacks: Sequence[TrainerCallback] = ()) -> 
         write_json(out / "results.json", record)
     trainer.accelerator.wait_for_everyone()
     return record
+
+
+# The earlier name of run_training, kept so that code written against it still runs.
+train = run_training
 
 
 def _distributed(trainer: Trainer) -> dict[str, Any]:
