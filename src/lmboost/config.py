@@ -7,7 +7,7 @@ configs) goes through one loader, so each reports problems the same way::
     >>> config = load_config(MixtureConfig, "mix.yaml", {"seed": 1}, error=MixtureError)
 
 Each error is raised as the class the caller names (``error=``: TaskError, RecipeError,
-MixtureError, ServeConfigError), by default :class:`~lmboost.errors.LmboostError`.
+MixtureError, ServeConfigError), by default :class:`~lmboost.errors.ConfigError`.
 
 - :func:`read_yaml`: the file's mapping; a missing file, bytes that are not UTF-8, a YAML
   syntax error (with its line) or a top level that is not a mapping raise ``error``.
@@ -39,7 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lmboost.errors import DataNotFoundError, LmboostError
+from lmboost.errors import ConfigError, DataNotFoundError
 
 T = TypeVar("T")
 
@@ -86,7 +86,7 @@ def data_dir() -> Path:
 
 
 def read_yaml(
-    path: str | Path, *, what: str = "Config file", error: type[Exception] = LmboostError
+    path: str | Path, *, what: str = "Config file", error: type[Exception] = ConfigError
 ) -> dict[str, Any]:
     """The mapping a YAML settings file holds (an empty file: ``{}``).
 
@@ -127,7 +127,7 @@ def read_yaml(
 
 
 def parse_overrides(
-    items: Iterable[str], *, flag: str = "--set", error: type[Exception] = LmboostError
+    items: Iterable[str], *, flag: str = "--set", error: type[Exception] = ConfigError
 ) -> dict[str, Any]:
     """``["lora.r=16", "learning_rate=1e-4"]`` -> ``{"lora": {"r": 16}, "learning_rate": "1e-4"}``.
 
@@ -175,7 +175,7 @@ def rename_keys(
     renamed: Mapping[str, str],
     *,
     source: str = "settings",
-    error: type[Exception] = LmboostError,
+    error: type[Exception] = ConfigError,
 ) -> dict[str, Any]:
     """``data`` with each old key of ``renamed`` (old -> new) spelled the new way, warning
     that the old one is deprecated (a FutureWarning: the people who write settings files should
@@ -205,7 +205,7 @@ def check_keys(
     *,
     source: str = "settings",
     prefix: str = "",
-    error: type[Exception] = LmboostError,
+    error: type[Exception] = ConfigError,
     help: str = "",
 ) -> None:
     """Raise ``error`` listing the keys of ``data`` not in ``allowed``, each with the closest
@@ -235,7 +235,7 @@ def from_dict(
     *,
     source: str = "settings",
     prefix: str = "",
-    error: type[Exception] = LmboostError,
+    error: type[Exception] = ConfigError,
     help: str = "",
 ) -> T:
     """An instance of dataclass ``cls`` from a mapping of its fields (a nested dataclass field
@@ -273,7 +273,7 @@ def load_config(
     overrides: Mapping[str, Any] | None = None,
     *,
     what: str = "Config file",
-    error: type[Exception] = LmboostError,
+    error: type[Exception] = ConfigError,
     renamed: Mapping[str, str] | None = None,
     help: str = "",
     validate: bool = True,
@@ -310,7 +310,7 @@ def coerce(
     *,
     key: str,
     source: str = "settings",
-    error: type[Exception] = LmboostError,
+    error: type[Exception] = ConfigError,
     help: str = "",
 ) -> Any:
     """``value`` converted to the type ``hint`` (bool, int, float, str, Path, list[...],

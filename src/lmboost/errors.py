@@ -9,17 +9,24 @@ a bug. The hierarchy::
     ├── ModelLoadError          a model exists but cannot be loaded
     │   ├── CacheError          a converted-model cache folder is damaged
     │   └── RemoteCodeError     a model needs its own code, not allowed
+    ├── DependencyError         an optional package a feature needs is not installed
     ├── BackendError            a backend cannot start or serve a request
     ├── ScoringError            a scoring request cannot be served
     ├── GenerationError         a generation request or its settings are invalid
     ├── TaskError               a task is unknown, or its data is missing or malformed
     │   ├── DataNotFoundError   the data directory or a data file is missing
     │   └── FileEncodingError   a text file is not UTF-8
+    ├── InputFileError          a prompts file or lm-evaluation-harness log is unusable
+    ├── OutputFolderError       an output folder cannot be created, written or claimed
+    ├── RunRecordError          a run folder's records do not fit this run, or are damaged
     ├── EvaluationError         a metric got empty, mismatched or out-of-range input
     ├── CalibrationError        a calibrator got bad input or was used before ``fit``
-    ├── RecipeError             a training recipe is invalid
-    ├── MixtureError            an instruction-tuning mixture is invalid
-    ├── ServeConfigError        a serve config is invalid
+    ├── CompressionError        a model cannot be compressed as asked
+    ├── BiasTestError           a bias test cannot encode its texts as asked
+    ├── ConfigError             a setting (config field, flag, argument) is invalid
+    │   ├── RecipeError         a training recipe is invalid
+    │   ├── MixtureError        an instruction-tuning mixture is invalid
+    │   └── ServeConfigError    a serve config is invalid
     └── RequestError            a request to the server cannot be answered as sent (HTTP 422)
 
 The modules that raise them also re-export them under their old names (for example
@@ -51,6 +58,10 @@ class CacheError(ModelLoadError):
 
 class RemoteCodeError(ModelLoadError):
     """A model needs its own Python code, and the user has not allowed it."""
+
+
+class DependencyError(LmboostError):
+    """An optional package a feature needs is not installed (or pip failed): install it as told."""
 
 
 # --------------------------------------------------------------- backends, scoring, generation
@@ -86,6 +97,21 @@ class FileEncodingError(TaskError):
     """A text file the user gave is not UTF-8."""
 
 
+class InputFileError(LmboostError):
+    """A given prompts file or lm-evaluation-harness log is missing, malformed or empty."""
+
+
+# --------------------------------------------------------------------------- run folders
+
+
+class OutputFolderError(LmboostError):
+    """An output folder is a file, cannot be written (permissions, full disk) or is locked."""
+
+
+class RunRecordError(LmboostError):
+    """A run folder holds records of another run (settings, prompts) or damaged/missing ones."""
+
+
 # --------------------------------------------------------------- evaluation, calibration
 
 
@@ -97,23 +123,39 @@ class EvaluationError(LmboostError):
 class CalibrationError(LmboostError):
     """A calibrator got bad input (shape, NaN, label count, a bad hyper-parameter, checked in
     ``fit``), an unknown name or parameter in ``get_calibrator``, or was used before ``fit``
-    (raised by :mod:`lmboost.calibration`)."""
+    (raised by :mod:`lmboost.calibration`); also a calibration method that the stored scores or
+    an lm-evaluation-harness log cannot feed (:mod:`lmboost.icl`)."""
 
 
-# --------------------------------------------------------------- configuration files
+# --------------------------------------------------------------- compression, bias
 
 
-class RecipeError(LmboostError):
+class CompressionError(LmboostError):
+    """A compression method or spec is unknown or malformed, or the model does not allow it."""
+
+
+class BiasTestError(LmboostError):
+    """A bias test's pooling is unknown or does not suit the model, or it has no texts."""
+
+
+# --------------------------------------------------------------- settings and configuration files
+
+
+class ConfigError(LmboostError):
+    """A setting (config field, flag, argument) is unknown, out of range or contradictory."""
+
+
+class RecipeError(ConfigError):
     """A training recipe names an unknown key, gives a value of the wrong type, or contradicts
     itself (raised by :mod:`lmboost.training` when a recipe or override is read)."""
 
 
-class MixtureError(LmboostError):
+class MixtureError(ConfigError):
     """An instruction-tuning mixture names an unknown source or group, or its settings
     contradict each other (raised by :mod:`lmboost.instruct`)."""
 
 
-class ServeConfigError(LmboostError):
+class ServeConfigError(ConfigError):
     """A serve config names an unknown key, gives a value of the wrong type or out of range, or
     a served task cannot be set up (raised by :mod:`lmboost.serving` at start-up)."""
 

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lmboost.backends import as_backend
-from lmboost.errors import LmboostError
+from lmboost.errors import BiasTestError, ConfigError
 from lmboost.models.loading import LoadedModel
 
 POOLINGS = ("mean", "last", "first")
@@ -44,15 +44,15 @@ CAUSAL_POOLINGS = ("mean", "last")
 def check_pooling(loaded: LoadedModel, pooling: str) -> None:
     """Raise LmboostError, with the fix, when ``pooling`` does not suit the kind of model."""
     if pooling not in POOLINGS:
-        raise LmboostError(f"Unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}.")
+        raise BiasTestError(f"Unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}.")
     if loaded.is_encoder and pooling not in ENCODER_POOLINGS:
-        raise LmboostError(
+        raise BiasTestError(
             f"pooling {pooling!r} is for causal LMs, but {loaded.spec} is a bidirectional "
             "sentence encoder (its last token is always [SEP]); use mean (the pooling it was "
             "trained with) or first ([CLS])."
         )
     if not loaded.is_encoder and pooling not in CAUSAL_POOLINGS:
-        raise LmboostError(
+        raise BiasTestError(
             f"pooling {pooling!r} is for sentence encoders: in the causal LM {loaded.spec} the "
             "first token sees nothing after it, so texts that start alike get the same vector; "
             "use mean or last."
@@ -75,8 +75,8 @@ def encode(
     """
     check_pooling(loaded, pooling)
     if not texts:
-        raise LmboostError("encode needs at least one text.")
+        raise BiasTestError("encode needs at least one text.")
     if batch_size < 1:
-        raise LmboostError(f"batch_size must be a positive integer, not {batch_size!r}.")
+        raise ConfigError(f"batch_size must be a positive integer, not {batch_size!r}.")
     vectors = as_backend(loaded).embed(texts, pooling, batch_size=batch_size, progress=progress)
     return vectors.numpy()

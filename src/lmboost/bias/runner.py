@@ -26,7 +26,7 @@ from lmboost import __version__
 from lmboost.bias.encoders import POOLINGS, check_pooling, encode
 from lmboost.bias.seat import load_test, resolve_tests
 from lmboost.bias.weat import weat
-from lmboost.errors import LmboostError
+from lmboost.errors import BiasTestError, TaskError
 from lmboost.evaluation.records import (
     RunTimer,
     atomic_file,
@@ -70,9 +70,9 @@ class BiasConfig(RunConfig):
     def validate(self) -> None:
         """Raise LmboostError with the fix when a setting is out of range or unknown."""
         if not self.tests:
-            raise LmboostError("tests is empty: name at least one test (e.g. weat1) or all.")
+            raise TaskError("tests is empty: name at least one test (e.g. weat1) or all.")
         if self.pooling not in POOLINGS:
-            raise LmboostError(
+            raise BiasTestError(
                 f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}."
             )
         super().validate()

@@ -23,7 +23,7 @@ import argparse
 from pathlib import Path
 
 from lmboost.cli.icl_cmd import name_list, print_summary
-from lmboost.errors import LmboostError
+from lmboost.errors import ConfigError, InputFileError
 from lmboost.icl.posthoc import calibrate_lm_eval, calibrate_run, is_run_folder
 
 NAME = "calibrate"
@@ -53,17 +53,17 @@ def run(args: argparse.Namespace) -> int:
     methods = name_list(args.calibration, "--calibration")
     source: Path = args.source
     if not source.exists():
-        raise LmboostError(f"{source} does not exist: give a run folder or an lm-eval log.")
+        raise InputFileError(f"{source} does not exist: give a run folder or an lm-eval log.")
     if is_run_folder(source):
         if args.labelled is not None:
-            raise LmboostError(
+            raise ConfigError(
                 "--labelled is for lm-eval logs; a run folder has its own labelled set "
                 "(lmboost icl --labelled-size)."
             )
         results = calibrate_run(source, methods, args.out)
     else:
         if args.out is None:
-            raise LmboostError(
+            raise ConfigError(
                 f"{source} is an lm-eval log: give --out DIR for results.json and report.md."
             )
         results = calibrate_lm_eval(source, methods, args.out, labelled=args.labelled)

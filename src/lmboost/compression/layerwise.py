@@ -24,7 +24,7 @@ from torch import nn
 
 from lmboost.backends.hf import HFBackend
 from lmboost.compression.sparsity import decoder_layers
-from lmboost.errors import LmboostError
+from lmboost.errors import CompressionError
 from lmboost.tasks._io import read_text
 
 
@@ -66,7 +66,7 @@ def prune_layer_by_layer(
     them; ``calibration`` holds token ids, N x L, run in batches of ``batch_size``.
     """
     if calibration.ndim != 2 or calibration.numel() == 0:
-        raise LmboostError(f"{method} needs calibration token ids as a non-empty N x L tensor.")
+        raise CompressionError(f"{method} needs calibration token ids as a non-empty N x L tensor.")
     layers = decoder_layers(model)
     device = next(model.parameters()).device
     batches = calibration.to(device).split(batch_size)
@@ -87,9 +87,9 @@ def calibration_ids(
         text = read_text(text)
     ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     if n_samples < 1 or seq_len < 1:
-        raise LmboostError("calibration needs n_samples >= 1 and seq_len >= 1.")
+        raise CompressionError("calibration needs n_samples >= 1 and seq_len >= 1.")
     if len(ids) < seq_len:
-        raise LmboostError(
+        raise CompressionError(
             f"The calibration text has {len(ids)} tokens, fewer than seq_len={seq_len}: "
             "give a longer text or a shorter length."
         )

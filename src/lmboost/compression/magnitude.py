@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from lmboost.compression.sparsity import check_fraction, target_linears
-from lmboost.errors import LmboostError
+from lmboost.errors import CompressionError
 
 SCOPES = ("layer", "global")
 
@@ -29,7 +29,7 @@ def magnitude_prune(
     """
     sparsity = check_fraction(sparsity, "magnitude sparsity")
     if scope not in SCOPES:
-        raise LmboostError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}.")
+        raise CompressionError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}.")
     weights = [m.weight for m in target_linears(model, include_head).values()]
     groups = [[w] for w in weights] if scope == "layer" else [weights]
     with torch.no_grad():

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from lmboost.compression.sparsity import check_fraction, target_linears
-from lmboost.errors import LmboostError
+from lmboost.errors import CompressionError, DependencyError
 
 IGNORE = ["re:.*lm_head"]
 """Modules llm-compressor leaves alone: the LM head (tied to the embeddings in SmolLM2/Gemma)."""
@@ -83,7 +83,7 @@ def llmcompressor_available() -> bool:
 def require_llmcompressor(what: str) -> None:
     """A LmboostError that says how to install llm-compressor when it is missing."""
     if not llmcompressor_available():
-        raise LmboostError(
+        raise DependencyError(
             f"{what} runs through llm-compressor, which is not installed: "
             "pip install 'lmboost[compress]' (or pip install llmcompressor)."
         )
@@ -96,13 +96,13 @@ def parse_structure(text: str, what: str) -> tuple[float, str]:
         try:
             value = float(text)
         except ValueError:
-            raise LmboostError(
+            raise CompressionError(
                 f"{what} must be a fraction in [0, 1) or an N:M pattern such as 2:4, "
                 f"not {text!r}."
             ) from None
         return check_fraction(value, what), "0:0"
     if not (n.strip().isdigit() and m.strip().isdigit()) or not 0 < int(n) < int(m):
-        raise LmboostError(f"{what} must read N:M with 0 < N < M (e.g. 2:4), not {text!r}.")
+        raise CompressionError(f"{what} must read N:M with 0 < N < M (e.g. 2:4), not {text!r}.")
     return int(n) / int(m), f"{int(n)}:{int(m)}"
 
 

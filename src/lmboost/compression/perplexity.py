@@ -23,7 +23,7 @@ from torch import nn
 
 from lmboost.backends.hf import HFBackend
 from lmboost.config import data_dir
-from lmboost.errors import DataNotFoundError, LmboostError
+from lmboost.errors import DataNotFoundError, EvaluationError, TaskError
 from lmboost.tasks._io import read_text
 
 WIKITEXT2_FILES = {
@@ -45,7 +45,7 @@ def wikitext2(split: str = "test") -> str:
 def wikitext2_path(split: str = "test") -> Path:
     """The file of WikiText-2's ``split`` (see :func:`wikitext2`)."""
     if split not in WIKITEXT2_FILES:
-        raise LmboostError(f"WikiText-2 split must be one of {', '.join(WIKITEXT2_FILES)}.")
+        raise TaskError(f"WikiText-2 split must be one of {', '.join(WIKITEXT2_FILES)}.")
     path = data_dir() / "wikitext2" / WIKITEXT2_FILES[split]
     if not path.is_file():
         raise DataNotFoundError(f"WikiText-2 {split} file not found: {path}.")
@@ -75,7 +75,7 @@ def perplexity(
     backend = HFBackend.of_module(model)
     window = min(window, backend.context_window)
     if ids.ndim != 1 or len(ids) < 2:
-        raise LmboostError("perplexity needs at least 2 tokens of text.")
+        raise EvaluationError("perplexity needs at least 2 tokens of text.")
     total, count, windows = backend.rolling_nll(ids, window=window, stride=stride)
     mean = total / count
     return {

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from lmboost.backends.hf import HFBackend
 from lmboost.compression.perplexity import forward_throughput
 from lmboost.compression.sparsity import target_linears
-from lmboost.errors import LmboostError
+from lmboost.errors import CompressionError, DependencyError
 
 
 class Int8WeightLinear(nn.Module):
@@ -194,7 +194,7 @@ def get_quantizer(name: str) -> Quantizer:
     """The quantizer registered as ``name``; a LmboostError listing the choices otherwise."""
     quantizer = QUANTIZERS.get(name.strip().lower())
     if quantizer is None:
-        raise LmboostError(
+        raise CompressionError(
             f"Unknown quantization {name!r}; choose one of: {', '.join(QUANTIZERS)}."
         )
     return quantizer
@@ -251,7 +251,7 @@ def torchao_available() -> bool:
 def _import_torchao() -> Any:
     """torchao, or a LmboostError saying how to install it."""
     if not torchao_available():
-        raise LmboostError(
+        raise DependencyError(
             "int8-dynamic-torchao needs torchao: pip install torchao (it must match your torch)."
         )
     import torchao.quantization
@@ -271,7 +271,9 @@ def _quiet_torch_ao() -> Iterator[None]:
 def _require_float32(model: nn.Module, method: str) -> None:
     dtype = next(model.parameters()).dtype
     if dtype != torch.float32:
-        raise LmboostError(f"{method} needs a float32 model, not {dtype}: load it with float32.")
+        raise CompressionError(
+            f"{method} needs a float32 model, not {dtype}: load it with float32."
+        )
 
 
 def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:

@@ -46,7 +46,7 @@ from lmboost.compression.perplexity import (
 from lmboost.compression.quantize import QUANTIZERS, get_quantizer, quantize, torchao_available
 from lmboost.compression.save import load_compressed, save_compressed, weight_bytes
 from lmboost.compression.sparsity import sparsity_report
-from lmboost.errors import LmboostError
+from lmboost.errors import CompressionError, ConfigError, DependencyError
 from lmboost.evaluation.records import (
     RunTimer,
     atomic_file,
@@ -117,7 +117,7 @@ class CompressConfig(RunConfig):
     def validate(self) -> None:
         """Raise LmboostError with the fix when a setting is malformed or out of range."""
         if not (self.prune or self.quantize or self.sweep):
-            raise LmboostError("Nothing to do: give a pruning spec, a quantization or a sweep.")
+            raise ConfigError("Nothing to do: give a pruning spec, a quantization or a sweep.")
         if self.prune:
             pruner, _ = parse_prune_spec(self.prune)
             if pruner.oneshot:
@@ -125,7 +125,7 @@ class CompressConfig(RunConfig):
         if self.sweep:
             parse_sweep(self.sweep)
         if self.quantize and self.quantize not in (*ONESHOT_SCHEMES, *QUANTIZERS):
-            raise LmboostError(
+            raise CompressionError(
                 f"Unknown quantization {self.quantize!r}; choose one of: "
                 f"{', '.join([*ONESHOT_SCHEMES, *QUANTIZERS])}."
             )
@@ -134,33 +134,33 @@ class CompressConfig(RunConfig):
         elif self.quantize:
             get_quantizer(self.quantize)
             if self.quantize == "int8-dynamic-torchao" and not torchao_available():
-                raise LmboostError("int8-dynamic-torchao needs torchao: pip install torchao.")
+                raise DependencyError("int8-dynamic-torchao needs torchao: pip install torchao.")
             dtype = resolve_dtype(self.dtype, self.device)
             if self.quantize == "int8-dynamic" and dtype != "float32":
-                raise LmboostError("int8-dynamic needs dtype float32.")
+                raise CompressionError("int8-dynamic needs dtype float32.")
         if self.scope not in SCOPES:
-            raise LmboostError(f"scope must be one of {', '.join(SCOPES)}, not {self.scope!r}.")
+            raise CompressionError(f"scope must be one of {', '.join(SCOPES)}, not {self.scope!r}.")
         super().validate()
         self.check_integers(
             ppl_tokens=2, ppl_window=2, ppl_stride=1, calib_samples=1, calib_len=1, speed_len=1,
             speed_repeats=1, icl_seeds=1, recover_steps=0,
         )
         if self.recover_steps and not self.prune:
-            raise LmboostError("recover_steps needs a pruning spec: it retrains what pruning lost.")
+            raise ConfigError("recover_steps needs a pruning spec: it retrains what pruning lost.")
         if not (isinstance(self.recover_lr, float | int) and self.recover_lr > 0):
-            raise LmboostError(f"recover_lr must be a positive number, not {self.recover_lr!r}.")
+            raise ConfigError(f"recover_lr must be a positive number, not {self.recover_lr!r}.")
         if self.ppl_stride > self.ppl_window:
-            raise LmboostError("ppl_stride must not exceed ppl_window.")
+            raise ConfigError("ppl_stride must not exceed ppl_window.")
         limit = self.icl_limit
         if limit is not None and (not isinstance(limit, int) or limit < 1):
-            raise LmboostError(f"icl_limit must be a positive integer or None, not {limit!r}.")
+            raise ConfigError(f"icl_limit must be a positive integer or None, not {limit!r}.")
 
 
 def parse_sweep(spec: str) -> tuple[list[Pruner], list[float]]:
     """``"magnitude,wanda:0.1,0.3,0.5"`` -> ([magnitude, wanda], [0.1, 0.3, 0.5])."""
     methods, sep, amounts = spec.partition(":")
     if not sep or not methods.strip() or not amounts.strip():
-        raise LmboostError(
+        raise CompressionError(
             f"Sweep spec {spec!r} must read METHODS:AMOUNTS, e.g. magnitude,wanda:0.1,0.3,0.5."
         )
     pruners = [get_pruner(m) for m in methods.split(",")]
@@ -195,7 +195,7 @@ def _run(config: CompressConfig, out: Path, progress: bool) -> dict[str, Any]:
     context = HFBackend.of_module(model).context_window
     window = min(config.ppl_window, context)
     if config.ppl_stride > window:
-        raise LmboostError(
+        raise ConfigError(
             f"--ppl-stride {config.ppl_stride} is longer than the perplexity window: "
             f"--ppl-window {config.ppl_window} is cut to the model's context length of {context} "
             f"tokens; give --ppl-stride {window // 2} (at most {window})."

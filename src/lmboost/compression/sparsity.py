@@ -12,14 +12,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from lmboost.errors import LmboostError
+from lmboost.errors import CompressionError
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The model's stack of decoder layers: its ``nn.ModuleList`` holding the most parameters."""
     lists = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
     if not lists:
-        raise LmboostError(
+        raise CompressionError(
             f"{type(model).__name__} has no list of decoder layers (nn.ModuleList): "
             "compression supports transformer decoders such as Llama, Qwen, Gemma, SmolLM."
         )
@@ -40,7 +40,7 @@ def target_linears(model: nn.Module, include_head: bool = False) -> dict[str, nn
     if include_head:
         head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
         if not isinstance(head, nn.Linear):
-            raise LmboostError(f"{type(model).__name__} has no nn.Linear LM head to include.")
+            raise CompressionError(f"{type(model).__name__} has no nn.Linear LM head to include.")
         found.update((n, m) for n, m in model.named_modules() if m is head)
     return found
 
@@ -82,7 +82,7 @@ def sparsity_report(model: nn.Module, include_head: bool = False) -> dict[str, A
 def check_fraction(value: float, what: str) -> float:
     """``value`` as a float if it lies in [0, 1); otherwise a LmboostError naming ``what``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise LmboostError(
+        raise CompressionError(
             f"{what} must be a number in [0, 1), such as 0.5, not {value!r}."
         )
     return float(value)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from lmboost.compression.sparsity import check_fraction, decoder_layers
-from lmboost.errors import LmboostError
+from lmboost.errors import CompressionError
 
 INPUT_PROJECTIONS = ("gate_proj", "up_proj")
 
@@ -54,10 +54,10 @@ def neuron_plan(model: nn.Module, ratio: float) -> tuple[list[nn.Module], int]:
     mlps = [mlp_of(layer) for layer in decoder_layers(model)]
     sizes = {mlp.down_proj.in_features for mlp in mlps}
     if len(sizes) != 1:
-        raise LmboostError(f"MLP sizes differ between layers ({sorted(sizes)}); cannot prune.")
+        raise CompressionError(f"MLP sizes differ between layers ({sorted(sizes)}); cannot prune.")
     keep = round((1 - ratio) * sizes.pop())
     if keep < 1:
-        raise LmboostError(f"ratio {ratio} would remove every MLP neuron; use a smaller ratio.")
+        raise CompressionError(f"ratio {ratio} would remove every MLP neuron; use a smaller ratio.")
     return mlps, keep
 
 
@@ -80,7 +80,7 @@ def mlp_of(layer: nn.Module) -> nn.Module:
     """The MLP of a decoder layer: a module ``mlp`` with Linear ``up_proj`` and ``down_proj``."""
     mlp = getattr(layer, "mlp", None)
     if not all(isinstance(getattr(mlp, n, None), nn.Linear) for n in ("up_proj", "down_proj")):
-        raise LmboostError(
+        raise CompressionError(
             f"{type(layer).__name__} has no Llama-style MLP (mlp.gate_proj/up_proj/down_proj "
             "Linears): neuron pruning supports Llama, Qwen, Gemma, SmolLM and similar models."
         )

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from lmboost.errors import LmboostError
+from lmboost.errors import OutputFolderError
 
 
 class RunTimer:
@@ -106,7 +106,7 @@ def atomic_file(path: str | Path, mode: str) -> Iterator[IO]:
         raise
 
 
-def write_error(path: Path, err: OSError) -> LmboostError:
+def write_error(path: Path, err: OSError) -> OutputFolderError:
     """The error to raise when writing ``path`` failed with ``err``: what failed and the fix."""
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         fix = "free some space (or give an output folder on another disk) and rerun"
@@ -116,7 +116,7 @@ def write_error(path: Path, err: OSError) -> LmboostError:
         fix = "give an output folder you can write in"
     else:
         fix = "check the output folder and rerun"
-    return LmboostError(
+    return OutputFolderError(
         f"Cannot write {path}: {err.strerror or err}; {fix}. Nothing was written to it "
         "(an earlier version of the file, if any, is unchanged)."
     )

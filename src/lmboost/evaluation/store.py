@@ -46,7 +46,7 @@ from types import TracebackType
 from typing import Any
 
 from lmboost.backends import BACKENDS, Backend, as_backend, load_backend
-from lmboost.errors import LmboostError
+from lmboost.errors import BackendError, ConfigError, OutputFolderError, RunRecordError
 from lmboost.evaluation.records import read_json, to_jsonable, write_error, write_json
 from lmboost.models import DEFAULT_MODEL, LoadedModel
 from lmboost.models.identity import loaded_fingerprint, weights_fingerprint
@@ -152,13 +152,13 @@ class RunStore:
             except FileExistsError:
                 holder = read_holder(lock)
                 if holder is None:
-                    raise LmboostError(
+                    raise OutputFolderError(
                         f"{self.out} is locked by {lock}, which names no holder (a run killed "
                         "as it started, or another tool's file). If no lmboost run uses the "
                         "folder, delete that file and rerun."
                     ) from None
                 if not _is_stale(holder):
-                    raise LmboostError(
+                    raise OutputFolderError(
                         f"{self.out} is in use by {holder}. Wait for it to finish, or give "
                         f"another --out. (If that run is gone, delete {lock}.)"
                     ) from None
@@ -170,7 +170,7 @@ class RunStore:
                     )
                 continue
             except OSError as err:
-                raise LmboostError(f"Cannot write in {self.out}: {err.strerror}.") from None
+                raise OutputFolderError(f"Cannot write in {self.out}: {err.strerror}.") from None
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as f:
                     json.dump(asdict(me), f)
@@ -181,7 +181,7 @@ class RunStore:
                 raise write_error(lock, err) from None
             self._holder = me
             return
-        raise LmboostError(f"Could not claim {self.out}: other runs keep taking it over.")
+        raise OutputFolderError(f"Could not claim {self.out}: other runs keep taking it over.")
 
     # ------------------------------------------------------------------ settings
 
@@ -217,7 +217,7 @@ class RunStore:
             if not isinstance(stored, dict):
                 raise ValueError
         except (OSError, ValueError):
-            raise LmboostError(
+            raise RunRecordError(
                 f"{path} is not a readable settings record, so the run in {self.out} cannot be "
                 "checked before resuming. Pass --restart to start over (the folder's content is "
                 "moved aside), or give another --out."
@@ -229,7 +229,7 @@ class RunStore:
             if old is not missing and old != current.get(key):
                 changed.append(f"{key}: {old!r} -> {current.get(key)!r}")
         if changed:
-            raise LmboostError(
+            raise RunRecordError(
                 f"{self.out} holds a run with other settings ({', '.join(changed)}). Rerun with "
                 "the same settings to resume, give another --out, or pass --restart to start "
                 f"over (the folder's content is moved to {self.out.name}.old-<time> beside it)."
@@ -298,7 +298,7 @@ class ItemLog:
                 record = json.loads(line)
                 records[record[self.key]] = record
             except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-                raise LmboostError(
+                raise RunRecordError(
                     f"{self.path}, line {number} is not an item record: delete that line (its "
                     "item is done again) or the whole file, and rerun."
                 ) from None
@@ -353,7 +353,7 @@ class RunConfig:
         for name, low in lowest.items():
             value = getattr(self, name)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-                raise LmboostError(f"{name} must be an integer >= {low}, not {value!r}.")
+                raise ConfigError(f"{name} must be an integer >= {low}, not {value!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON-ready values."""
@@ -382,7 +382,7 @@ class BackendRunConfig(RunConfig):
         """Raise LmboostError naming a bad dtype, device, backend or GPU count."""
         super().validate()
         if self.backend not in BACKENDS:
-            raise LmboostError(
+            raise BackendError(
                 f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}."
             )
         self.check_integers(tensor_parallel_size=1)
@@ -417,16 +417,16 @@ def check_out(out: Path) -> None:
     """Make sure ``out`` is (or can become) a folder lmboost writes in, creating it; a file, a
     path under a file or a folder that cannot be created is an error saying so."""
     if out.exists() and not out.is_dir():
-        raise LmboostError(f"--out {out} is a file, not a folder: give a folder path.")
+        raise OutputFolderError(f"--out {out} is a file, not a folder: give a folder path.")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         reason = "a part of it is a file" if err.errno in (errno.ENOTDIR, errno.EEXIST) else (
             err.strerror
         )
-        raise LmboostError(f"Cannot create the --out folder {out}: {reason}.") from None
+        raise OutputFolderError(f"Cannot create the --out folder {out}: {reason}.") from None
     if not os.access(out, os.W_OK | os.X_OK):
-        raise LmboostError(f"--out {out} is not writable: give a folder you can write in.")
+        raise OutputFolderError(f"--out {out} is not writable: give a folder you can write in.")
 
 
 def read_holder(lock: Path) -> Holder | None:

@@ -40,7 +40,13 @@ from tqdm.auto import tqdm
 
 from lmboost.backends import Backend
 from lmboost.decoding import ModelEmbedder, RainConfig, SelfEvaluator, rain_generate, resolve_goal
-from lmboost.errors import LmboostError
+from lmboost.errors import (
+    ConfigError,
+    EvaluationError,
+    GenerationError,
+    InputFileError,
+    RunRecordError,
+)
 from lmboost.evaluation.records import write_json
 from lmboost.evaluation.store import SETTINGS, BackendRunConfig, RunStore
 from lmboost.generation.generate import GenerationConfig
@@ -97,14 +103,14 @@ class GenerateRunConfig(BackendRunConfig):
         super().validate()
         if self.rain is not None:
             if self.backend != "hf":
-                raise LmboostError(
+                raise GenerationError(
                     "RAIN searches over the model's cached states, which only the hf backend "
                     "exposes: drop --backend vllm (or --rain)."
                 )
             if self.sample:
-                raise LmboostError("RAIN decodes by its own search: drop --sample (or --rain).")
+                raise GenerationError("RAIN decodes by its own search: drop --sample (or --rain).")
             if self.max_new_tokens is not None and self.max_new_tokens != self.rain.max_new_tokens:
-                raise LmboostError(
+                raise GenerationError(
                     "With RAIN the continuation length is rain.max_new_tokens: leave "
                     "max_new_tokens unset."
                 )
@@ -112,7 +118,7 @@ class GenerateRunConfig(BackendRunConfig):
             resolve_goal(self.goal)
             return
         if self.batch_size is not None and self.batch_size < 1:
-            raise LmboostError(f"batch_size must be at least 1, not {self.batch_size}.")
+            raise ConfigError(f"batch_size must be at least 1, not {self.batch_size}.")
         generation_config(self).validate()
 
 
@@ -180,19 +186,19 @@ def run_generate(
     config.validate()
     if evaluator is not None:
         if config.rain is None:
-            raise LmboostError("An evaluator judges RAIN's search: give it with config.rain.")
+            raise GenerationError("An evaluator judges RAIN's search: give it with config.rain.")
         if evaluator.goal.name != resolve_goal(config.goal).name:
-            raise LmboostError(
+            raise GenerationError(
                 f"The evaluator judges the goal {evaluator.goal.name!r}, not the config's "
                 f"{resolve_goal(config.goal).name!r}."
             )
     prompts = list(prompts)
     if not prompts or any(not isinstance(p, str) or not p for p in prompts):
-        raise LmboostError("Give at least one prompt, each a non-empty string.")
+        raise GenerationError("Give at least one prompt, each a non-empty string.")
     out = Path(config.out)
     with RunStore(out, "generate", None, restart=config.restart) as store:
         if not store.path(SETTINGS).exists() and store.path("results.json").exists():
-            raise LmboostError(
+            raise RunRecordError(
                 f"{out} holds a results.json but no settings.json (a run of an earlier lmboost "
                 "version, or another tool's): it cannot be resumed. Pass --restart to start "
                 "over (its content is moved aside), or give another --out."
@@ -227,7 +233,7 @@ def read_prompts(path: str | Path) -> list[str]:
 
     path = Path(path)
     if not path.is_file():
-        raise LmboostError(f"Prompts file not found: {path}.")
+        raise InputFileError(f"Prompts file not found: {path}.")
     lines = [(n, line.rstrip("\r")) for n, line in enumerate(read_text(path).split("\n"), 1)]
     lines = [(n, line) for n, line in lines if line.strip()]
     prompts = []
@@ -238,20 +244,20 @@ def read_prompts(path: str | Path) -> list[str]:
         try:
             prompt = json.loads(line)["prompt"]
         except json.JSONDecodeError as err:
-            raise LmboostError(
+            raise InputFileError(
                 f"{path}, line {number}: not valid JSON ({err.msg}, column {err.colno}); every "
                 'line must be a JSON object such as {"prompt": "How do I pick a lock?"}.'
             ) from None
         except (KeyError, TypeError):
             prompt = None
         if not isinstance(prompt, str) or not prompt:
-            raise LmboostError(
+            raise InputFileError(
                 f"{path}, line {number}: every line must be a JSON object with a non-empty "
                 '"prompt" string, e.g. {"prompt": "How do I pick a lock?"}.'
             )
         prompts.append(prompt)
     if not prompts:
-        raise LmboostError(f"{path} holds no prompts.")
+        raise InputFileError(f"{path} holds no prompts.")
     return prompts
 
 
@@ -264,7 +270,7 @@ def summarise_run(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     the best child passed the visit and value thresholds, not because the budget ran out)."""
     records = list(records)
     if not records:
-        raise LmboostError("No records to summarise.")
+        raise EvaluationError("No records to summarise.")
     n = len(records)
     seconds = sum(r["seconds"] for r in records)
     summary: dict[str, Any] = {"n": n, "seconds": seconds, "seconds_per_prompt": seconds / n}
@@ -365,7 +371,7 @@ def _check_prompts(out: Path, prompts: list[str], done: dict) -> None:
     """A prompt changed at a position already done is an error naming it."""
     for index, record in sorted(done.items()):
         if index < len(prompts) and record.get("prompt") != prompts[index]:
-            raise LmboostError(
+            raise RunRecordError(
                 f"{out} holds a run whose prompt {index + 1} was {_short(record.get('prompt'))}, "
                 f"not {_short(prompts[index])}. Give the same prompts to resume (more may follow "
                 "at the end), give another --out, or pass --restart to start over (the folder's "

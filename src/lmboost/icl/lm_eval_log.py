@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lmboost.errors import LmboostError
+from lmboost.errors import InputFileError
 from lmboost.tasks._io import read_lines
 
 _NAME = re.compile(r"^samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[\d.\-]+)\.jsonl$")
@@ -53,19 +53,19 @@ def find_samples_file(folder: Path) -> Path:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise LmboostError(
+        raise InputFileError(
             f"{folder} holds no lm-evaluation-harness samples_*.jsonl file (run lm_eval with "
             "--log_samples) and no lmboost run (scores/ and results.json)."
         )
     names = ", ".join(str(p.relative_to(folder)) for p in found)
-    raise LmboostError(f"{folder} holds several samples files ({names}); pass one of them.")
+    raise InputFileError(f"{folder} holds several samples files ({names}); pass one of them.")
 
 
 def read_lm_eval_log(path: str | Path) -> LmEvalLog:
     """Parse a ``--log_samples`` file of a multiple-choice task (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
-        raise LmboostError(f"lm-evaluation-harness log {path} does not exist.")
+        raise InputFileError(f"lm-evaluation-harness log {path} does not exist.")
     rows: list[tuple[int, list[float], int, list[str], float | None]] = []
     filters: set[str] = set()
     for number, line in read_lines(path):  # a file that is not UTF-8: FileEncodingError
@@ -75,19 +75,19 @@ def read_lm_eval_log(path: str | Path) -> LmEvalLog:
         try:
             sample = json.loads(line)
         except json.JSONDecodeError as err:
-            raise LmboostError(f"{where}: not valid JSON ({err.msg}).") from None
+            raise InputFileError(f"{where}: not valid JSON ({err.msg}).") from None
         rows.append(_parse_sample(sample, where))  # checks that it is a sample (a dict) first
         filters.add(str(sample.get("filter", "none")))
     if not rows:
-        raise LmboostError(f"{path} holds no samples.")
+        raise InputFileError(f"{path} holds no samples.")
     if len(filters) > 1:
-        raise LmboostError(
+        raise InputFileError(
             f"{path} mixes filters {sorted(filters)}; a multiple-choice log has one ('none')."
         )
     rows.sort(key=lambda r: r[0])
     sizes = sorted({len(r[1]) for r in rows})
     if len(sizes) > 1:
-        raise LmboostError(
+        raise InputFileError(
             f"{path}: documents have {', '.join(map(str, sizes))} choices; calibration needs the "
             "same number of choices (one column per label) in every document."
         )
@@ -105,7 +105,7 @@ def read_lm_eval_log(path: str | Path) -> LmEvalLog:
     if all(a is not None for a in reported):
         hits = (np.argmax(log.scores, axis=1) == log.labels).astype(float)
         if not np.array_equal(hits, np.array(reported, dtype=float)):
-            raise LmboostError(
+            raise InputFileError(
                 f"{path}: the gold labels read from 'target' disagree with the per-document 'acc' "
                 "lm-evaluation-harness logged; this log's targets cannot be read as choice indices."
             )
@@ -118,7 +118,7 @@ def _parse_sample(
 ) -> tuple[int, list[float], int, list[str], float | None]:
     """(doc_id, log-likelihoods, gold index, choice continuations, logged acc) of one line."""
     if not isinstance(sample, dict) or "filtered_resps" not in sample or "arguments" not in sample:
-        raise LmboostError(
+        raise InputFileError(
             f"{where}: not an lm-evaluation-harness sample (no 'arguments'/'filtered_resps'); "
             "give the samples_<task>_<date>.jsonl file that --log_samples writes."
         )
@@ -133,14 +133,14 @@ def _parse_sample(
     try:
         lls = [float(r[0]) for r in sample["filtered_resps"]]
     except (TypeError, ValueError, IndexError):
-        raise LmboostError(
+        raise InputFileError(
             f"{where}: 'filtered_resps' holds no log-likelihoods; only multiple-choice tasks "
             "(output_type: multiple_choice) can be calibrated."
         ) from None
     if any(not isinstance(c, str) or not isinstance(o, str) for c, o in pairs) or len(
         pairs
     ) != len(lls):
-        raise LmboostError(
+        raise InputFileError(
             f"{where}: 'arguments' are not (context, choice) pairs, one per response; only "
             "multiple-choice tasks can be calibrated."
         )
@@ -150,7 +150,7 @@ def _parse_sample(
     ):
         pairs, lls = pairs[: k // 2], lls[: k // 2]
     if len({c for c, _ in pairs}) > 1:
-        raise LmboostError(
+        raise InputFileError(
             f"{where}: each choice has its own context (a Winogrande-style task); the log does "
             "not record which one is gold, so it cannot be calibrated."
         )
@@ -172,7 +172,7 @@ def _gold(target: Any, options: list[str], where: str) -> int:
     stripped = [o.strip() for o in options]
     if text in stripped:
         return stripped.index(text)
-    raise LmboostError(
+    raise InputFileError(
         f"{where}: target {target!r} is neither a choice index below {len(options)} nor one of "
         f"the choices {stripped}; tasks with several gold answers cannot be calibrated."
     )

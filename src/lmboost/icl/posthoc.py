@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from lmboost.calibration import CALIBRATORS
-from lmboost.errors import LmboostError
+from lmboost.errors import CalibrationError, RunRecordError
 from lmboost.evaluation.records import RunTimer, read_json
 from lmboost.evaluation.store import RunStore
 from lmboost.icl.lm_eval_log import LmEvalLog, find_samples_file, read_lm_eval_log
@@ -67,7 +67,7 @@ def calibrate_run(folder: str | Path, methods: Sequence[str], out: str | Path | 
     folder = Path(folder)
     check_methods(methods)
     if not is_run_folder(folder):
-        raise LmboostError(
+        raise RunRecordError(
             f"{folder} is not an lmboost icl run folder (it needs scores/ and results.json; an "
             "interrupted run has no results.json yet: rerun lmboost icl with the same settings)."
         )
@@ -76,7 +76,7 @@ def calibrate_run(folder: str | Path, methods: Sequence[str], out: str | Path | 
     except (OSError, ValueError):  # cut short, or not JSON
         old = None
     if not isinstance(old, dict) or old.get("kind") != "icl":
-        raise LmboostError(f"{folder}/results.json is not the record of an icl run.")
+        raise RunRecordError(f"{folder}/results.json is not the record of an icl run.")
     source = old.get("source") or {"kind": "stored scores", "path": str(folder)}
     if source["kind"] == "lm-eval":
         _check_needs(methods, has_labelled=bool(old["config"].get("labelled_size")))
@@ -96,23 +96,23 @@ def _recalibrate(
         name = f"shots{run['shots']}-seed{run['seed']}.npz"
         path = folder / "scores" / name
         if not path.is_file():
-            raise LmboostError(f"{path} is missing: rerun lmboost icl with the same settings.")
+            raise RunRecordError(f"{path} is missing: rerun lmboost icl with the same settings.")
         try:
             scores = ScoreSet.load(path)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-            raise LmboostError(
+            raise RunRecordError(
                 f"{path} is unreadable ({type(err).__name__}: damaged): rerun lmboost icl with "
                 "the same settings, which scores that run anew."
             ) from None
         if scores.fingerprint != run["fingerprint"]:
-            raise LmboostError(
+            raise RunRecordError(
                 f"{path} holds other scores than {folder}/results.json records (the fingerprints "
                 "differ); rerun lmboost icl with the settings you want."
             )
         lacking = lacking_parts(scores, methods)
         if lacking:
             needs = "; ".join(f"{m} needs {PART_DESCRIPTIONS[part]}" for m, part in lacking.items())
-            raise LmboostError(
+            raise CalibrationError(
                 f"{path} lacks model outputs: {needs}. Rerun lmboost icl with this run's settings "
                 f"(the config in {folder}/results.json) and --calibration "
                 f"{','.join(methods)}: it computes only what is missing and reuses the stored "
@@ -232,13 +232,13 @@ def _check_needs(methods: Sequence[str], has_labelled: bool) -> None:
     for m in methods:
         needs = CALIBRATORS[m].needs
         if needs in _LACKING:
-            raise LmboostError(
+            raise CalibrationError(
                 f"{m} needs {_LACKING[needs]}, and an lm-evaluation-harness log holds only the "
                 f"scores of the test documents: drop {m} (none, pc and bc need only those "
                 f"scores; use lmboost icl for {m})."
             )
         if needs == "labelled" and not has_labelled:
-            raise LmboostError(
+            raise CalibrationError(
                 f"{m} learns from labelled examples, which a log of test documents does not "
                 "provide: give a second lm-eval log of labelled documents scored with the same "
                 "prompt (--labelled FILE, e.g. the task's training split), or drop it."
@@ -247,12 +247,12 @@ def _check_needs(methods: Sequence[str], has_labelled: bool) -> None:
 
 def _check_labelled(log: LmEvalLog, lab: LmEvalLog) -> None:
     if lab.path.resolve() == log.path.resolve():
-        raise LmboostError(
+        raise CalibrationError(
             "The labelled log is the test log itself: calibrating on the test labels would "
             "leak them. Give a log of other documents (e.g. the training split)."
         )
     if lab.scores.shape[1] != log.scores.shape[1] or lab.choices != log.choices:
-        raise LmboostError(
+        raise CalibrationError(
             f"The labelled log {lab.path} has choices {lab.choices or lab.scores.shape[1]} but the "
             f"test log has {log.choices or log.scores.shape[1]}: score both with the same task."
         )

@@ -53,7 +53,7 @@ from lmboost.calibration import (
     domain_context_strings,
     get_calibrator,
 )
-from lmboost.errors import LmboostError
+from lmboost.errors import CalibrationError, ConfigError, ScoringError
 from lmboost.evaluation import (
     accuracy,
     confusion_matrix,
@@ -138,23 +138,23 @@ class ICLConfig(BackendRunConfig):
     def validate(self) -> None:
         """Raise LmboostError with the fix when a setting is out of range or unknown."""
         if not self.shots:
-            raise LmboostError("shots is empty: give at least one number of shots, e.g. 0,1,4.")
+            raise ConfigError("shots is empty: give at least one number of shots, e.g. 0,1,4.")
         for k in self.shots:
             if not _is_int(k) or k < 0:
-                raise LmboostError(f"shots must be non-negative integers, got {k!r}.")
+                raise ConfigError(f"shots must be non-negative integers, got {k!r}.")
         if len(set(self.shots)) != len(self.shots):
-            raise LmboostError(f"shots {self.shots} lists a number twice; give each once.")
+            raise ConfigError(f"shots {self.shots} lists a number twice; give each once.")
         check_methods(self.calibration)
         self.check_integers(seeds=1, n_domain=1, n_gc=1, batch_size=1, labelled_size=0)
         if self.limit is not None and (not _is_int(self.limit) or self.limit < 1):
-            raise LmboostError(f"limit must be a positive integer or None, not {self.limit!r}.")
+            raise ConfigError(f"limit must be a positive integer or None, not {self.limit!r}.")
         for name, allowed in (
             ("demo_strategy", DEMO_STRATEGIES),
             ("truncation", TRUNCATIONS),
             ("dtype", DTYPE_CHOICES),
         ):
             if getattr(self, name) not in allowed:
-                raise LmboostError(
+                raise ConfigError(
                     f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}."
                 )
         super().validate()
@@ -163,15 +163,17 @@ class ICLConfig(BackendRunConfig):
 def check_methods(methods: Sequence[str]) -> None:
     """Raise LmboostError unless ``methods`` is a non-empty list of distinct calibrator names."""
     if not methods:
-        raise LmboostError(f"calibration is empty: give at least one of {', '.join(CALIBRATORS)}.")
+        raise CalibrationError(
+            f"calibration is empty: give at least one of {', '.join(CALIBRATORS)}."
+        )
     unknown = [m for m in methods if m not in CALIBRATORS]
     if unknown:
-        raise LmboostError(
+        raise CalibrationError(
             f"Unknown calibration method(s) {', '.join(map(repr, unknown))}; "
             f"known methods: {', '.join(CALIBRATORS)}."
         )
     if len(set(methods)) != len(methods):
-        raise LmboostError(f"calibration {list(methods)} lists a method twice.")
+        raise CalibrationError(f"calibration {list(methods)} lists a method twice.")
 
 
 #: The model outputs beyond the label scores that methods need, by ``needs``: the ScoreSet
@@ -573,7 +575,7 @@ def _check_finite(scores: ScoreSet, names: Sequence[str]) -> None:
         and not np.isfinite(getattr(scores, name)).all()
     ]
     if bad:
-        raise LmboostError(
+        raise ScoringError(
             f"The model gave non-finite values (NaN or inf) in its {', '.join(bad)} scores at "
             f"{scores.shots} shots, seed {scores.seed}; nothing is stored for them. Check the "
             "model's weights (float16 overflows? try --dtype float32); a rerun with a sound "
@@ -697,7 +699,7 @@ def _labelled_count(pool: Sequence[Example], config: ICLConfig) -> int:
 
 def _check_pool(pool: Sequence[Example], config: ICLConfig) -> None:
     if max(config.shots) > len(pool):
-        raise LmboostError(
+        raise ConfigError(
             f"{max(config.shots)} shots need {max(config.shots)} demonstrations, but the pool "
             f"holds {len(pool)} examples: lower shots."
         )

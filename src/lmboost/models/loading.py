@@ -33,7 +33,7 @@ import torch
 from lmboost.config import cache_dir
 from lmboost.errors import (
     CacheError,
-    LmboostError,
+    ConfigError,
     ModelLoadError,
     ModelNotFoundError,
     RemoteCodeError,
@@ -148,7 +148,7 @@ def check_remote_code(path: Path, trust_remote_code: bool) -> None:
 def resolve_dtype(dtype: str, device: str = "auto") -> str:
     """The dtype name ``dtype`` stands for: "auto" is bfloat16 on CUDA, float32 elsewhere."""
     if dtype not in DTYPE_CHOICES:
-        raise LmboostError(f"Unknown dtype '{dtype}'. Choose one of: {', '.join(DTYPE_CHOICES)}.")
+        raise ConfigError(f"Unknown dtype '{dtype}'. Choose one of: {', '.join(DTYPE_CHOICES)}.")
     if dtype == "auto":
         return "bfloat16" if resolve_device(device).type == "cuda" else "float32"
     return dtype
@@ -164,19 +164,19 @@ def resolve_device(device: str) -> torch.device:
         resolved = torch.device(device)
     except RuntimeError as err:
         message = f"Unknown device '{device}': {err}. Use auto, cpu or cuda[:N]."
-        raise LmboostError(message) from None
+        raise ConfigError(message) from None
     if resolved.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise LmboostError(
+            raise ConfigError(
                 f"--device {device}: this machine has no CUDA GPU. Use --device cpu (or auto)."
             )
         if resolved.index is not None and resolved.index >= count:
-            raise LmboostError(
+            raise ConfigError(
                 f"--device {device}: this machine has {count} GPU(s), cuda:0 .. cuda:{count - 1}."
             )
     elif resolved.type != "cpu":
-        raise LmboostError(f"--device {device} is not supported: use auto, cpu or cuda[:N].")
+        raise ConfigError(f"--device {device} is not supported: use auto, cpu or cuda[:N].")
     return resolved
 
 

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from lmboost import __version__
 from lmboost.backends import Backend
-from lmboost.errors import LmboostError
+from lmboost.errors import ConfigError
 from lmboost.evaluation import accuracy
 from lmboost.evaluation.records import write_json
 from lmboost.evaluation.store import BackendRunConfig, ItemLog, RunStore
@@ -109,17 +109,17 @@ class ReasoningConfig(BackendRunConfig):
     def validate(self) -> None:
         """Raise LmboostError naming the first bad setting."""
         if self.mode not in MODES:
-            raise LmboostError(f"Unknown mode '{self.mode}'. Choose one of: {', '.join(MODES)}.")
+            raise ConfigError(f"Unknown mode '{self.mode}'. Choose one of: {', '.join(MODES)}.")
         for name in ("self_consistency", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
-                raise LmboostError(f"{name} must be at least 1, not {getattr(self, name)}.")
+                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}.")
         if self.limit is not None and self.limit < 1:
-            raise LmboostError(f"limit must be at least 1, not {self.limit}.")
+            raise ConfigError(f"limit must be at least 1, not {self.limit}.")
         super().validate()
         generation_settings(self).validate()
         scored = {family_of(t).title for t in task_names(self.task) if family_of(t).scored_choices}
         if self.mode == "direct" and self.self_consistency > 1 and scored:
-            raise LmboostError(
+            raise ConfigError(
                 f"{', '.join(sorted(scored))}'s direct mode scores the option letters and samples "
                 "nothing, so self-consistency does not apply: use --mode zs-cot or fs-cot, or "
                 "drop --self-consistency."

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lmboost.errors import LmboostError
+from lmboost.errors import ConfigError, GenerationError
 
 
 @dataclass(frozen=True)
@@ -89,15 +89,15 @@ def sample_until_decided(
     Returns the answers drawn and the :class:`Vote`.
     """
     if n < 1:
-        raise LmboostError(f"The number of samples must be at least 1, not {n}.")
+        raise ConfigError(f"The number of samples must be at least 1, not {n}.")
     if step < 1:
-        raise LmboostError(f"step must be at least 1, not {step}.")
+        raise ConfigError(f"step must be at least 1, not {step}.")
     answers: list[str | None] = []
     want = first_decidable(n) if early_stop else n
     while True:
         drawn = list(sample_fn(want))
         if len(drawn) != want:
-            raise LmboostError(f"sample_fn({want}) returned {len(drawn)} answers.")
+            raise GenerationError(f"sample_fn({want}) returned {len(drawn)} answers.")
         answers.extend(drawn)
         remaining = n - len(answers)
         if remaining == 0 or (early_stop and is_decided(answers, remaining)):

@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 
 from lmboost import __version__
 from lmboost.backends import Backend
-from lmboost.errors import LmboostError
+from lmboost.errors import LmboostError, ServeConfigError
 from lmboost.serving.config import ServeConfig
 from lmboost.serving.engine import Answer, RequestError, TaskEngine
 from lmboost.serving.generation import GenerateRequest, generate_answer
@@ -182,7 +182,7 @@ def create_app(config: ServeConfig, backend: Backend, engines: list[TaskEngine])
     batchers: dict[str, Batcher] = {}
     token = os.environ.get(config.api_key_env, "") if config.api_key_env else ""
     if config.api_key_env and not token:
-        raise LmboostError(
+        raise ServeConfigError(
             f"api_key_env names {config.api_key_env}, which is unset or empty: export "
             f"{config.api_key_env}=<a secret token>, or drop api_key_env to serve without one."
         )

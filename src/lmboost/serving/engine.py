@@ -27,7 +27,7 @@ from lmboost.calibration import (
     domain_context_strings,
     normalise,
 )
-from lmboost.errors import LmboostError, RequestError
+from lmboost.errors import RequestError, ScoringError
 from lmboost.evaluation.records import read_json, write_json
 from lmboost.icl.prompts import (
     CONTENT_FREE_INPUTS,
@@ -209,7 +209,7 @@ class TaskEngine:
         """Score one batch, update the running estimate with it (bc, bcl), and answer."""
         scores = self.score(examples)
         if not np.all(np.isfinite(scores)):
-            raise LmboostError("The model gave non-finite label scores; nothing was updated.")
+            raise ScoringError("The model gave non-finite label scores; nothing was updated.")
         raw = softmax(scores, axis=1)
         with self._lock:
             calibrated, state = self._calibrate(scores)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmboost.errors import LmboostError, ModelLoadError, RemoteCodeError
+from lmboost.errors import ModelLoadError, RecipeError, RemoteCodeError
 from lmboost.models import check_remote_code, locate_model
 
 ENCODER_TYPES = frozenset(
@@ -89,7 +89,7 @@ def load_for_training(
     try:
         if recipe == "classify":
             if not labels:
-                raise LmboostError("A classification model needs the class names.")
+                raise RecipeError("A classification model needs the class names.")
             model = AutoModelForSequenceClassification.from_pretrained(
                 source.path,
                 num_labels=len(labels),
@@ -100,7 +100,7 @@ def load_for_training(
             )
         else:
             if source.is_encoder:
-                raise LmboostError(
+                raise RecipeError(
                     f"Recipe {recipe} trains a causal LM, but {source.spec} is an encoder "
                     f"({source.model_type}); use it with recipe classify."
                 )
@@ -125,12 +125,12 @@ def class_weights(
         counts = torch.bincount(torch.as_tensor(list(labels)), minlength=n_classes).double()
         if (counts == 0).any():
             missing = [i for i in range(n_classes) if counts[i] == 0]
-            raise LmboostError(
+            raise RecipeError(
                 f"class_weights balanced: classes {missing} have no training example."
             )
         return (counts.sum() / (n_classes * counts)).float()
     if len(weights) != n_classes:
-        raise LmboostError(
+        raise RecipeError(
             f"class_weights gives {len(weights)} weights for {n_classes} classes; give one per "
             "class."
         )

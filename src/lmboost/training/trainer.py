@@ -56,7 +56,7 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from lmboost import __version__
-from lmboost.errors import LmboostError
+from lmboost.errors import DependencyError, RunRecordError
 from lmboost.evaluation import accuracy, macro_f1
 from lmboost.evaluation.records import RunTimer, to_jsonable, write_json
 from lmboost.evaluation.store import check_out
@@ -370,7 +370,7 @@ def run_training(
     )
     sharded = bool(trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled)
     if sharded and config.lora.merge:
-        raise LmboostError(
+        raise RecipeError(
             "lora.merge needs the whole model in one process, but FSDP/DeepSpeed shard it: train "
             "without merge, then merge OUT/adapter (lmboost.training.lora.merge_and_save)."
         )
@@ -456,7 +456,7 @@ def _checkpoint_to_resume(checkpoints: Path, resume: bool) -> str | None:
     """The last checkpoint when resuming (None: start fresh); refuses to mix runs otherwise."""
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if last is not None and not resume:
-        raise LmboostError(
+        raise RunRecordError(
             f"{checkpoints} already holds checkpoints of a run: pass --resume (resume: true) to "
             "continue it, or choose another output folder."
         )
@@ -467,7 +467,9 @@ def _check_reporter(report_to: str, out: Path) -> None:
     """Fail early when the chosen logger's package is missing; point MLflow at OUT/mlruns."""
     packages = REPORTER_PACKAGES.get(report_to, ())
     if packages and not any(importlib.util.find_spec(p) for p in packages):
-        raise LmboostError(f"report_to {report_to} needs its package: pip install {packages[0]}.")
+        raise DependencyError(
+            f"report_to {report_to} needs its package: pip install {packages[0]}."
+        )
     if report_to == "mlflow":
         os.environ.setdefault("MLFLOW_TRACKING_URI", (out / "mlruns").resolve().as_uri())
 

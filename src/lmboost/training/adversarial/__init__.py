@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lmboost.errors import LmboostError
+from lmboost.errors import RecipeError
 from lmboost.training.adversarial.base import (
     AdversarialMethod,
     AdversarialStep,
@@ -48,13 +48,13 @@ def get_adversary(name: str, **params: Any) -> AdversarialMethod:
     naming the unknown method, unknown parameter or out-of-range value."""
     cls = ADVERSARIES.get(name.strip().lower())
     if cls is None:
-        raise LmboostError(
+        raise RecipeError(
             f"Unknown adversarial method {name!r}; choose one of: {', '.join(ADVERSARIES)}."
         )
     accepted = cls().get_params()
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise LmboostError(
+        raise RecipeError(
             f"Unknown parameter(s) {', '.join(f'adversarial.{k}' for k in unknown)} for "
             f"{cls.name}; it accepts: {', '.join(accepted)}."
         )

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmboost.errors import LmboostError
+from lmboost.errors import RecipeError
 
 TINY = 1e-12
 Backward = Callable[[torch.Tensor], None]
@@ -130,7 +130,7 @@ class AdversarialMethod:
             value = getattr(self, key)
             ok, wanted = rules[rule]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-                raise LmboostError(
+                raise RecipeError(
                     f"adversarial.{key} of {self.name} must be {wanted}, not {value!r}."
                 )
 
