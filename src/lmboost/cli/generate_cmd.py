@@ -64,7 +64,7 @@ from lmboost.cli.options import (
     config_from_flags,
 )
 from lmboost.decoding import RainConfig
-from lmboost.errors import LmboostError
+from lmboost.errors import ConfigError
 from lmboost.generation.run import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_NEW_TOKENS,
@@ -165,10 +165,10 @@ def config_from_args(
 def read_source(args: argparse.Namespace) -> tuple[list[str], PromptSet | None]:
     """The prompts the flags name (--prompt, --prompts or --prompt-set with --limit)."""
     if args.limit is not None and args.prompt_set is None:
-        raise LmboostError("--limit takes the first N prompts of --prompt-set: add --prompt-set, "
+        raise ConfigError("--limit takes the first N prompts of --prompt-set: add --prompt-set, "
                           "or drop --limit.")
     if args.limit is not None and args.limit < 1:
-        raise LmboostError(f"--limit must be at least 1, got {args.limit}.")
+        raise ConfigError(f"--limit must be at least 1, got {args.limit}.")
     if args.prompt_set is not None:
         prompt_set = get_prompt_set(args.prompt_set)
         return prompt_set.prompts(args.limit), prompt_set
