@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmboost.errors import TaskError
-from lmboost.tasks._io import data_file, read_text, where
+from lmboost.tasks.datafiles import data_file, read_text, where
 
 SEAT_FOLDER = "seat"
 SETS = ("targ1", "targ2", "attr1", "attr2")

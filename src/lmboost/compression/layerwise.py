@@ -25,7 +25,7 @@ from torch import nn
 from lmboost.backends.hf import HFBackend
 from lmboost.compression.sparsity import decoder_layers
 from lmboost.errors import CompressionError
-from lmboost.tasks._io import read_text
+from lmboost.tasks.datafiles import read_text
 
 
 def activation_norms(

@@ -24,7 +24,7 @@ from torch import nn
 from lmboost.backends.hf import HFBackend
 from lmboost.config import data_dir
 from lmboost.errors import DataNotFoundError, EvaluationError, TaskError
-from lmboost.tasks._io import read_text
+from lmboost.tasks.datafiles import read_text
 
 WIKITEXT2_FILES = {
     "test": "raw_hf_nonempty_crlf/wiki.test.raw",

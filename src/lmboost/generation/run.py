@@ -229,7 +229,7 @@ def read_prompts(path: str | Path) -> list[str]:
     """The prompts of a UTF-8 file (a leading BOM is fine): one per non-empty line, or one
     ``{"prompt": ...}`` object per line of a ``.jsonl`` file. Errors name the file and line; a
     file that is not UTF-8 is a :class:`~lmboost.errors.FileEncodingError`."""
-    from lmboost.tasks._io import read_text
+    from lmboost.tasks.datafiles import read_text
 
     path = Path(path)
     if not path.is_file():

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from lmboost.errors import InputFileError
-from lmboost.tasks._io import read_lines
+from lmboost.tasks.datafiles import read_lines
 
 _NAME = re.compile(r"^samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[\d.\-]+)\.jsonl$")
 

@@ -28,7 +28,7 @@ from functools import partial
 from lmboost.errors import MixtureError, TaskError
 from lmboost.instruct.templates import COT_TEMPLATES, TASK_TEMPLATES, TaskTemplates, Template
 from lmboost.tasks import get_task
-from lmboost.tasks._io import data_file, read_jsonl, read_lines, where
+from lmboost.tasks.datafiles import data_file, read_jsonl, read_lines, where
 
 FLAN_COT = ("aqua", "creak", "ecqa", "gsm8k", "qasc", "sensemaking", "strategyqa")
 COT_COLUMNS = ("question", "answer", "rationale")

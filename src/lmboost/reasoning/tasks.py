@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from lmboost.config import data_dir
 from lmboost.errors import TaskError
 from lmboost.reasoning.extract import LETTERS, extract_bbh, extract_choice, extract_number
-from lmboost.tasks._io import data_file, read_jsonl, read_text, where
+from lmboost.tasks.datafiles import data_file, read_jsonl, read_text, where
 
 BBH_FORMATS = {
     "boolean_expressions": "True/False",

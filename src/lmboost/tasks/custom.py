@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 from lmboost.config import Scalar, from_dict, read_yaml
 from lmboost.errors import DataNotFoundError, TaskError
-from lmboost.tasks._io import data_file, split_off, where
 from lmboost.tasks.base import ClassificationTask, Example
+from lmboost.tasks.datafiles import data_file, split_off, where
 from lmboost.tasks.fields import FieldTemplate
 from lmboost.tasks.readers import SUFFIXES, Layout, read_rows
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmboost.errors import TaskError
-from lmboost.tasks._io import read_jsonl, read_lines, read_table, read_text, where
+from lmboost.tasks.datafiles import read_jsonl, read_lines, read_table, read_text, where
 
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 FORMATS = ("csv", "tsv", "jsonl", "lines", "folders")

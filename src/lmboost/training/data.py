@@ -34,7 +34,7 @@ import torch
 
 from lmboost.errors import DataNotFoundError, TaskError
 from lmboost.tasks import ClassificationTask, Example, get_task, task_from_file
-from lmboost.tasks._io import read_text
+from lmboost.tasks.datafiles import read_text
 from lmboost.training.recipes import RecipeError, TrainConfig
 
 IGNORE_INDEX = -100

@@ -1,4 +1,5 @@
-"""File readers shared by the task readers (:mod:`.readers`) and other data loaders.
+"""The data layer: UTF-8 file readers shared by the task readers (:mod:`.readers`), prompt sets,
+reasoning tasks, instruction sources, SEAT tests, perplexity text and prompt files.
 
 Every reader reports problems as ``TaskError("<path>, line <n>: <what is wrong>")`` so that a bad
 row can be found and fixed. Files must be UTF-8 (a leading BOM is fine); anything else is a
