@@ -6,7 +6,8 @@ uncalibrated scores, BC and the most accurate method at the largest shot count, 
 Plots use matplotlib's Agg canvas directly, so no display and no global backend are involved.
 
 ``markdown_table(rows, columns, formats)`` is the one Markdown table renderer of lmboost's reports
-and of the benchmark scripts' summaries.
+and of the benchmark scripts' summaries; ``percent`` and ``mean_std`` are the cell formats they
+share.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def _cell(row: dict[str, Any], metric: str) -> str:
     stat = row[metric]
     if row["n_seeds"] == 1 or row.get("same_every_seed"):
         return f"{100 * stat['mean']:.1f}"
-    return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
+    return mean_std(stat)
 
 
 def same_seed_note(results: dict[str, Any]) -> str | None:
@@ -301,6 +302,22 @@ def _save_figure(fig: Any, path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- tables
+
+
+def percent(value: float | None, digits: int = 1, *, missing: str = "—") -> str:
+    """A fraction as a percentage with ``digits`` decimals (0.1234 -> "12.3%"); None ->
+    ``missing``."""
+    return missing if value is None else f"{100 * value:.{digits}f}%"
+
+
+def mean_std(stat: Mapping[str, float] | None, digits: int = 1, *, scale: float = 100.0,
+             missing: str = "n/a") -> str:
+    """A ``{"mean", "std"}`` summary (over seeds) as "mean ± std", both times ``scale`` (by
+    default fractions become percentage points: 0.682, 0.098 -> "68.2 ± 9.8"); None ->
+    ``missing``."""
+    if stat is None:
+        return missing
+    return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['std']:.{digits}f}"
 
 
 def markdown_table(
