@@ -1,16 +1,9 @@
 """Reproduction of the Batch Calibration paper's comparison (Zhou et al., ICLR 2024) at small scale.
 
-For one model, every task in ``--tasks`` is run through ``lmboost.icl.run_icl`` with every
-registered calibrator (``--methods``; by default all of them: none, CC, DC, PC, BC, BCL, LinC,
-Hidden Calibration, kNN prompting, PMI_DC, Generative Calibration) at ``--shots`` and
-``--seeds``, on a fixed stratified sample of ``--limit`` eval examples per task; the label-using
-methods (BCL, LinC, hidden, kNN) share one labelled set of ``--labelled-size`` examples per
-seed. Scores and the other model outputs are stored per (task, shots, seed) under
-``--results/<model>/<task>/``, so an interrupted run resumes where it stopped, and a rerun only
-re-applies the calibrators. At the end it writes ``<results>/<model>/summary.md`` and
-``summary.json``: accuracy and macro-F1 (mean over seeds) per task and method, each method's
-mean beside BC's on the tasks where both apply with a win/tie/loss count against BC (a tie is
-within ``TIE`` points), and the wall time of each task's model work.
+Every task in ``--tasks`` through :func:`lmboost.icl.run_icl` with every calibrator in
+``--methods`` (resumable per task under ``--results/<model>/``); writes ``summary.md`` and
+``summary.json`` there: accuracy and macro-F1 (mean ± std over seeds) per task and method, each
+method against BC (win/tie/loss, a tie within ``TIE`` points) and the model wall time per task.
 
     .venv/bin/python benchmarks/calibration.py --model smollm2-135m-instruct \\
         --tasks paper --shots 1,4 --seeds 3 --limit 200
@@ -28,6 +21,7 @@ import numpy as np
 from lmboost.calibration import CALIBRATORS
 from lmboost.evaluation.records import read_json, write_json
 from lmboost.evaluation.report import markdown_table
+from lmboost.evaluation.stats import win_tie_loss
 from lmboost.icl import ICLConfig, run_icl
 
 # The BC paper's 13 tasks as available here (* = 100-example subsets), then 4 more classic ones.
@@ -135,32 +129,20 @@ def render(args, shots: list[int], tables: dict, timings: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def versus_bc(rows: dict, method: str) -> dict | None:
-    """``method`` against BC over the tasks where both apply: means (%) and win/tie/loss counts
-    (a tie is within ``TIE`` points); None where they share no task."""
-    tasks = [t for t, v in rows.items() if v.get(method) is not None and v.get("bc") is not None]
-    if not tasks:
-        return None
-    diffs = [100 * (rows[t][method] - rows[t]["bc"]) for t in tasks]
-    return {
-        "tasks": len(tasks),
-        "mean": float(np.mean([100 * rows[t][method] for t in tasks])),
-        "bc": float(np.mean([100 * rows[t]["bc"] for t in tasks])),
-        "win": sum(d > TIE for d in diffs),
-        "tie": sum(abs(d) <= TIE for d in diffs),
-        "loss": sum(d < -TIE for d in diffs),
-    }
-
-
 def _versus_bc(tables: dict, shots: list[int], methods: list[str]) -> list[str]:
+    """Each method against BC over the tasks where both apply: means (%) and win/tie/loss
+    (a tie is within ``TIE`` points)."""
     rows = []
     for metric, table in tables.items():
         for k in shots:
+            bc = {t: _pct(v.get("bc")) for t, v in table[k].items()}
             for method in methods:
-                v = None if method == "bc" else versus_bc(table[k], method)
+                v = None if method == "bc" else win_tie_loss(
+                    {t: _pct(row.get(method)) for t, row in table[k].items()}, bc, TIE)
                 if v is not None:
-                    rows.append([metric, k, method, v["tasks"], v["mean"], v["bc"],
-                                 v["mean"] - v["bc"], f"{v['win']} / {v['tie']} / {v['loss']}"])
+                    rows.append([metric, k, method, v["n"], v["mean"], v["reference_mean"],
+                                 v["mean"] - v["reference_mean"],
+                                 f"{v['win']} / {v['tie']} / {v['loss']}"])
     columns = ["metric", "shots", "method", "tasks", "method %", "BC %", "method − BC",
                "win / tie / loss"]
     formats = {"method %": ".1f", "BC %": ".1f", "method − BC": "+.1f"}
@@ -168,17 +150,18 @@ def _versus_bc(tables: dict, shots: list[int], methods: list[str]) -> list[str]:
     return [markdown_table(rows, columns, formats, align=align)]
 
 
+def _pct(value: float | None) -> float | None:
+    return None if value is None else 100 * value
+
+
 def _table(rows: dict, methods: list[str]) -> list[str]:
     table = []
     for task, values in rows.items():
         best = max((values[m] for m in methods if values.get(m) is not None), default=None)
-        cells = [
-            "n/a" if values.get(m) is None
-            else (f"**{100 * values[m]:.1f}**" if values[m] == best
-                  else f"{100 * values[m]:.1f}") + f" ± {100 * values['std'][m]:.1f}"
-            for m in methods
-        ]
-        table.append([task, *cells])
+        table.append([task, *(
+            "n/a" if values.get(m) is None else ("**{}**" if values[m] == best else "{}").format(
+                f"{100 * values[m]:.1f}") + f" ± {100 * values['std'][m]:.1f}"
+            for m in methods)])
     applicable = [[v[m] for v in rows.values() if v.get(m) is not None] for m in methods]
     table.append(["mean, tasks where each applies (count)",
                   *(f"{100 * np.mean(v):.1f} ({len(v)})" if v else "n/a" for v in applicable)])
