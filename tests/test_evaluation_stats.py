@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from lmboost.evaluation.records import RunTimer, machine_info
-from lmboost.evaluation.report import markdown_table, mean_std, percent
+from lmboost.evaluation.report import markdown_table, mean_std, percent, tasks_table
 from lmboost.evaluation.speed import (
     best_time,
     flops_utilization,
@@ -137,6 +137,25 @@ def test_percent_and_mean_std_cells():
     assert mean_std({"mean": 0.682, "std": 0.098}) == "68.2 ± 9.8"
     assert mean_std({"mean": 2.5, "std": 0.25}, 2, scale=1) == "2.50 ± 0.25"
     assert mean_std(None) == "n/a"
+
+
+def test_tasks_table_bolds_the_best_mean_and_averages_where_each_method_applies():
+    def row(method, shots, mean, std=0.01, status="ok"):
+        return {"method": method, "shots": shots, "status": status,
+                "accuracy": {"mean": mean, "std": std}}
+
+    summaries = {
+        "sst2": [row("none", 1, 0.6), row("bc", 1, 0.8, 0.02), row("cc", 1, 0.7),
+                 row("bc", 4, 0.1)],  # other shots: left out
+        "copa": [row("none", 1, 0.55), row("bc", 1, 0.5), row("cc", 1, None, status="n/a")],
+    }
+    assert tasks_table(summaries, 1, ["none", "bc", "cc"]).splitlines() == [
+        "| task | none | bc | cc |",
+        "|---|---:|---:|---:|",
+        "| sst2 | 60.0 ± 1.0 | **80.0** ± 2.0 | 70.0 ± 1.0 |",
+        "| copa | **55.0** ± 1.0 | 50.0 ± 1.0 | n/a |",
+        "| mean, tasks where each applies (count) | 57.5 (2) | 65.0 (2) | 70.0 (1) |",
+    ]
 
 
 # --------------------------------------------------------------------------- win / tie / loss

@@ -77,6 +77,35 @@ def _cell(row: dict[str, Any], metric: str) -> str:
     return mean_std(stat)
 
 
+def tasks_table(
+    summaries: Mapping[str, Sequence[Mapping[str, Any]]], shots: int, methods: Sequence[str],
+    metric: str = "accuracy",
+) -> str:
+    """Markdown table, tasks x methods, of "mean ± std" over seeds of ``metric`` (in %) at
+    ``shots``, from each task's ICL summary rows (``results["summary"]`` of
+    :func:`lmboost.icl.run_icl`): the best mean of each task in bold, "n/a" where a method does
+    not apply, and a last row with each method's mean over the tasks where it applies (count)."""
+    table, applicable = [], {m: [] for m in methods}
+    for task, rows in summaries.items():
+        stats = {r["method"]: r[metric] for r in rows if r["shots"] == shots
+                 and r["status"] == "ok"}
+        best = max((stats[m]["mean"] for m in methods if m in stats), default=None)
+        cells = []
+        for m in methods:
+            if m not in stats:
+                cells.append("n/a")
+                continue
+            applicable[m].append(stats[m]["mean"])
+            mean = f"{100 * stats[m]['mean']:.1f}"
+            cells.append(f"{f'**{mean}**' if stats[m]['mean'] == best else mean} ± "
+                         f"{100 * stats[m]['std']:.1f}")
+        table.append([task, *cells])
+    table.append(["mean, tasks where each applies (count)", *(
+        f"{100 * np.mean(v):.1f} ({len(v)})" if v else "n/a" for v in applicable.values())])
+    return markdown_table(table, ["task", *methods],
+                          align=dict.fromkeys(range(1, len(methods) + 1), "right"))
+
+
 def same_seed_note(results: dict[str, Any]) -> str | None:
     """Why some cells have no ± (their method saw the same inputs in every seed), or None."""
     same = [r for r in results["summary"] if r["status"] == "ok" and r.get("same_every_seed")]
