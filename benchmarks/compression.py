@@ -16,13 +16,13 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from lmboost.compression.quantize import torchao_available
 from lmboost.compression.runner import CompressConfig, compress
 from lmboost.evaluation.records import read_json, write_json, write_text
 from lmboost.evaluation.report import markdown_table, mean_std
+from lmboost.evaluation.speed import timed
 
 CONFIGS = {
     "magnitude-0.5": {"prune": "magnitude:0.5"},
@@ -80,13 +80,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"== {model} / {name}", flush=True)
                 if name != "sweep":
                     _share_dense_scores(args.results / model, out)
-                start = time.perf_counter()
-                compress(CompressConfig(
+                _, timing = timed(compress, CompressConfig(
                     out=out, model=model, ppl_tokens=args.ppl_tokens,
                     icl=name != "sweep", icl_limit=args.icl_limit, icl_seeds=args.icl_seeds,
-                    **({"sweep": SWEEP} if name == "sweep" else CONFIGS[name]),
-                ))
-                print(f"   {time.perf_counter() - start:.0f} s", flush=True)
+                    **({"sweep": SWEEP} if name == "sweep" else CONFIGS[name])))
+                print(f"   {timing['seconds']:.0f} s", flush=True)
             table[model][name] = read_json(out / "results.json")
         if args.speed:
             speeds[model] = _speed_stage(model, table[model], args.results / model)
@@ -95,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name, r in runs.items()}
         for model, runs in table.items()
     })
-    text = render(table, args, speeds)
-    write_text(args.results / "summary.md", text)
+    write_text(args.results / "summary.md", text := render(table, args, speeds))
     print(text)
     return 0
 

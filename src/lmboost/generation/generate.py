@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lmboost.errors import GenerationError
 
@@ -95,25 +95,18 @@ class GenerationSpeed:
         return self.tokens / self.seconds
 
 
-def generation_speed(
-    model: Backend | LoadedModel,
-    prompts: Sequence[Prompt],
-    config: GenerationConfig | None = None,
-    *,
-    n: int = 1,
-    chat: bool | None = None,
-    batch_size: int | None = None,
-    warmup: int = 0,
-) -> GenerationSpeed:
-    """Time :func:`generate` of ``prompts`` (arguments as there), after an untimed warm-up
-    call on the first ``warmup`` prompts with the same settings."""
+def generation_speed(model: Backend | LoadedModel, prompts: Sequence[Prompt],
+                     config: GenerationConfig | None = None, *, warmup: int = 0,
+                     **options: Any) -> GenerationSpeed:
+    """Time :func:`generate` of ``prompts`` (``options``: its ``n``, ``chat``, ``batch_size``),
+    after an untimed warm-up call on the first ``warmup`` prompts with the same settings."""
     from lmboost.backends import as_backend
 
     backend = as_backend(model)
     if warmup:
-        backend.generate(prompts[:warmup], config, n=n, chat=chat, batch_size=batch_size)
+        backend.generate(prompts[:warmup], config, **options)
     start = time.perf_counter()
-    texts = backend.generate(prompts, config, n=n, chat=chat, batch_size=batch_size)
+    texts = backend.generate(prompts, config, **options)
     seconds = time.perf_counter() - start
     flat = [text for row in texts for text in row]
     encoded = backend.tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
