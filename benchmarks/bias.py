@@ -1,20 +1,9 @@
 """SEAT/WEAT effect sizes of the packaged models, beside published ones.
 
-Every test in ``../shared/data/seat`` (46: WEAT 1-10 and their sentence versions, the Double
-Bind and Angry Black Woman tests) runs through :func:`lmboost.bias.run_bias` for each
-``MODEL:POOLING`` in ``--runs``, into ``--results/<model>-<pooling>/`` (skipped when its
-``results.json`` exists). Permutation p-values: exact up to ``--permutations`` partitions, else
-that many sampled (seed 0). Writes ``--results/summary.md`` and ``summary.json``: one row per
-test, one column per run, ``*`` where p < 0.01, and two published references:
-
-- GloVe word embeddings, WEAT 1-10 (Caliskan et al., Science 2017, as tabulated in
-  github.com/mllewis/IATLANG ``data/SI/caliskan_paper_es.csv``);
-- bert-base-uncased, SEAT 6, 6b, 7, 7b, 8, 8b ([CLS] pooling; Meade et al., ACL 2022, Table 1).
-
-May et al. (2019) report BERT (large, cased) and GPT in their Table 4; its cells were not
-available offline here, so they are not reproduced (see the paper).
-
-Default runs take about 10 minutes on one thread of the 2-core CPU (MiniLM under a minute).
+Every SEAT test through :func:`lmboost.bias.run_bias` for each ``MODEL:POOLING`` in ``--runs``
+(resumable, ``--results/<model>-<pooling>/``); ``summary.md`` and ``summary.json``: one row per
+test, one column per run (``*``: p < 0.01), beside GloVe (Caliskan et al. 2017, WEAT 1-10) and
+bert-base-uncased (Meade et al. 2022, SEAT 6-8b). See docs/bias-results.md.
 
     .venv/bin/python benchmarks/bias.py
 """

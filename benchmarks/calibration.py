@@ -1,16 +1,9 @@
 """Reproduction of the Batch Calibration paper's comparison (Zhou et al., ICLR 2024) at small scale.
 
-For one model, every task in ``--tasks`` is run through ``lmboost.icl.run_icl`` with every
-registered calibrator (``--methods``; by default all of them: none, CC, DC, PC, BC, BCL, LinC,
-Hidden Calibration, kNN prompting, PMI_DC, Generative Calibration) at ``--shots`` and
-``--seeds``, on a fixed stratified sample of ``--limit`` eval examples per task; the label-using
-methods (BCL, LinC, hidden, kNN) share one labelled set of ``--labelled-size`` examples per
-seed. Scores and the other model outputs are stored per (task, shots, seed) under
-``--results/<model>/<task>/``, so an interrupted run resumes where it stopped, and a rerun only
-re-applies the calibrators. At the end it writes ``<results>/<model>/summary.md`` and
-``summary.json``: accuracy and macro-F1 (mean over seeds) per task and method, each method's
-mean beside BC's on the tasks where both apply with a win/tie/loss count against BC (a tie is
-within ``TIE`` points), and the wall time of each task's model work.
+Every task in ``--tasks`` through :func:`lmboost.icl.run_icl` with every calibrator in
+``--methods`` (resumable per task under ``--results/<model>/``); writes ``summary.md`` and
+``summary.json`` there: accuracy and macro-F1 (mean ± std over seeds) per task and method, each
+method against BC (win/tie/loss, a tie within ``TIE`` points) and the model wall time per task.
 
     .venv/bin/python benchmarks/calibration.py --model smollm2-135m-instruct \\
         --tasks paper --shots 1,4 --seeds 3 --limit 200
@@ -20,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-
 from lmboost.calibration import CALIBRATORS
-from lmboost.evaluation.records import read_json, write_json
-from lmboost.evaluation.report import markdown_table
+from lmboost.evaluation.records import read_json, write_json, write_text
+from lmboost.evaluation.report import markdown_table, tasks_table
+from lmboost.evaluation.speed import timed
+from lmboost.evaluation.stats import win_tie_loss
 from lmboost.icl import ICLConfig, run_icl
 
 # The BC paper's 13 tasks as available here (* = 100-example subsets), then 4 more classic ones.
@@ -43,9 +35,8 @@ TIE = 0.5  # accuracy points within which a method ties with BC on a task
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument(
-        "--tasks", default="all", help="comma list, or 'paper' (13 tasks) or 'all' (+4 more)"
-    )
+    parser.add_argument("--tasks", default="all",
+                        help="comma list, or 'paper' (13 tasks) or 'all' (+4 more)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma list of calibrators")
     parser.add_argument("--shots", default="1,4")
     parser.add_argument("--seeds", type=int, default=3)
@@ -54,67 +45,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results/calibration"))
     args = parser.parse_args(argv)
-
     tasks = {"paper": PAPER_TASKS, "all": PAPER_TASKS + EXTRA_TASKS}.get(
-        args.tasks, args.tasks.split(",")
-    )
-    shots = [int(s) for s in args.shots.split(",")]
-    methods = args.methods.split(",")
+        args.tasks, args.tasks.split(","))
+    args.shots, args.methods = [int(s) for s in args.shots.split(",")], args.methods.split(",")
     root = args.results / args.model
-    timings_path = root / "timings.json"
-    timings = read_json(timings_path) if timings_path.exists() else {}
+    timings = read_json(root / "timings.json") if (root / "timings.json").exists() else {}
     summaries = {}
     for task in tasks:
         print(f"== {args.model} / {task}", flush=True)
-        start = time.perf_counter()
-        results = run_icl(
-            ICLConfig(
-                task=task,
-                model=args.model,
-                shots=shots,
-                seeds=args.seeds,
-                calibration=methods,
-                limit=args.limit,
-                labelled_size=args.labelled_size,
-                batch_size=args.batch_size,
-                truncation="left",
-                out=root / task,
-            )
-        )
-        seconds = time.perf_counter() - start
+        results, timing = timed(run_icl, ICLConfig(
+            task=task, model=args.model, shots=args.shots, seeds=args.seeds,
+            calibration=args.methods, limit=args.limit, labelled_size=args.labelled_size,
+            batch_size=args.batch_size, truncation="left", out=root / task))
         if any(not r["scores_from_cache"] for r in results["runs"]):
-            timings[task] = timings.get(task, 0.0) + seconds
-            write_json(timings_path, timings)
-        summaries[task] = {
-            "n": results["eval"]["n"],
-            "rows": results["summary"],
-        }
-    tables = {m: summary_table(summaries, shots, m) for m in ("accuracy", "macro_f1")}
-    args.methods = methods
-    write_json(root / "summary.json", {"model": args.model, "shots": shots, "seeds": args.seeds,
-                                       "limit": args.limit, "tasks": summaries,
-                                       "timings_s": timings})
-    text = render(args, shots, tables, timings)
-    (root / "summary.md").write_text(text)
+            timings[task] = timings.get(task, 0.0) + timing["seconds"]
+            write_json(root / "timings.json", timings)
+        summaries[task] = {"n": results["eval"]["n"], "rows": results["summary"]}
+    write_json(root / "summary.json", {"model": args.model, "shots": args.shots,
+                                       "seeds": args.seeds, "limit": args.limit,
+                                       "tasks": summaries, "timings_s": timings})
+    write_text(root / "summary.md", text := render(args, summaries, timings))
     print(text)
     return 0
 
 
-def summary_table(summaries: dict, shots: list[int], metric: str) -> dict:
-    """{shots: {task: {method: mean of ``metric`` over seeds, or None where n/a}}}, and the
-    same with the standard deviation over seeds under the key ``"std"``."""
-    table: dict = {k: {} for k in shots}
-    for task, summary in summaries.items():
-        for row in summary["rows"]:
-            ok = row["status"] == "ok"
-            cell = table[row["shots"]].setdefault(task, {"std": {}})
-            cell[row["method"]] = row[metric]["mean"] if ok else None
-            cell["std"][row["method"]] = row[metric]["std"] if ok else None
-    return table
-
-
-def render(args, shots: list[int], tables: dict, timings: dict) -> str:
+def render(args, summaries: dict, timings: dict) -> str:
     """Markdown: the headline against BC, then % per task and method per metric and shot count."""
+    rows = {task: s["rows"] for task, s in summaries.items()}
     lines = [
         f"# Calibration on {args.model}",
         "",
@@ -124,66 +81,38 @@ def render(args, shots: list[int], tables: dict, timings: dict) -> str:
         "not apply (CC and DC need shared answer options; PMI needs per-example options). "
         "Best per row in bold.",
         "",
+        "## Against BC",
+        "",
+        versus_bc(rows, args.shots, args.methods),
+        "",
     ]
-    lines += ["## Against BC", ""] + _versus_bc(tables, shots, args.methods) + [""]
-    for metric, table in tables.items():
-        for k in shots:
-            lines += [f"## {metric}, {k}-shot", ""] + _table(table[k], args.methods) + [""]
-    total = sum(timings.values())
-    lines.append(f"Model wall time: {total / 60:.1f} min in all; per task (s): "
+    for metric in ("accuracy", "macro_f1"):
+        for k in args.shots:
+            lines += [f"## {metric}, {k}-shot", "", tasks_table(rows, k, args.methods, metric), ""]
+    lines.append(f"Model wall time: {sum(timings.values()) / 60:.1f} min in all; per task (s): "
                  + ", ".join(f"{t} {s:.0f}" for t, s in timings.items()))
     return "\n".join(lines) + "\n"
 
 
-def versus_bc(rows: dict, method: str) -> dict | None:
-    """``method`` against BC over the tasks where both apply: means (%) and win/tie/loss counts
-    (a tie is within ``TIE`` points); None where they share no task."""
-    tasks = [t for t, v in rows.items() if v.get(method) is not None and v.get("bc") is not None]
-    if not tasks:
-        return None
-    diffs = [100 * (rows[t][method] - rows[t]["bc"]) for t in tasks]
-    return {
-        "tasks": len(tasks),
-        "mean": float(np.mean([100 * rows[t][method] for t in tasks])),
-        "bc": float(np.mean([100 * rows[t]["bc"] for t in tasks])),
-        "win": sum(d > TIE for d in diffs),
-        "tie": sum(abs(d) <= TIE for d in diffs),
-        "loss": sum(d < -TIE for d in diffs),
-    }
-
-
-def _versus_bc(tables: dict, shots: list[int], methods: list[str]) -> list[str]:
-    rows = []
-    for metric, table in tables.items():
-        for k in shots:
-            for method in methods:
-                v = None if method == "bc" else versus_bc(table[k], method)
-                if v is not None:
-                    rows.append([metric, k, method, v["tasks"], v["mean"], v["bc"],
-                                 v["mean"] - v["bc"], f"{v['win']} / {v['tie']} / {v['loss']}"])
-    columns = ["metric", "shots", "method", "tasks", "method %", "BC %", "method − BC",
-               "win / tie / loss"]
-    formats = {"method %": ".1f", "BC %": ".1f", "method − BC": "+.1f"}
-    align = dict.fromkeys(["shots", "tasks", "method %", "BC %", "method − BC"], "right")
-    return [markdown_table(rows, columns, formats, align=align)]
-
-
-def _table(rows: dict, methods: list[str]) -> list[str]:
+def versus_bc(rows: dict, shots: list[int], methods: list[str]) -> str:
+    """Each method against BC over the tasks where both apply: means (%) and win/tie/loss (a
+    tie is within ``TIE`` points)."""
     table = []
-    for task, values in rows.items():
-        best = max((values[m] for m in methods if values.get(m) is not None), default=None)
-        cells = [
-            "n/a" if values.get(m) is None
-            else (f"**{100 * values[m]:.1f}**" if values[m] == best
-                  else f"{100 * values[m]:.1f}") + f" ± {100 * values['std'][m]:.1f}"
-            for m in methods
-        ]
-        table.append([task, *cells])
-    applicable = [[v[m] for v in rows.values() if v.get(m) is not None] for m in methods]
-    table.append(["mean, tasks where each applies (count)",
-                  *(f"{100 * np.mean(v):.1f} ({len(v)})" if v else "n/a" for v in applicable)])
-    return [markdown_table(table, ["task", *methods],
-                           align=dict.fromkeys(range(1, len(methods) + 1), "right"))]
+    for metric in ("accuracy", "macro_f1"):
+        for k in shots:
+            means = {m: {task: 100 * r[metric]["mean"] for task, rs in rows.items() for r in rs
+                         if r["method"] == m and r["shots"] == k and r["status"] == "ok"}
+                     for m in methods}
+            for m in methods:
+                v = None if m == "bc" else win_tie_loss(means[m], means.get("bc", {}), TIE)
+                if v is not None:
+                    table.append([metric, k, m, v["n"], v["mean"], v["reference_mean"],
+                                  v["mean"] - v["reference_mean"],
+                                  f"{v['win']} / {v['tie']} / {v['loss']}"])
+    return markdown_table(
+        table, ["metric", "shots", "method", "tasks", "method %", "BC %", "method − BC",
+                "win / tie / loss"], {"method %": ".1f", "BC %": ".1f", "method − BC": "+.1f"},
+        align=dict.fromkeys(["shots", "tasks", "method %", "BC %", "method − BC"], "right"))
 
 
 if __name__ == "__main__":

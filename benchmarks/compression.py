@@ -1,30 +1,10 @@
 """What pruning and quantization cost, per model: size, speed, perplexity, ICL accuracy.
 
-For each model in ``--models`` every configuration below goes through
-:func:`lmboost.compression.compress` into ``--results/<model>/<config>/`` (skipped when its
-``results.json`` exists, so an interrupted run resumes):
-
-- pruning at 50%: ``magnitude-0.5`` (lmboost, per layer), ``wanda-0.5`` and ``sparsegpt-0.5``
-  (llm-compressor); 2:4 semi-structured: ``wanda-2:4``, ``sparsegpt-2:4``;
-- quantization: ``gptq-w4a16`` and ``smoothquant-w8a8`` (llm-compressor, saved as
-  compressed-tensors), ``int8-weight`` and ``int8-dynamic`` (lmboost; ``int8-dynamic-torchao``
-  when torchao is installed);
-- structured: ``neurons-act-0.25`` (a quarter of the MLP neurons removed, the matrices really
-  shrink) and ``neurons-act-0.25-lora`` (then 100 LoRA steps on WikiText-2 validation text,
-  merged);
-
-each measured before and after in the same process: parameters, forward throughput (1 x 256
-random tokens, best of 3), WikiText-2 test perplexity (first ``--ppl-tokens`` tokens, window
-512, stride 256) and SST-2 4-shot accuracy uncalibrated and with batch calibration
-(``--icl-limit`` examples, ``--icl-seeds`` seeds); calibration: 16 x 256 tokens of WikiText-2
-validation. ``sweep`` (not in the default list) adds magnitude vs Wanda at 10-70%. ``--speed``
-then times greedy generation of each saved model in a fresh process with transformers and
-vLLM (``speed.json``, resumable too).
-
-The dense model's ICL scores are computed once per model and shared by every configuration
-(they carry the fingerprint of the model and prompts, so a stale copy would be recomputed).
-Writes ``--results/summary.md`` and ``summary.json``. Default sizes: 2048 perplexity tokens,
-200 SST-2 examples x 2 seeds; wall times are in the summary.
+Every configuration in ``CONFIGS`` (``sweep`` adds magnitude vs Wanda at 10-70%) goes through
+:func:`lmboost.compression.compress` into ``--results/<model>/<config>/`` (resumable; the dense
+model's ICL scores are shared); ``--speed`` then times greedy generation of each saved model in
+a fresh process with transformers and vLLM (``speed.json``). Writes ``--results/summary.md``
+and ``summary.json``; see docs/compression-results.md.
 
     .venv/bin/python benchmarks/compression.py --models smollm2-135m-instruct,gemma3-270m --speed
 """
@@ -36,13 +16,13 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from lmboost.compression.quantize import torchao_available
 from lmboost.compression.runner import CompressConfig, run_compression
 from lmboost.evaluation.records import read_json, write_json, write_text
-from lmboost.evaluation.report import markdown_table
+from lmboost.evaluation.report import markdown_table, mean_std
+from lmboost.evaluation.speed import timed
 
 CONFIGS = {
     "magnitude-0.5": {"prune": "magnitude:0.5"},
@@ -100,13 +80,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"== {model} / {name}", flush=True)
                 if name != "sweep":
                     _share_dense_scores(args.results / model, out)
-                start = time.perf_counter()
-                run_compression(CompressConfig(
+                _, timing = timed(run_compression, CompressConfig(
                     out=out, model=model, ppl_tokens=args.ppl_tokens,
                     icl=name != "sweep", icl_limit=args.icl_limit, icl_seeds=args.icl_seeds,
-                    **({"sweep": SWEEP} if name == "sweep" else CONFIGS[name]),
-                ))
-                print(f"   {time.perf_counter() - start:.0f} s", flush=True)
+                    **({"sweep": SWEEP} if name == "sweep" else CONFIGS[name])))
+                print(f"   {timing['seconds']:.0f} s", flush=True)
             table[model][name] = read_json(out / "results.json")
         if args.speed:
             speeds[model] = _speed_stage(model, table[model], args.results / model)
@@ -115,39 +93,28 @@ def main(argv: list[str] | None = None) -> int:
                 for name, r in runs.items()}
         for model, runs in table.items()
     })
-    text = render(table, args, speeds)
-    write_text(args.results / "summary.md", text)
+    write_text(args.results / "summary.md", text := render(table, args, speeds))
     print(text)
     return 0
 
 
-SPEED_PROMPTS = 8
-SPEED_TOKENS = 64
-
-
 def time_generation(model: str, backend: str) -> dict:
     """Greedy generation of 8 fixed story prompts (chat template) x at most 64 new tokens on
-    ``backend``, timed after one warm-up prompt: the tokens that came back per second."""
+    ``backend``, after one warm-up prompt (:func:`lmboost.generation.generation_speed`)."""
     from lmboost.backends import load_backend
+    from lmboost.backends.hf import HFBackend
     from lmboost.compression import load_compressed
-    from lmboost.generation import GenerationConfig
+    from lmboost.generation import GenerationConfig, generation_speed
 
     prompts = [f"Write a short story about a {w} who learns to sail." for w in (
         "cat", "farmer", "robot", "teacher", "child", "baker", "pilot", "painter")]
-    if backend == "hf" and (Path(model) / "compression.json").is_file():
-        from lmboost.backends.hf import HFBackend
-
-        engine = HFBackend(load_compressed(model))  # lmboost's own int8 format
-    else:
-        engine = load_backend(model, backend, device="cpu")
-    config = GenerationConfig(max_new_tokens=SPEED_TOKENS)
-    engine.generate(prompts[:1], config, chat=True)  # warm-up
-    start = time.perf_counter()
-    texts = engine.generate(prompts, config, chat=True, batch_size=SPEED_PROMPTS)
-    seconds = time.perf_counter() - start
-    tokens = sum(len(engine.tokenizer(t[0], add_special_tokens=False)["input_ids"]) for t in texts)
-    return {"backend": backend, "tokens": tokens, "seconds": seconds,
-            "tokens_per_s": tokens / seconds}
+    engine = (HFBackend(load_compressed(model))  # lmboost's own int8 format
+              if backend == "hf" and (Path(model) / "compression.json").is_file()
+              else load_backend(model, backend, device="cpu"))
+    speed = generation_speed(engine, prompts, GenerationConfig(max_new_tokens=64), chat=True,
+                             batch_size=len(prompts), warmup=1)
+    return {"backend": backend, "tokens": speed.tokens, "seconds": speed.seconds,
+            "tokens_per_s": speed.tokens_per_s}
 
 
 def _speed_stage(model: str, runs: dict[str, dict], root: Path) -> dict[str, dict]:
@@ -213,38 +180,35 @@ def render(
             ["configuration", "parameters", "disk (MB)", "forward vs dense",
              "generation hf (tok/s)", "generation vLLM (tok/s)", "perplexity",
              "SST-2 none (%)", "SST-2 BC (%)"],
+            {"disk (MB)": ".0f", "forward vs dense": "{:.2f}x", "generation hf (tok/s)": _speed,
+             "generation vLLM (tok/s)": _speed, "perplexity": ".2f"},
+            align=dict.fromkeys(range(9), "left"),
         ), ""] if point else []
         if "sweep" in runs:
             sweep = runs["sweep"]
             dense = sweep["before"]["perplexity"]["perplexity"]
             methods = list(dict.fromkeys(row["method"] for row in sweep["sweep"]))
-            rows = [
-                [f"{amount:.0%}"] + [f"{row['perplexity']:.2f}" for m in methods
-                                     for row in sweep["sweep"]
-                                     if row["method"] == m and row["amount"] == amount]
-                for amount in sorted({row["amount"] for row in sweep["sweep"]})
-            ]
-            lines += [f"Sweep (perplexity; dense {dense:.2f}):", "",
-                      markdown_table(rows, ["amount", *methods]), "",
+            ppl = {(row["method"], row["amount"]): row["perplexity"] for row in sweep["sweep"]}
+            rows = [[f"{amount:.0%}", *(ppl.get((m, amount)) for m in methods)]
+                    for amount in sorted({amount for _, amount in ppl})]
+            lines += [f"Sweep (perplexity; dense {dense:.2f}):", "", markdown_table(
+                rows, ["amount", *methods], dict.fromkeys(methods, ".2f"),
+                align=dict.fromkeys(range(len(methods) + 1), "left")), "",
                       f"![sweep]({model}/sweep/sweep.png)", ""]
     return "\n".join(lines) + "\n"
 
 
-def _row(name: str, result: dict, stage: str, speed: dict[str, dict]) -> list[str]:
+def _row(name: str, result: dict, stage: str, speed: dict[str, dict]) -> list:
     """One configuration's cells (``stage`` "before" is the dense model)."""
     stats, icl = result[stage], result["icl"][stage]
     key = "dense" if stage == "before" else name
-    disk = stats.get("disk_bytes", stats["weight_bytes"])
-    ratio = stats["tokens_per_s"] / result["before"]["tokens_per_s"]
-    acc = [f"{100 * icl[m]['mean']:.1f} ± {100 * icl[m]['std']:.1f}" for m in ("none", "bc")]
-    return [name, f"{stats['parameters']:,}", f"{disk / 1e6:.0f}", f"{ratio:.2f}x",
-            _speed(speed.get(f"{key}/hf")), _speed(speed.get(f"{key}/vllm")),
-            f"{stats['perplexity']['perplexity']:.2f}", *acc]
+    return [name, f"{stats['parameters']:,}", stats.get("disk_bytes", stats["weight_bytes"]) / 1e6,
+            stats["tokens_per_s"] / result["before"]["tokens_per_s"],
+            *(speed.get(f"{key}/{b}") for b in ("hf", "vllm")),
+            stats["perplexity"]["perplexity"], mean_std(icl["none"]), mean_std(icl["bc"])]
 
 
-def _speed(entry: dict | None) -> str:
-    if entry is None:
-        return "—"
+def _speed(entry: dict) -> str:
     return f"{entry['tokens_per_s']:.1f}" if "tokens_per_s" in entry else "does not load"
 
 

@@ -1,12 +1,9 @@
 """Reasoning benchmark: direct vs zero-shot CoT vs few-shot CoT vs CoT + self-consistency.
 
-For each model and each task (capped subsets of GSM8K, BBH and MMLU) it runs
-``lmboost.reasoning.run_reasoning`` in four settings — ``direct``, ``zs-cot``, ``fs-cot`` and
-``fs-cot`` with self-consistency over ``--sc`` sampled chains (early stop on) — into
-``--results/<model>/<task>-<setting>/``. Each run appends finished items to its own log, so an
-interrupted benchmark resumes where it stopped. At the end it writes
-``--results/summary.md``: accuracy, seconds per item, the cost of n samples relative to one
-greedy chain, and the samples saved by early stopping.
+Each model x task (GSM8K, BBH, MMLU subsets) x setting through
+:func:`lmboost.reasoning.run_reasoning` into ``--results/<model>/<task>-<setting>/``
+(resumable); ``summary.md``: accuracy, seconds per item, cost against one greedy chain and the
+samples early stopping saved, over every finished run.
 
     .venv/bin/python benchmarks/reasoning.py --models smollm2-135m-instruct \\
         --gsm8k-limit 50 --bbh-limit 3 --mmlu-limit 2 --sc 5

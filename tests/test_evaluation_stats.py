@@ -1,12 +1,33 @@
-"""lmboost.evaluation.stats (McNemar's exact and mid-p tests on hand-worked tables) and
-lmboost.evaluation.report.markdown_table (exact output)."""
+"""lmboost.evaluation.stats (McNemar's exact and mid-p tests on hand-worked tables, win/tie/loss
+counts), lmboost.evaluation.report's table and cell formats (exact output),
+lmboost.evaluation.speed (timing, parameter counts and FLOP utilisation) and
+lmboost.evaluation.records.machine_info."""
 
 from __future__ import annotations
 
-import pytest
+import os
+import time
+from pathlib import Path
 
-from lmboost.evaluation.report import markdown_table
-from lmboost.evaluation.stats import McNemarResult, mcnemar, paired_mcnemar, pairwise_mcnemar
+import pytest
+import torch
+
+from lmboost.evaluation.records import RunTimer, machine_info
+from lmboost.evaluation.report import markdown_table, mean_std, percent, tasks_table
+from lmboost.evaluation.speed import (
+    best_time,
+    flops_utilization,
+    matmul_peak,
+    non_embedding_parameters,
+    timed,
+)
+from lmboost.evaluation.stats import (
+    McNemarResult,
+    mcnemar,
+    paired_mcnemar,
+    pairwise_mcnemar,
+    win_tie_loss,
+)
 
 # --------------------------------------------------------------------------- McNemar
 
@@ -108,3 +129,106 @@ def test_markdown_table_errors():
         markdown_table([], ["a"], align={"a": "centre"})
     with pytest.raises(ValueError, match="3 values for 2 columns"):
         markdown_table([[1, 2, 3]], ["a", "b"])
+
+
+def test_percent_and_mean_std_cells():
+    assert percent(0.1234) == "12.3%" and percent(0.5, 0) == "50%" and percent(None) == "—"
+    assert percent(0.99999, 2) == "100.00%" and percent(None, missing="n/a") == "n/a"
+    assert mean_std({"mean": 0.682, "std": 0.098}) == "68.2 ± 9.8"
+    assert mean_std({"mean": 2.5, "std": 0.25}, 2, scale=1) == "2.50 ± 0.25"
+    assert mean_std(None) == "n/a"
+
+
+def test_tasks_table_bolds_the_best_mean_and_averages_where_each_method_applies():
+    def row(method, shots, mean, std=0.01, status="ok"):
+        return {"method": method, "shots": shots, "status": status,
+                "accuracy": {"mean": mean, "std": std}}
+
+    summaries = {
+        "sst2": [row("none", 1, 0.6), row("bc", 1, 0.8, 0.02), row("cc", 1, 0.7),
+                 row("bc", 4, 0.1)],  # other shots: left out
+        "copa": [row("none", 1, 0.55), row("bc", 1, 0.5), row("cc", 1, None, status="n/a")],
+    }
+    assert tasks_table(summaries, 1, ["none", "bc", "cc"]).splitlines() == [
+        "| task | none | bc | cc |",
+        "|---|---:|---:|---:|",
+        "| sst2 | 60.0 ± 1.0 | **80.0** ± 2.0 | 70.0 ± 1.0 |",
+        "| copa | **55.0** ± 1.0 | 50.0 ± 1.0 | n/a |",
+        "| mean, tasks where each applies (count) | 57.5 (2) | 65.0 (2) | 70.0 (1) |",
+    ]
+
+
+# --------------------------------------------------------------------------- win / tie / loss
+
+
+def test_win_tie_loss_over_the_shared_keys():
+    """a: +2 (win), b: -0.3 (tie within 0.5), c: -1 (loss); d has no reference, e no score."""
+    scores = {"a": 72.0, "b": 60.0, "c": 50.0, "d": 90.0, "e": None}
+    reference = {"a": 70.0, "b": 60.3, "c": 51.0, "e": 40.0}
+    assert win_tie_loss(scores, reference, tie=0.5) == {
+        "n": 3, "mean": pytest.approx(182 / 3), "reference_mean": pytest.approx(181.3 / 3),
+        "win": 1, "tie": 1, "loss": 1,
+    }
+    exact = win_tie_loss(scores, reference)  # tie 0: only equal scores tie
+    assert (exact["win"], exact["tie"], exact["loss"]) == (1, 0, 2)
+    assert win_tie_loss({"a": 1.0}, {"b": 1.0}) is None
+    with pytest.raises(ValueError, match="tie must be >= 0"):
+        win_tie_loss(scores, reference, tie=-1)
+
+
+# --------------------------------------------------------------------------- speed
+
+
+def test_timed_returns_the_result_and_the_seconds_of_one_call():
+    result, timing = timed(lambda x, y=0: (time.sleep(0.05), x + y)[1], 2, y=3)
+    assert result == 5 and 0.05 <= timing["seconds"] < 1
+    assert len(timing["load_average"]) == 2
+
+
+def test_best_time_skips_the_warmup_and_keeps_the_fastest_call():
+    """Calls sleep 0.2 s (the warm-up), then 0.1, 0.02, 0.1 s: the best is the 0.02 s call."""
+    sleeps = iter([0.2, 0.1, 0.02, 0.1])
+    calls = []
+    best = best_time(lambda: calls.append(time.sleep(next(sleeps))), repeats=3, warmup=1)
+    assert len(calls) == 4 and 0.02 <= best < 0.09
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        best_time(lambda: None, repeats=0)
+
+
+def test_non_embedding_parameters_of_the_tiny_llama(tiny_model):
+    """2 layers of hidden 32, 4 heads of 8 with 2 key/value heads (k, v: 32 -> 16), MLP 64:
+    attention 32*32 + 2*32*16 + 32*32, MLP 3*32*64, two RMSNorms of 32; a final norm of 32.
+    The untied output head and the input embedding are left out."""
+    per_layer = 32 * 32 + 2 * 32 * 16 + 32 * 32 + 3 * 32 * 64 + 2 * 32
+    assert non_embedding_parameters(tiny_model.model) == 2 * per_layer + 32
+    tied = torch.nn.Module()
+    tied.emb = torch.nn.Embedding(10, 4)
+    tied.lin = torch.nn.Linear(4, 4, bias=False)
+    tied.get_input_embeddings = lambda: tied.emb
+    tied.get_output_embeddings = lambda: tied.emb  # a head tied to the embedding
+    assert non_embedding_parameters(tied) == 16
+
+
+def test_flops_utilization_and_matmul_peak():
+    # 2 * 1e6 weights * 500 tokens = 1e9 FLOP in 0.5 s = 2e9 FLOP/s of a 4e9 peak: half.
+    assert flops_utilization(10**6, 500, 0.5, 4e9) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="must be > 0"):
+        flops_utilization(10**6, 500, 0.0, 4e9)
+    peak = matmul_peak(torch.float32, size=128, repeats=2)
+    assert 1e6 < peak < 1e15  # a real CPU rate: between a megaFLOP and a petaFLOP per second
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def test_machine_info_describes_this_machine_and_run_records_carry_it():
+    info = machine_info()
+    assert info["cores"] == os.cpu_count() and info["cpu"]
+    assert info["torch"] == torch.__version__ and info["torch_threads"] == torch.get_num_threads()
+    assert info["transformers"] and info["python"].count(".") == 2
+    if os.path.exists("/proc/meminfo"):
+        lines = Path("/proc/meminfo").read_text().splitlines()
+        kib = int(next(line.split()[1] for line in lines if line.startswith("MemTotal")))
+        assert info["memory_gib"] == round(kib / 2**20, 1)
+        assert len(info["load_average"]) == 3
+    assert RunTimer().fields()["machine"]["cpu"] == info["cpu"]

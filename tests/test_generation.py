@@ -1,7 +1,8 @@
 """lmboost.generation on the tiny random Llama: greedy = argmax loop, stop strings, shared
-prompt encoding for n samples, seeding, chat templates, errors; and ``lmboost generate``'s run
-folder: each finished batch saved as it ends, resume, settings and prompts checked, the lock, a
-bad --out and prompt files that are not UTF-8 refused before the model loads."""
+prompt encoding for n samples, seeding, chat templates, errors, the timed call; and ``lmboost
+generate``'s run folder: each finished batch saved as it ends, resume, settings and prompts
+checked, the lock, a bad --out and prompt files that are not UTF-8 refused before the model
+loads."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from lmboost.generation import (
     encode_prompt,
     format_prompt,
     generate,
+    generation_speed,
     read_prompts,
     resolve_chat,
     run_generate,
@@ -68,6 +70,20 @@ def test_batched_left_padding_matches_single_prompts(tiny_model):
     single = [generate(tiny_model, [p], config)[0] for p in PROMPTS]
     assert generate(tiny_model, PROMPTS, config, batch_size=2) == single
     assert generate(tiny_model, PROMPTS, config, batch_size=1) == single
+
+
+def test_generation_speed_times_the_same_texts_and_counts_their_tokens(tiny_model, forward_calls):
+    config = GenerationConfig(max_new_tokens=6)
+    expected = generate(tiny_model, PROMPTS, config, n=2)
+    forward_calls.clear()
+    speed = generation_speed(tiny_model, PROMPTS, config, n=2, warmup=1)
+    assert speed.texts == expected
+    tokens = [len(tiny_model.tokenizer(t, add_special_tokens=False)["input_ids"])
+              for row in expected for t in row]
+    assert speed.tokens == sum(tokens) > 0
+    assert speed.tokens_per_s == pytest.approx(speed.tokens / speed.seconds)
+    assert forward_calls[0][0] == 1  # the warm-up: the first prompt alone (one shared encoding)
+    assert any(batch == 2 for batch, _ in forward_calls[1:])  # then both prompts, timed
 
 
 def test_stop_strings_cut_text_and_stop_early(tiny_model, forward_calls):

@@ -8,11 +8,8 @@ import concurrent.futures
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -20,6 +17,7 @@ import numpy as np
 import pytest
 
 from lmboost.serving import ServeConfig, ServeConfigError, ServedTask, load_serve_config
+from lmboost.serving.process import ServerProcess
 
 REVIEWS = [
     ("a gripping and funny film", "pos"), ("dull and lifeless", "neg"),
@@ -74,41 +72,12 @@ def write_config(folder, model, **extra) -> None:
     (folder / "serve.yaml").write_text(json.dumps(settings))  # JSON is YAML
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def running(folder, *flags: str, env: dict | None = None):
     """``lmboost serve --config serve.yaml`` in ``folder``; yields (client, process)."""
-    port = free_port()
-    log = open(folder / "server.log", "a")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lmboost.cli", "serve", "--config", "serve.yaml",
-         "--port", str(port), *flags],
-        cwd=folder, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
-        stdout=log, stderr=subprocess.STDOUT, text=True,
-    )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited:\n{(folder / 'server.log').read_text()}")
-            with contextlib.suppress(httpx.TransportError):
-                if client.get("/health").status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "server did not start in 120 s"
-            time.sleep(0.3)
-        yield client, proc
-    finally:
-        client.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
-        log.close()
+    with ServerProcess(folder, *flags, env={"OMP_NUM_THREADS": "1", **(env or {})}) as server, \
+            httpx.Client(base_url=server.url, timeout=60) as client:
+        yield client, server.process
 
 
 def softmax(x):
@@ -355,3 +324,10 @@ def test_page_shows_uncalibrated_and_bc_probabilities_in_a_real_browser(shared, 
         assert browser.save_screenshot(str(shot)) and shot.read_bytes()[:4] == b"\x89PNG"
     finally:
         browser.quit()
+
+
+def test_server_process_reports_a_server_that_exits_with_its_log(project):
+    write_config(project, "unused-model", tasks=[{"task": "missing.yaml"}])
+    with pytest.raises(RuntimeError, match=r"the server exited \(\d+\)") as err:
+        ServerProcess(project)
+    assert "missing.yaml" in str(err.value)  # the end of server.log says what was wrong

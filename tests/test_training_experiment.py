@@ -46,8 +46,8 @@ def _word_level_tokenizer(vocab: dict[str, int]):
 
 
 def test_cell_formatters():
-    assert (percent(0.8), percent(0.0), percent(None), percent(None, "")) == (
-        "80.0", "0.0", "—", "")
+    assert (percent(0.8, sign=""), percent(0.0, sign=""), percent(None),
+            percent(None, missing="")) == ("80.0", "0.0", "—", "")
     assert (short_count(124_645_632), short_count(35_840), short_count(1_000_000)) == (
         "124.6M", "36k", "1.0M")
 

@@ -1,4 +1,5 @@
-"""Run records written atomically: JSON documents and numpy archives; a run's timing fields.
+"""Run records written atomically: JSON documents and numpy archives; a run's timing fields and
+the machine it ran on (:func:`machine_info`).
 
 Each writer puts the data in a temporary file in the destination folder, flushes it to disk and
 renames it over the final name with ``os.replace`` (atomic on POSIX and Windows). A reader
@@ -9,14 +10,17 @@ an interrupted write leaves at most a hidden ``.<name>.*.tmp`` file, which is re
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import math
 import os
+import platform
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,7 +31,7 @@ from lmboost.errors import OutputFolderError
 
 class RunTimer:
     """Started when a run begins; ``fields()`` gives the record's ``started``, ``finished`` (UTC,
-    ISO 8601) and ``wall_time_s``."""
+    ISO 8601), ``wall_time_s`` and ``machine`` (:func:`machine_info`)."""
 
     def __init__(self) -> None:
         self.started = datetime.now(timezone.utc)
@@ -39,7 +43,55 @@ class RunTimer:
             "started": self.started.isoformat(timespec="seconds"),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "wall_time_s": round(time.perf_counter() - self._clock, 3),
+            "machine": machine_info(),
         }
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine a measurement ran on, for run records and benchmark summaries: ``cpu`` (model
+    name), ``cores`` (logical), ``memory_gib`` (total RAM, None where unknown), ``platform``,
+    ``python``, ``torch`` and ``transformers`` versions, ``torch_threads`` and ``load_average``
+    (1, 5 and 15 minutes, now; None where the OS has none)."""
+    import torch
+
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {**_static_machine(), "torch_threads": torch.get_num_threads(),
+            "load_average": None if load is None else [round(x, 2) for x in load]}
+
+
+@functools.cache
+def _static_machine() -> dict[str, Any]:
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {"cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor()
+            or platform.machine() or "unknown CPU",
+            "cores": os.cpu_count(), "memory_gib": _memory_gib(), "platform": platform.platform(),
+            "python": platform.python_version(), "torch": version("torch"),
+            "transformers": version("transformers")}
+
+
+def _proc_field(path: str, key: str) -> str | None:
+    """The value of the first ``key: value`` line of a /proc file, or None."""
+    with suppress(OSError):
+        for line in Path(path).read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == key:
+                return value.strip()
+    return None
+
+
+def _memory_gib() -> float | None:
+    """Total RAM in GiB (Linux /proc/meminfo, else POSIX sysconf), or None."""
+    kib = _proc_field("/proc/meminfo", "MemTotal")
+    if kib:
+        return round(int(kib.split()[0]) / 2**20, 1)
+    with suppress(ValueError, OSError, AttributeError):
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    return None
 
 
 def write_json(path: str | Path, obj: Any) -> Path:

@@ -6,8 +6,9 @@ uncalibrated scores, BC and the most accurate method at the largest shot count, 
 Plots use matplotlib's Agg canvas directly, so no display and no global backend are involved.
 
 ``markdown_table(rows, columns, formats)`` is the one Markdown table renderer of lmboost's reports
-and of the benchmark scripts' summaries; ``percent`` and ``short_count`` write the cells those
-summaries share (a fraction as a percentage, a parameter count as 35k or 1.2M).
+and of the benchmark scripts' summaries; ``percent``, ``mean_std`` and ``short_count`` write the
+cells those summaries share (a fraction as a percentage, mean ± std, a parameter count as 35k or
+1.2M).
 """
 
 from __future__ import annotations
@@ -74,7 +75,36 @@ def _cell(row: dict[str, Any], metric: str) -> str:
     stat = row[metric]
     if row["n_seeds"] == 1 or row.get("same_every_seed"):
         return f"{100 * stat['mean']:.1f}"
-    return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
+    return mean_std(stat)
+
+
+def tasks_table(
+    summaries: Mapping[str, Sequence[Mapping[str, Any]]], shots: int, methods: Sequence[str],
+    metric: str = "accuracy",
+) -> str:
+    """Markdown table, tasks x methods, of "mean ± std" over seeds of ``metric`` (in %) at
+    ``shots``, from each task's ICL summary rows (``results["summary"]`` of
+    :func:`lmboost.icl.run_icl`): the best mean of each task in bold, "n/a" where a method does
+    not apply, and a last row with each method's mean over the tasks where it applies (count)."""
+    table, applicable = [], {m: [] for m in methods}
+    for task, rows in summaries.items():
+        stats = {r["method"]: r[metric] for r in rows if r["shots"] == shots
+                 and r["status"] == "ok"}
+        best = max((stats[m]["mean"] for m in methods if m in stats), default=None)
+        cells = []
+        for m in methods:
+            if m not in stats:
+                cells.append("n/a")
+                continue
+            applicable[m].append(stats[m]["mean"])
+            mean = f"{100 * stats[m]['mean']:.1f}"
+            cells.append(f"{f'**{mean}**' if stats[m]['mean'] == best else mean} ± "
+                         f"{100 * stats[m]['std']:.1f}")
+        table.append([task, *cells])
+    table.append(["mean, tasks where each applies (count)", *(
+        f"{100 * np.mean(v):.1f} ({len(v)})" if v else "n/a" for v in applicable.values())])
+    return markdown_table(table, ["task", *methods],
+                          align=dict.fromkeys(range(1, len(methods) + 1), "right"))
 
 
 def same_seed_note(results: dict[str, Any]) -> str | None:
@@ -304,6 +334,22 @@ def _save_figure(fig: Any, path: Path) -> None:
 # --------------------------------------------------------------------------- tables
 
 
+def percent(value: float | None, digits: int = 1, *, sign: str = "%", missing: str = "—") -> str:
+    """A fraction as a percentage with ``digits`` decimals (0.1234 -> "12.3%"; ``sign=""`` for
+    a column headed in percent: "12.3"); None -> ``missing``."""
+    return missing if value is None else f"{100 * value:.{digits}f}{sign}"
+
+
+def mean_std(stat: Mapping[str, float] | None, digits: int = 1, *, scale: float = 100.0,
+             missing: str = "n/a") -> str:
+    """A ``{"mean", "std"}`` summary (over seeds) as "mean ± std", both times ``scale`` (by
+    default fractions become percentage points: 0.682, 0.098 -> "68.2 ± 9.8"); None ->
+    ``missing``."""
+    if stat is None:
+        return missing
+    return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['std']:.{digits}f}"
+
+
 def markdown_table(
     rows: Iterable[Mapping[str, Any] | Sequence[Any]],
     columns: Sequence[str],
@@ -384,11 +430,6 @@ def _format(value: Any, how: str | Callable[[Any], str] | None, missing: str) ->
 
 def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\r\n", " ").replace("\n", " ")
-
-
-def percent(value: float | None, missing: str = "—") -> str:
-    """A fraction as a percentage with one decimal (0.8125 -> ``"81.2"``); None -> ``missing``."""
-    return missing if value is None else f"{100 * value:.1f}"
 
 
 def short_count(n: int) -> str:

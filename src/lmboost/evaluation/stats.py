@@ -16,6 +16,10 @@ nominal size in small samples. No discordant items: both are 1.
 ``paired_mcnemar(first, second)`` counts the table from two mappings item id -> correct (only
 the items both hold), and ``pairwise_mcnemar(correct, pairs)`` does so for named pairs of
 systems.
+
+``win_tie_loss(scores, reference, tie)`` compares two systems' scores over the tasks (or any
+keys) both have: their means and how many tasks each wins, with differences within ``tie``
+counted as ties.
 """
 
 from __future__ import annotations
@@ -94,4 +98,26 @@ def pairwise_mcnemar(
         f"{a}-{b}": paired_mcnemar(correct[a], correct[b])
         for a, b in pairs
         if a in correct and b in correct
+    }
+
+
+def win_tie_loss(scores: Mapping[Hashable, float | None],
+                 reference: Mapping[Hashable, float | None], tie: float = 0.0
+                 ) -> dict[str, Any] | None:
+    """``scores`` against ``reference`` over the keys where both have a value (not None):
+    ``{"n", "mean", "reference_mean", "win", "tie", "loss"}``, a win being ``score - reference
+    > tie``, a loss ``< -tie``; None where they share no key."""
+    if tie < 0:
+        raise ValueError(f"tie must be >= 0, not {tie}")
+    keys = [k for k, v in scores.items() if v is not None and reference.get(k) is not None]
+    if not keys:
+        return None
+    diffs = [scores[k] - reference[k] for k in keys]
+    return {
+        "n": len(keys),
+        "mean": sum(scores[k] for k in keys) / len(keys),
+        "reference_mean": sum(reference[k] for k in keys) / len(keys),
+        "win": sum(d > tie for d in diffs),
+        "tie": sum(abs(d) <= tie for d in diffs),
+        "loss": sum(d < -tie for d in diffs),
     }

@@ -8,13 +8,16 @@ What lmboost adds to a backend's decoding:
 * stop strings end a completion as soon as they appear and are cut from its text;
 * ``n`` completions per prompt share one encoding of the prompt;
 * seeded sampling is reproducible; prompts longer than the context window raise an error.
+
+:func:`generation_speed` times a generate call: the tokens that came back per second.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lmboost.errors import GenerationError
 
@@ -76,6 +79,38 @@ def generate(
     from lmboost.backends import as_backend
 
     return as_backend(model).generate(prompts, config, n=n, chat=chat, batch_size=batch_size)
+
+
+@dataclass(frozen=True)
+class GenerationSpeed:
+    """One timed generate call: its ``texts`` (n per prompt), the ``tokens`` they hold (each
+    text re-encoded without special tokens) and the ``seconds`` it took."""
+
+    texts: list[list[str]]
+    tokens: int
+    seconds: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds
+
+
+def generation_speed(model: Backend | LoadedModel, prompts: Sequence[Prompt],
+                     config: GenerationConfig | None = None, *, warmup: int = 0,
+                     **options: Any) -> GenerationSpeed:
+    """Time :func:`generate` of ``prompts`` (``options``: its ``n``, ``chat``, ``batch_size``),
+    after an untimed warm-up call on the first ``warmup`` prompts with the same settings."""
+    from lmboost.backends import as_backend
+
+    backend = as_backend(model)
+    if warmup:
+        backend.generate(prompts[:warmup], config, **options)
+    start = time.perf_counter()
+    texts = backend.generate(prompts, config, **options)
+    seconds = time.perf_counter() - start
+    flat = [text for row in texts for text in row]
+    encoded = backend.tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
+    return GenerationSpeed(texts, sum(len(ids) for ids in encoded), seconds)
 
 
 def check_request(

@@ -1,0 +1,77 @@
+"""How fast, and how close to the machine's limit: timing a call, and model FLOP utilisation.
+
+``timed(fn, ...)`` times one call and records the 1-minute load average before and after (a
+busy machine explains a slow number); ``best_time(fn, repeats)`` is the best of ``repeats``
+timed calls after untimed warm-ups. The utilisation estimate compares the arithmetic a forward
+pass must do with the machine's own measured matmul rate::
+
+    utilisation = 2 * non-embedding parameters * tokens run / seconds / matmul peak
+
+(two FLOPs, a multiply and an add, per weight per token; attention's own FLOPs are left out,
+small for short contexts). :func:`matmul_peak` measures the peak for a dtype on this machine.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+def timed(fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, dict[str, Any]]:
+    """``fn(*args, **kwargs)`` and ``{"seconds", "load_average": [before, after]}`` of that one
+    call (the 1-minute load average; None where the OS has none)."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    seconds = time.perf_counter() - start
+    after = os.getloadavg()[0] if load is not None else None
+    return result, {"seconds": seconds, "load_average": [load, after]}
+
+
+def best_time(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> float:
+    """The fewest seconds one call of ``fn()`` took over ``repeats`` timed calls, after
+    ``warmup`` untimed ones."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, not {repeats} and {warmup}")
+    for _ in range(warmup):
+        fn()
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def matmul_peak(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 5) -> float:
+    """This machine's measured matmul rate (FLOP/s) for ``dtype`` on the CPU: a ``size`` x
+    ``size`` product, best of ``repeats``."""
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    return 2 * size**3 / best_time(lambda: torch.matmul(a, b), repeats)
+
+
+def non_embedding_parameters(model: torch.nn.Module) -> int:
+    """Parameters outside the input embedding, and outside the output head when it is a separate
+    matrix (a head tied to the embedding is counted once, as the embedding): the weights every
+    token runs through, as the head runs at few positions when scoring."""
+    embedding = model.get_input_embeddings().weight
+    head = model.get_output_embeddings()
+    untied = head is not None and head.weight.data_ptr() != embedding.data_ptr()
+    total = sum(p.numel() for p in model.parameters())
+    return total - embedding.numel() - (head.weight.numel() if untied else 0)
+
+
+def flops_utilization(parameters: int, tokens: int, seconds: float, peak: float) -> float:
+    """The share of ``peak`` FLOP/s that ``tokens`` forward tokens through ``parameters``
+    weights in ``seconds`` amount to (see the module docstring)."""
+    if seconds <= 0 or peak <= 0:
+        raise ValueError(f"seconds and peak must be > 0, not {seconds} and {peak}")
+    return 2 * parameters * tokens / seconds / peak
