@@ -1,9 +1,7 @@
 """Reproduction of the Batch Calibration paper's comparison (Zhou et al., ICLR 2024) at small scale.
 
-Every task in ``--tasks`` through :func:`lmboost.icl.run_icl` with every calibrator in
-``--methods`` (resumable per task under ``--results/<model>/``); writes ``summary.md`` and
-``summary.json`` there: accuracy and macro-F1 (mean ± std over seeds) per task and method, each
-method against BC (win/tie/loss, a tie within ``TIE`` points) and the model wall time per task.
+Every task in ``--tasks`` through ``run_icl`` with every calibrator in ``--methods`` (resumable),
+reported by :mod:`lmboost.icl.comparison`; method and tables: docs/calibration-results.md.
 
     .venv/bin/python benchmarks/calibration.py --model smollm2-135m-instruct \\
         --tasks paper --shots 1,4 --seeds 3 --limit 200
@@ -17,10 +15,9 @@ from pathlib import Path
 
 from lmboost.calibration import CALIBRATORS
 from lmboost.evaluation.records import read_json, write_json, write_text
-from lmboost.evaluation.report import markdown_table, tasks_table
 from lmboost.evaluation.speed import timed
-from lmboost.evaluation.stats import win_tie_loss
 from lmboost.icl import ICLConfig, run_icl
+from lmboost.icl.comparison import comparison_report
 
 # The BC paper's 13 tasks as available here (* = 100-example subsets), then 4 more classic ones.
 PAPER_TASKS = [
@@ -29,7 +26,6 @@ PAPER_TASKS = [
 ]
 EXTRA_TASKS = ["agnews", "trec", "sst5", "subj"]
 METHODS = list(CALIBRATORS)
-TIE = 0.5  # accuracy points within which a method ties with BC on a task
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,55 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     write_json(root / "summary.json", {"model": args.model, "shots": args.shots,
                                        "seeds": args.seeds, "limit": args.limit,
                                        "tasks": summaries, "timings_s": timings})
-    write_text(root / "summary.md", text := render(args, summaries, timings))
+    write_text(root / "summary.md", text := comparison_report(
+        args.model, summaries, timings, shots=args.shots, methods=args.methods, seeds=args.seeds,
+        limit=args.limit, labelled_size=args.labelled_size))
     print(text)
     return 0
-
-
-def render(args, summaries: dict, timings: dict) -> str:
-    """Markdown: the headline against BC, then % per task and method per metric and shot count."""
-    rows = {task: s["rows"] for task, s in summaries.items()}
-    lines = [
-        f"# Calibration on {args.model}",
-        "",
-        f"Mean over {args.seeds} seeds; {args.limit} eval examples per task (fixed stratified "
-        "sample; fewer where the set is smaller); labelled set of the label-using methods "
-        f"(bcl, linc, hidden, knn): {args.labelled_size} examples per seed. n/a: the method does "
-        "not apply (CC and DC need shared answer options; PMI needs per-example options). "
-        "Best per row in bold.",
-        "",
-        "## Against BC",
-        "",
-        versus_bc(rows, args.shots, args.methods),
-        "",
-    ]
-    for metric in ("accuracy", "macro_f1"):
-        for k in args.shots:
-            lines += [f"## {metric}, {k}-shot", "", tasks_table(rows, k, args.methods, metric), ""]
-    lines.append(f"Model wall time: {sum(timings.values()) / 60:.1f} min in all; per task (s): "
-                 + ", ".join(f"{t} {s:.0f}" for t, s in timings.items()))
-    return "\n".join(lines) + "\n"
-
-
-def versus_bc(rows: dict, shots: list[int], methods: list[str]) -> str:
-    """Each method against BC over the tasks where both apply: means (%) and win/tie/loss (a
-    tie is within ``TIE`` points)."""
-    table = []
-    for metric in ("accuracy", "macro_f1"):
-        for k in shots:
-            means = {m: {task: 100 * r[metric]["mean"] for task, rs in rows.items() for r in rs
-                         if r["method"] == m and r["shots"] == k and r["status"] == "ok"}
-                     for m in methods}
-            for m in methods:
-                v = None if m == "bc" else win_tie_loss(means[m], means.get("bc", {}), TIE)
-                if v is not None:
-                    table.append([metric, k, m, v["n"], v["mean"], v["reference_mean"],
-                                  v["mean"] - v["reference_mean"],
-                                  f"{v['win']} / {v['tie']} / {v['loss']}"])
-    return markdown_table(
-        table, ["metric", "shots", "method", "tasks", "method %", "BC %", "method − BC",
-                "win / tie / loss"], {"method %": ".1f", "BC %": ".1f", "method − BC": "+.1f"},
-        align=dict.fromkeys(["shots", "tasks", "method %", "BC %", "method − BC"], "right"))
 
 
 if __name__ == "__main__":

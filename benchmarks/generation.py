@@ -1,9 +1,7 @@
 """Generation benchmark: the HF backend vs the vLLM backend on GSM8K zero-shot chain of thought.
 
-Greedy (``--greedy-prompts``) and sampled (``--sampled-prompts`` x ``--samples``, temperature
-0.7, top-k 40, seed 0) generation of ``--max-new-tokens`` (EOS only) per backend, after a
-warm-up: seconds, tokens/s (:func:`lmboost.generation.generation_speed`) and greedy texts
-identical between the engines. Records resume from ``--results`` (``--force`` recomputes).
+Greedy and sampled (temperature 0.7, top-k 40, seed 0) ``generation_speed`` per backend after a
+warm-up, records resumed from ``--results`` (``--force`` recomputes); BENCHMARKS.md, Backends.
 
     .venv/bin/python benchmarks/generation.py [--backends hf,vllm] [--greedy-prompts 32]
 """
@@ -16,9 +14,8 @@ from pathlib import Path
 
 from lmboost.backends import load_backend
 from lmboost.evaluation.records import machine_info, read_json, write_json
-from lmboost.evaluation.report import markdown_table
-from lmboost.evaluation.speed import timed
-from lmboost.generation import GenerationConfig, encode_prompt, generation_speed, resolve_chat
+from lmboost.generation import GenerationConfig
+from lmboost.generation.comparison import backend_table, speed_record
 from lmboost.reasoning.prompts import build_prompt
 from lmboost.reasoning.tasks import load_items
 
@@ -59,32 +56,13 @@ def main(argv: list[str] | None = None) -> int:
                                        batch_size=args.batch_size)
                 backend.generate(prompts[:2], GenerationConfig(max_new_tokens=4))  # warm-up
             print(f"  {engine} {name}: running ...", flush=True)
-            speed, timing = timed(generation_speed, backend, prompts[:count], config, n=n)
-            chat = resolve_chat(backend.tokenizer, None)
             records[engine, name] = record = {
-                "seconds": speed.seconds, "tokens": speed.tokens,
-                "tokens_per_second": speed.tokens_per_s, "load_average": timing["load_average"],
-                "texts": speed.texts, "backend": engine, "setting": name, "prompts": count,
-                "samples": n, "machine": machine, "prompt_tokens": sum(
-                    len(encode_prompt(backend.tokenizer, p, chat)) for p in prompts[:count]),
-            }
+                **speed_record(backend, prompts[:count], config, n), "backend": engine,
+                "setting": name, "prompts": count, "samples": n, "machine": machine}
             write_json(path, record)
         del backend
-    print_table(records)
+    print("\n" + backend_table(records))
     return 0
-
-
-def print_table(records: dict[tuple[str, str], dict]) -> None:
-    rows = []
-    for (engine, name), r in sorted(records.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        hf = records.get(("hf", name)) if name == "greedy" and engine != "hf" else None
-        same = hf and f"{sum(a == b for a, b in zip(hf['texts'], r['texts']))}/{len(r['texts'])}"
-        rows.append([name, engine, f"{r['prompts']} x {r['samples']}", r["seconds"], r["tokens"],
-                     r["tokens_per_second"], same])
-    print("\n" + markdown_table(
-        rows, ["setting", "backend", "prompts x samples", "seconds", "generated tokens",
-               "tokens/s", "identical to hf"],
-        {"seconds": ".1f", "tokens/s": ".1f"}, align={"identical to hf": "right"}))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,7 @@
 """Reasoning benchmark: direct vs zero-shot CoT vs few-shot CoT vs CoT + self-consistency.
 
-Each model x task (GSM8K, BBH, MMLU subsets) x setting through
-:func:`lmboost.reasoning.run_reasoning` into ``--results/<model>/<task>-<setting>/``
-(resumable); ``summary.md``: accuracy, seconds per item, cost against one greedy chain and the
-samples early stopping saved, over every finished run.
+Each model x task x setting through ``run_reasoning`` (resumable); ``summary.md`` covers every
+finished run under ``--results`` (:mod:`lmboost.reasoning.comparison`); docs/reasoning-results.md.
 
     .venv/bin/python benchmarks/reasoning.py --models smollm2-135m-instruct \\
         --gsm8k-limit 50 --bbh-limit 3 --mmlu-limit 2 --sc 5
@@ -15,17 +13,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from lmboost.evaluation.records import read_json
-from lmboost.evaluation.report import markdown_table
 from lmboost.reasoning import ReasoningConfig, run_reasoning
+from lmboost.reasoning.comparison import collect_runs, comparison_table
 
 TASKS = ("gsm8k", "bbh", "mmlu")
-SETTINGS = {  # name -> (mode, self-consistency samples or None for greedy)
-    "direct": ("direct", None),
-    "zs-cot": ("zs-cot", None),
-    "fs-cot": ("fs-cot", None),
-    "fs-cot+sc": ("fs-cot", "sc"),
-}
+# name -> (mode, whether self-consistency with early stopping; else one greedy chain)
+SETTINGS = {"direct": ("direct", False), "zs-cot": ("zs-cot", False),
+            "fs-cot": ("fs-cot", False), "fs-cot+sc": ("fs-cot", True)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,54 +43,16 @@ def main(argv: list[str] | None = None) -> int:
             for setting in args.settings.split(","):
                 mode, sc = SETTINGS[setting]
                 print(f"== {model} / {task} / {setting}", flush=True)
-                run_reasoning(
-                    ReasoningConfig(
-                        task=task,
-                        model=model,
-                        mode=mode,
-                        self_consistency=args.sc if sc else 1,
-                        early_stop=bool(sc),
-                        limit=limit,
-                        max_new_tokens=args.max_new_tokens,
-                        batch_size=args.batch_size,
-                        out=args.results / model / f"{task}-{setting}",
-                        progress=True,
-                    )
-                )
+                run_reasoning(ReasoningConfig(
+                    task=task, model=model, mode=mode, self_consistency=args.sc if sc else 1,
+                    early_stop=sc, limit=limit, max_new_tokens=args.max_new_tokens,
+                    batch_size=args.batch_size, out=args.results / model / f"{task}-{setting}",
+                    progress=True))
     args.results.mkdir(parents=True, exist_ok=True)
-    text = render(collect(args.results), args.sc)
+    text = comparison_table(collect_runs(args.results, list(TASKS), list(SETTINGS)), args.sc)
     (args.results / "summary.md").write_text(text)
     print(text)
     return 0
-
-
-def collect(root: Path) -> list[tuple[str, str, str, dict]]:
-    """Every finished run under ``root`` (this invocation's and earlier ones', so models or
-    tasks run separately at different sizes share one table), ordered by model, task, setting."""
-    found = []
-    for path in root.glob("*/*/results.json"):
-        task, _, setting = path.parent.name.partition("-")
-        if task in TASKS and setting in SETTINGS:
-            found.append((path.parent.parent.name, task, setting, path))
-    settings = list(SETTINGS)
-    found.sort(key=lambda r: (r[0], TASKS.index(r[1]), settings.index(r[2])))
-    return [(model, task, setting, read_json(path)) for model, task, setting, path in found]
-
-
-def render(rows: list[tuple[str, str, str, dict]], n: int) -> str:
-    """One Markdown table: accuracy, seconds per item and sampling cost per run."""
-    table = []
-    greedy = {(m, t): r["seconds_per_item"] for m, t, s, r in rows if s == "fs-cot"}
-    for model, task, setting, r in rows:
-        base = greedy.get((model, task))
-        cost = f"{r['seconds_per_item'] / base:.1f}x" if base else "—"
-        samples = f"{r['samples_used']} / {r['samples_saved']}" if setting.endswith("sc") else "—"
-        table.append([model, task, setting, r["n_items"], 100 * r["accuracy"],
-                      r["seconds_per_item"], cost, samples])
-    columns = ["model", "task", "setting", "items", "accuracy (%)", "s / item",
-               "cost vs fs-cot", f"samples used / saved (of {n} per item)"]
-    return markdown_table(table, columns, {"accuracy (%)": ".1f", "s / item": ".1f"},
-                          align={"cost vs fs-cot": "right"}) + "\n"
 
 
 if __name__ == "__main__":
