@@ -4,6 +4,7 @@ and the config checks."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import json
@@ -331,3 +332,18 @@ def test_server_process_reports_a_server_that_exits_with_its_log(project):
     with pytest.raises(RuntimeError, match=r"the server exited \(\d+\)") as err:
         ServerProcess(project)
     assert "missing.yaml" in str(err.value)  # the end of server.log says what was wrong
+
+
+def test_load_test_counts_every_answer_and_runs_its_fault_once(shared):
+    from lmboost.serving.loadtest import load_test
+
+    client, _ = shared
+    client.post("/v1/classify", json={"task": "reviews", "inputs": ["warm-up"]})
+    kills: list[int] = []
+    texts = [f"a fine film, part {i}" for i in range(8)]
+    record = asyncio.run(load_test(str(client.base_url), texts, clients=3, task="reviews",
+                                   kill_after=3, kill=lambda: kills.append(1)))
+    assert kills == [1]
+    assert (record["requests"], record["ok"], record["statuses"]) == (8, 8, {"200": 8})
+    assert record["server_errors_5xx"] == 0 and record["requests_per_s"] > 0
+    assert record["p50_ms"] <= record["p95_ms"] <= record["p99_ms"]
