@@ -21,8 +21,8 @@ from lmboost.decoding.outcomes import (
     summarise_outcomes,
     unbatched_check,
 )
-from lmboost.scoring import Scorer
 from lmboost.generation import GenerationConfig, generate
+from lmboost.scoring import Scorer
 from lmboost.tasks import Example, PromptItem, PromptSet, get_task
 
 JUDGE = "judge-x"

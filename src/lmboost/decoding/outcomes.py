@@ -381,7 +381,8 @@ def outcome_report(summary: dict, paper: dict | None = None, note: str = "") -> 
     :class:`~lmboost.decoding.RainConfig` as a dict with ``calibrate``) and ``machine``
     (:func:`~lmboost.evaluation.records.machine_info`): the judge's checks, the harmlessness,
     sentiment and time tables (``paper``'s anchors, ``{"harmless": [(setting, text)],
-    "time_ratio": [(setting, ratio)]}``, as extra rows), the unbatched check, what the columns mean, then ``note``."""
+    "time_ratio": [(setting, ratio)]}``, as extra rows), the unbatched check, what the columns
+    mean, then ``note``."""
     paper = paper or {}
     s, m, rain = summary["settings"], summary["machine"], summary["settings"]["rain"]
     per_step = min(rain["min_new_iterations"], rain["max_iterations"])
