@@ -9,6 +9,7 @@ pass must do with the machine's own measured matmul rate::
 
 (two FLOPs, a multiply and an add, per weight per token; attention's own FLOPs are left out,
 small for short contexts). :func:`matmul_peak` measures the peak for a dtype on this machine.
+:func:`versus_reference` compares scorers' speed and label scores with a reference scorer's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 T = TypeVar("T")
@@ -75,3 +77,23 @@ def flops_utilization(parameters: int, tokens: int, seconds: float, peak: float)
     if seconds <= 0 or peak <= 0:
         raise ValueError(f"seconds and peak must be > 0, not {seconds} and {peak}")
     return 2 * parameters * tokens / seconds / peak
+
+
+def versus_reference(records: dict[str, dict], labels: np.ndarray,
+                     reference: str) -> list[list]:
+    """One row per method of ``records`` (each with ``scores``, N x K, ``examples_per_second``
+    and optionally ``peak_share``), in their order: method, examples/s, then against
+    ``reference``'s record (None for it, or without it) the speed-up, the agreement of
+    predictions and the largest absolute score difference, then accuracy on ``labels`` and the
+    peak share."""
+    preds = {m: np.asarray(r["scores"]).argmax(1) for m, r in records.items()}
+    base, rows = records.get(reference), []
+    for m, r in records.items():
+        versus = base is not None and m != reference
+        diff = np.abs(np.asarray(r["scores"]) - np.asarray(base["scores"])) if versus else None
+        rows.append([m, r["examples_per_second"],
+                     base["examples_per_second"] / r["examples_per_second"] if versus else None,
+                     float((preds[m] == preds[reference]).mean()) if versus else None,
+                     float(diff.max()) if versus else None,
+                     float((preds[m] == labels).mean()), r.get("peak_share")])
+    return rows
