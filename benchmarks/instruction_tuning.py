@@ -83,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The benchmark's flags (sizes default to the roughly two-hour CPU run)."""
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--model", default="smollm2-135m-instruct", help="base model spec")
     add("--held-out", default="nli,word_sense,commonsense,math",

@@ -23,12 +23,6 @@ CLASSIFY = REPO / "recipes" / "bench-training-classify.yaml"
 TAPT = REPO / "recipes" / "bench-training-tapt.yaml"
 MODELS = ["smollm2-135m-instruct", "minilm-l6-v2"]
 TASKS = ["sst2", "trec"]
-# Peak learning rates: full fine-tuning, LoRA (higher: only adapters and head move).
-LEARNING_RATES = {
-    "smollm2-135m-instruct": {"full": 5e-5, "lora": 5e-4},
-    "minilm-l6-v2": {"full": 1e-4, "lora": 1e-3},
-}
-DEFAULT_LR = {"full": 5e-5, "lora": 5e-4}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -187,19 +181,11 @@ def common(args: argparse.Namespace, task: str, out: Path) -> dict[str, Any]:
 def classify_config(args: argparse.Namespace, spec: str, model: str, task: str, config: str,
                     out: Path):
     """The TrainConfig of a classify configuration: the recipe, this call's flags, ``--set``."""
-    kind = "lora" if config == "lora" else "full"
-    values: dict[str, Any] = {
-        **common(args, task, out), "model": spec, "max_train_examples": args.train_size,
-        "max_length": args.max_length, "num_train_epochs": args.epochs,
-        "learning_rate": (getattr(args, f"lr_{kind}")
-                          or LEARNING_RATES.get(model, DEFAULT_LR)[kind]),
-        "lora": {"enabled": config == "lora"},
-    }
-    if config in ex.ADVERSARIAL:
-        radius = 0.0 if config == "smart" else args.adv_radius
-        norm = read_json(out.parent.parent / "scale.json")["median_norm"] if radius else 0.0
-        values["adversarial"] = {"method": config,
-                                 **ex.adversarial_params(config, radius, norm)}
+    values = {**common(args, task, out), "model": spec, "max_train_examples": args.train_size,
+              "max_length": args.max_length, "num_train_epochs": args.epochs,
+              **ex.classify_values(config, model, radius=args.adv_radius,
+                                   learning_rates={"full": args.lr_full, "lora": args.lr_lora},
+                                   scale=out.parent.parent / "scale.json")}
     return load_recipe(CLASSIFY, merge(values, parse_overrides(args.set)))
 
 
