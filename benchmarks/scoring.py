@@ -19,13 +19,13 @@ import torch
 from lmboost.backends import load_backend
 from lmboost.backends.hf import HFBackend
 from lmboost.evaluation.records import machine_info, read_json, write_json
-from lmboost.evaluation.report import markdown_table, percent
 from lmboost.evaluation.speed import (
     flops_utilization,
     matmul_peak,
     non_embedding_parameters,
     timed,
     versus_reference,
+    versus_table,
 )
 from lmboost.icl.prompts import build_contexts, build_prefix, select_demonstrations
 from lmboost.scoring.requests import encode_request, tokens_to_run
@@ -143,12 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             write_json(path, record)
         ordered = {m: records[m] for m in ENGINES if m in records}
         rows += [[shots, *row] for row in versus_reference(ordered, labels, "lmboost")]
-    print("\n" + markdown_table(
-        rows, ["shots", "method", "ex/s", "lmboost speed-up", "agreement", "max abs dlogp",
-               "accuracy", "peak share"],
-        {"ex/s": ".1f", "lmboost speed-up": "{:.1f}x", "agreement": lambda v: percent(v, 2),
-         "max abs dlogp": ".1e", "accuracy": ".3f", "peak share": lambda v: percent(v, 0)},
-        align=dict.fromkeys(range(8), "left")))
+    print("\n" + versus_table(rows, "lmboost", keys=("shots",)))
     return 0
 
 

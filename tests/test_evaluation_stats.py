@@ -248,3 +248,14 @@ def test_versus_reference_compares_speed_and_scores_with_the_reference():
                     ["fast", 40.0, 0.25, 0.5, 2.0, 1.0, None]]
     assert versus_reference({"fast": records["fast"]}, np.array([1, 0]), "ref") == [
         ["fast", 40.0, None, None, None, 0.5, None]]
+
+
+def test_versus_table_renders_the_rows_with_their_key_columns():
+    from lmboost.evaluation.speed import versus_table
+
+    table = versus_table([[4, "ref", 10.0, None, None, None, 0.5, 0.5],
+                          [4, "fast", 40.0, 0.25, 0.5, 2.0, 1.0, None]], "ref", keys=("shots",))
+    lines = table.splitlines()
+    assert lines[0] == ("| shots | method | ex/s | ref speed-up | agreement | max abs dlogp "
+                        "| accuracy | peak share |")
+    assert lines[3] == "| 4 | fast | 40.0 | 0.2x | 50.00% | 2.0e+00 | 1.000 | — |"

@@ -9,7 +9,8 @@ pass must do with the machine's own measured matmul rate::
 
 (two FLOPs, a multiply and an add, per weight per token; attention's own FLOPs are left out,
 small for short contexts). :func:`matmul_peak` measures the peak for a dtype on this machine.
-:func:`versus_reference` compares scorers' speed and label scores with a reference scorer's.
+:func:`versus_reference` compares scorers' speed and label scores with a reference scorer's,
+:func:`versus_table` renders its rows.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
+from lmboost.evaluation.report import markdown_table, percent
 
 T = TypeVar("T")
 
@@ -97,3 +100,16 @@ def versus_reference(records: dict[str, dict], labels: np.ndarray,
                      float(diff.max()) if versus else None,
                      float((preds[m] == labels).mean()), r.get("peak_share")])
     return rows
+
+
+def versus_table(rows: list[list], reference: str, keys: tuple[str, ...] = ()) -> str:
+    """The Markdown table of :func:`versus_reference` rows, each led by values for ``keys``
+    columns (e.g. ``("shots",)``)."""
+    speed_up = f"{reference} speed-up"
+    columns = [*keys, "method", "ex/s", speed_up, "agreement", "max abs dlogp", "accuracy",
+               "peak share"]
+    return markdown_table(
+        rows, columns,
+        {"ex/s": ".1f", speed_up: "{:.1f}x", "agreement": lambda v: percent(v, 2),
+         "max abs dlogp": ".1e", "accuracy": ".3f", "peak share": lambda v: percent(v, 0)},
+        align=dict.fromkeys(range(len(columns)), "left"))
