@@ -32,9 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     models, mixtures, training = {"base": args.model}, {}, {}
     for variant, path in MIXTURES.items():
         out = root / "mixtures" / variant
-        config = load_mixture_config(path, {"held_out": held_out, "size": args.size,
-                                            "seed": args.seed})
-        mixtures[variant], reused = ab.mixture_or_reuse(config, out)
+        mixtures[variant], reused = ab.mixture_or_reuse(load_mixture_config(
+            path, {"held_out": held_out, "size": args.size, "seed": args.seed}), out)
         print(f"== mixture {variant}: {'reused' if reused else 'built'}, "
               f"{mixtures[variant]['n']} records", flush=True)
         run = root / "train" / variant

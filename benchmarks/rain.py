@@ -19,10 +19,6 @@ from lmboost.icl import eval_sample  # the eval sample of `lmboost icl --limit`
 from lmboost.models import CATALOG
 from lmboost.tasks import get_prompt_set, get_task
 
-PAPER = {  # the paper's anchors (Li et al., ICLR 2024)
-    "harmless": [("LLaMA 30B, HH", "82% -> 97%"), ("7B models, HH", "about +5 points")],
-    "time_ratio": [("LLaMA 30B", 4.36), ("LLaMA 65B", 3.95), ("LLaMA-2 70B", 3.78)],
-}
 say = functools.partial(print, flush=True)
 CAVEAT = (
     "Read with care: a handful of prompts per set (one prompt moves a rate by 100/n points), a "
@@ -72,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     rain.validate()
     runs = outcomes.Comparison(args.results, sets, items, rain, args.calibrate,
                                args.check_unbatched)
-    settings = runs.settings()
     args.results.mkdir(parents=True, exist_ok=True)
     judgements = outcomes.Judgements(args.results / "judgements.jsonl", args.judge)
     sst2 = eval_sample(get_task("sst2").load_eval(), args.judge_sst2) if args.judge_sst2 else []
@@ -86,14 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         summary = outcomes.summarise_outcomes(records, judgements, sst2, pairs)
         summary["settings"] = {
             "policies": policies, "judge": args.judge, "sets": list(items),
-            "prompts_per_set": args.prompts, "vanilla": settings["vanilla"],
-            "rain": settings["rain"], "judge_sst2": args.judge_sst2,
+            "prompts_per_set": args.prompts, "vanilla": runs.settings()["vanilla"],
+            "rain": runs.settings()["rain"], "judge_sst2": args.judge_sst2,
             "judge_hh_pairs": args.judge_hh_pairs,
         }
         summary["machine"] = machine_info()
-        write_json(args.results / "summary.json", {**summary, "paper": PAPER})
+        write_json(args.results / "summary.json", {**summary, "paper": outcomes.PAPER})
         write_text(args.results / "summary.md", outcomes.outcome_report(
-            summary, PAPER, CAVEAT.format(judge=args.judge)))
+            summary, outcomes.PAPER, CAVEAT.format(judge=args.judge)))
     print((args.results / "summary.md").read_text())
     return 0
 

@@ -44,6 +44,11 @@ from lmboost.tasks import Example, PromptItem, PromptSet, get_task
 
 METHODS = ("vanilla", "rain")
 UNBATCHED = "rain_unbatched"  # the same search, its rollouts run one at a time
+#: The paper's anchors (Li et al., ICLR 2024) in :func:`outcome_report`'s ``paper`` form.
+PAPER = {
+    "harmless": [("LLaMA 30B, HH", "82% -> 97%"), ("7B models, HH", "about +5 points")],
+    "time_ratio": [("LLaMA 30B", 4.36), ("LLaMA 65B", 3.95), ("LLaMA-2 70B", 3.78)],
+}
 
 
 def judgement_key(judge: str, kind: str, *texts: str) -> str:
