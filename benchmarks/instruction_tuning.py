@@ -1,20 +1,6 @@
 """Instruction-tuning ablation (Flan-CoT): base model vs LoRA SFT on a Flan-style mixture without
 chain-of-thought data vs with it, all evaluated zero-shot on task groups held out of both mixtures.
-
-Stages, each resumed from what it stored: build ``recipes/mixture-flan-{nocot,cot}.yaml`` without
-the ``--held-out`` groups -> ``RESULTS/mixtures/<variant>/``; train ``recipes/sft-mixture.yaml``
-(LoRA, merged) on each -> ``RESULTS/train/<variant>/``; evaluate base, nocot and cot zero-shot
-with ``lmboost.icl.run_icl`` (uncalibrated) on ``--icl-tasks`` and ``lmboost.reasoning.
-run_reasoning`` in ``--modes`` on ``--reason-tasks`` -> ``RESULTS/eval/<model>/``. ``RESULTS`` is
-``--results/<model name>``; ``summary.json`` and ``summary.md`` go there
-(``lmboost.instruct.ablation``: held-out mean, chain lengths, McNemar tests). The defaults took
-about two hours on one thread for SmolLM2-135M (docs/instruction-tuning-results.md)::
-
-    .venv/bin/python benchmarks/instruction_tuning.py --model smollm2-135m-instruct
-    .venv/bin/python benchmarks/instruction_tuning.py --model /tmp/tiny-llama --size 16 \\
-        --dev-size 4 --max-steps 2 --max-length 64 --icl-tasks wic --icl-limit 4 \\
-        --reason-tasks bbh:boolean_expressions --bbh-limit 2 --modes zs-cot \\
-        --max-new-tokens 6 --results /tmp/it-smoke                     # a smoke run
+Stages (each resumed), commands and results: docs/instruction-tuning-results.md.
 """
 
 from __future__ import annotations
@@ -46,9 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     models, mixtures, training = {"base": args.model}, {}, {}
     for variant, path in MIXTURES.items():
         out = root / "mixtures" / variant
-        config = load_mixture_config(path, {"held_out": held_out, "size": args.size,
-                                            "seed": args.seed})
-        mixtures[variant], reused = ab.mixture_or_reuse(config, out)
+        mixtures[variant], reused = ab.mixture_or_reuse(load_mixture_config(
+            path, {"held_out": held_out, "size": args.size, "seed": args.seed}), out)
         print(f"== mixture {variant}: {'reused' if reused else 'built'}, "
               f"{mixtures[variant]['n']} records", flush=True)
         run = root / "train" / variant
@@ -97,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The benchmark's flags (sizes default to the roughly two-hour CPU run)."""
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--model", default="smollm2-135m-instruct", help="base model spec")
     add("--held-out", default="nli,word_sense,commonsense,math",

@@ -1,10 +1,6 @@
-"""RAIN's model work on one prompt, counted rather than timed: forwards and token rows.
-
-On a CPU a forward of a few rows costs about what one row does and a forward of many tokens about
-per token, so a search's time is close to ``--per-forward * forwards + --per-token * token rows``
-whatever else the machine runs (defaults fitted to SmolLM2-135M, one thread, docs/rain-results.md).
-A hook on the model's body counts every forward (search, judge, embedder) for each RAIN setting
-given as ``RainConfig`` keywords in JSON::
+"""RAIN's model work on one prompt, counted rather than timed: forwards and token rows, for each
+RAIN setting given as ``RainConfig`` keywords in JSON (what the estimate means:
+docs/rain-results.md)::
 
     OMP_NUM_THREADS=1 python benchmarks/rain_forwards.py '{"batched": false}' '{}' '{"parallel": 4}'
 """
@@ -17,6 +13,7 @@ import sys
 
 import torch
 
+from lmboost.backends.hf.calls import recorded_forwards
 from lmboost.decoding import GOALS, ModelEmbedder, RainConfig, SelfEvaluator, rain_generate
 from lmboost.models import load_model
 
@@ -33,16 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-token", type=float, default=0.004)
     args = parser.parse_args(argv)
     loaded = load_model(args.model, device="cpu")
-    shapes: list[tuple[int, int]] = []
-    loaded.model.get_decoder().register_forward_pre_hook(  # every forward of the model's body
-        lambda module, a, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
     for text in args.settings:
         config = RainConfig(max_new_tokens=args.max_new_tokens,
                             max_iterations=args.max_iterations, **json.loads(text))
-        shapes.clear()
-        result = rain_generate(loaded, args.prompt, config,
-                               evaluator=SelfEvaluator(loaded, GOALS[args.goal]),
-                               embedder=ModelEmbedder(loaded))
+        with recorded_forwards(loaded.model, body=True) as shapes:  # search, judge, embedder
+            result = rain_generate(loaded, args.prompt, config,
+                                   evaluator=SelfEvaluator(loaded, GOALS[args.goal]),
+                                   embedder=ModelEmbedder(loaded))
         rows = sum(b * t for b, t in shapes)
         estimate = args.per_forward * len(shapes) + args.per_token * rows
         print(f"{text}: {len(shapes)} forwards, {rows} token rows, estimate {estimate:.1f} s, "

@@ -1,11 +1,5 @@
 """Scoring benchmark: lmboost's backends (HF float32 and bfloat16, vLLM) vs a plain transformers
-loop vs lm-evaluation-harness.
-
-SST-2 dev, k-shot (balanced demonstrations, seed 0): examples/s, speed-up, agreement of
-predictions and share of the machine's matmul peak (:mod:`lmboost.evaluation.speed`) of
-``lmboost`` (HF backend), ``lmboost-bf16``, ``vllm``, ``plain`` (one full forward per example)
-and ``lm_eval`` (``simple_evaluate``, the same prompt: checked). Records resume from
-``--results`` (``--force`` recomputes). See BENCHMARKS.md.
+loop vs lm-evaluation-harness on SST-2 dev, k-shot; methods and columns: BENCHMARKS.md.
 
     .venv/bin/python benchmarks/scoring.py --shots 4,16 [--limit N] [--batch-size 16]
 """
@@ -25,10 +19,16 @@ import torch
 from lmboost.backends import load_backend
 from lmboost.backends.hf import HFBackend
 from lmboost.evaluation.records import machine_info, read_json, write_json
-from lmboost.evaluation.report import markdown_table, percent
-from lmboost.evaluation.speed import flops_utilization, matmul_peak, non_embedding_parameters, timed
+from lmboost.evaluation.speed import (
+    flops_utilization,
+    matmul_peak,
+    non_embedding_parameters,
+    timed,
+    versus_reference,
+    versus_table,
+)
 from lmboost.icl.prompts import build_contexts, build_prefix, select_demonstrations
-from lmboost.scoring import encode_request
+from lmboost.scoring.requests import encode_request, tokens_to_run
 from lmboost.tasks import get_task
 
 LABEL_WORDS = [" negative", " positive"]
@@ -86,13 +86,6 @@ def run_lm_eval(backend, contexts: list[str], batch_size: int, prefix: str) -> n
     return np.array([[r[0] for r in s["filtered_resps"]] for s in samples], dtype=np.float64)
 
 
-def needed_tokens(tokenizer, prefix: str, contexts: list[str]) -> int:
-    """The tokens that must be run: the shared prefix once, then each context's own tokens."""
-    prefix_len = len(encode_request(tokenizer, prefix + "x", " y").context) - 1
-    total = sum(len(encode_request(tokenizer, c, LABEL_WORDS[0]).context) for c in contexts)
-    return total - (len(contexts) - 1) * prefix_len
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
@@ -125,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     for shots in [int(s) for s in args.shots.split(",")]:
         prefix = build_prefix(task, select_demonstrations(pool, shots, seed=0, strategy="balanced"))
         contexts = build_contexts(task, prefix, examples)
-        tokens = needed_tokens(base.tokenizer, prefix, contexts)
+        tokens = tokens_to_run(base.tokenizer, prefix, contexts, LABEL_WORDS[0])
         records = {}
         for method in args.methods.split(","):
             path = args.results / f"{method}-{shots}shot-n{len(examples)}.json"
@@ -148,30 +141,10 @@ def main(argv: list[str] | None = None) -> int:
                 "peak_share": flops_utilization(weights, tokens, timing["seconds"], peaks[dtype]),
             }
             write_json(path, record)
-        rows += summarise(shots, records, labels)
-    print("\n" + markdown_table(
-        rows, ["shots", "method", "ex/s", "lmboost speed-up", "agreement", "max abs dlogp",
-               "accuracy", "peak share"],
-        {"ex/s": ".1f", "lmboost speed-up": "{:.1f}x", "agreement": lambda v: percent(v, 2),
-         "max abs dlogp": ".1e", "accuracy": ".3f", "peak share": lambda v: percent(v, 0)},
-        align=dict.fromkeys(range(8), "left")))
+        ordered = {m: records[m] for m in ENGINES if m in records}
+        rows += [[shots, *row] for row in versus_reference(ordered, labels, "lmboost")]
+    print("\n" + versus_table(rows, "lmboost", keys=("shots",)))
     return 0
-
-
-def summarise(shots: int, records: dict, labels: np.ndarray) -> list[list]:
-    """One row per method: speed, accuracy, peak share, and against lmboost's engine the
-    speed-up, agreement of predictions and the largest log-probability difference."""
-    preds = {m: np.asarray(r["scores"]).argmax(1) for m, r in records.items()}
-    base, rows = records.get("lmboost"), []
-    for m in [m for m in ENGINES if m in records]:
-        r, versus = records[m], base is not None and m != "lmboost"
-        diff = np.abs(np.asarray(r["scores"]) - np.asarray(base["scores"])) if versus else None
-        rows.append([shots, m, r["examples_per_second"],
-                     base["examples_per_second"] / r["examples_per_second"] if versus else None,
-                     float((preds[m] == preds["lmboost"]).mean()) if versus else None,
-                     float(diff.max()) if versus else None,
-                     float((preds[m] == labels).mean()), r.get("peak_share")])
-    return rows
 
 
 if __name__ == "__main__":

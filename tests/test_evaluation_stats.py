@@ -9,6 +9,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -232,3 +233,29 @@ def test_machine_info_describes_this_machine_and_run_records_carry_it():
         assert info["memory_gib"] == round(kib / 2**20, 1)
         assert len(info["load_average"]) == 3
     assert RunTimer().fields()["machine"]["cpu"] == info["cpu"]
+
+
+def test_versus_reference_compares_speed_and_scores_with_the_reference():
+    from lmboost.evaluation.speed import versus_reference
+
+    records = {
+        "ref": {"scores": [[0.0, 1.0], [2.0, 0.0]], "examples_per_second": 10.0,
+                "peak_share": 0.5},
+        "fast": {"scores": [[0.0, 1.5], [0.0, 1.0]], "examples_per_second": 40.0},
+    }
+    rows = versus_reference(records, np.array([1, 1]), "ref")
+    assert rows == [["ref", 10.0, None, None, None, 0.5, 0.5],
+                    ["fast", 40.0, 0.25, 0.5, 2.0, 1.0, None]]
+    assert versus_reference({"fast": records["fast"]}, np.array([1, 0]), "ref") == [
+        ["fast", 40.0, None, None, None, 0.5, None]]
+
+
+def test_versus_table_renders_the_rows_with_their_key_columns():
+    from lmboost.evaluation.speed import versus_table
+
+    table = versus_table([[4, "ref", 10.0, None, None, None, 0.5, 0.5],
+                          [4, "fast", 40.0, 0.25, 0.5, 2.0, 1.0, None]], "ref", keys=("shots",))
+    lines = table.splitlines()
+    assert lines[0] == ("| shots | method | ex/s | ref speed-up | agreement | max abs dlogp "
+                        "| accuracy | peak share |")
+    assert lines[3] == "| 4 | fast | 40.0 | 0.2x | 50.00% | 2.0e+00 | 1.000 | — |"

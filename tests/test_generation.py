@@ -12,9 +12,9 @@ import os
 
 import pytest
 import torch
-from conftest import recorded_forwards
 
 from lmboost.backends.hf import HFBackend
+from lmboost.backends.hf.calls import recorded_forwards
 from lmboost.cli import main
 from lmboost.errors import FileEncodingError, LmboostError
 from lmboost.evaluation.records import read_json

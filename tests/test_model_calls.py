@@ -8,10 +8,9 @@ import warnings
 
 import pytest
 import torch
-from conftest import recorded_forwards
 from transformers import LlamaForCausalLM
 
-from lmboost.backends.hf.calls import cache_argument, takes_logits_to_keep
+from lmboost.backends.hf.calls import cache_argument, recorded_forwards, takes_logits_to_keep
 from lmboost.decoding import SelfEvaluator
 from lmboost.decoding.goals import Goal
 from lmboost.generation import encode_prompt
@@ -114,3 +113,15 @@ def test_a_model_that_takes_no_cache_is_reported_not_silently_slow(tiny_model):
     values, widths = _judge(plain)
     assert values == pytest.approx(_plain_values(tiny_model), abs=1e-5)
     assert [w[0] for w in widths] == [2] * len(PAIRS)  # whole questions, no prefix runs
+
+
+def test_recorded_forwards_sees_each_forward_of_the_model_or_its_body(tiny_model):
+    ids = torch.ones(2, 5, dtype=torch.long)
+    with recorded_forwards(tiny_model.model) as whole, \
+            recorded_forwards(tiny_model.model, body=True) as body:
+        tiny_model.model(input_ids=ids)
+        tiny_model.model.get_decoder()(input_ids=ids[:1, :3])  # the body alone, no head
+    assert whole == [(2, 5)]
+    assert body == [(2, 5), (1, 3)]
+    tiny_model.model(input_ids=ids)
+    assert whole == [(2, 5)]  # the hook is gone after the block

@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmboost.decoding import GOALS, GoalJudge
+from lmboost.decoding import GOALS, GoalJudge, RainConfig
 from lmboost.decoding.outcomes import (
+    Comparison,
     Judgements,
     compare,
     judge_checks,
@@ -20,8 +21,9 @@ from lmboost.decoding.outcomes import (
     summarise_outcomes,
     unbatched_check,
 )
+from lmboost.generation import GenerationConfig, generate
 from lmboost.scoring import Scorer
-from lmboost.tasks import Example, PromptItem, get_task
+from lmboost.tasks import Example, PromptItem, PromptSet, get_task
 
 JUDGE = "judge-x"
 
@@ -151,7 +153,8 @@ def test_unbatched_check_and_the_summary(tmp_path):
                            "rain": {"min_new_iterations": 2, "max_iterations": 3,
                                     "num_candidates": 2, "simulation_tokens": 8, "min_visits": 2,
                                     "value_threshold": 0.7, "parallel": 1, "calibrate": False}}
-    summary["machine"] = {"cpu": "a CPU", "load": "1.0", "cpus": 2, "torch_threads": 1}
+    summary["machine"] = {"cpu": "a CPU", "load_average": [1.0, 0.5, 0.25], "cores": 2,
+                          "torch_threads": 1}
     report = outcome_report(summary, {"harmless": [("paper row", "82% -> 97%")]}, "A note.")
     assert "| m | hh | 1 | 0% | 100% | +100 pts | 1 / 0 | 0.30 -> 1.00 |" in report
     assert "| paper: paper row |" in report and "| 82% -> 97% |" in report
@@ -180,3 +183,32 @@ def test_run_judge_scores_what_is_left_with_the_judge_model(tmp_path, tiny_model
     again = Judgements(tmp_path / "j.jsonl", tiny_model_dir)
     run_judge(again, records, [], [], log=lines.append)  # all judged: no model loaded
     assert lines == []
+
+
+def test_a_comparison_decodes_each_method_once_and_tags_its_records(tmp_path, tiny_model_dir,
+                                                                    tiny_model):
+    items = [PromptItem(f"s:{i}", p) for i, p in enumerate(["the film was", "a long day"])]
+    sets = {"s": PromptSet("s", lambda: items, chat=False, goal="positive")}
+    rain = RainConfig(max_new_tokens=3, max_iterations=2, num_candidates=2, simulation_tokens=3)
+    runs = Comparison(tmp_path, sets, {"s": items}, rain, check_unbatched=1)
+    lines: list[str] = []
+    runs.decode(tiny_model_dir, device="cpu", log=lines.append)
+    assert lines[0] == f"== {tiny_model_dir}: 3 (set, method) runs to do"
+    records = runs.records([tiny_model_dir])
+    assert sorted((r["method"], r["uid"]) for r in records) == [
+        ("rain", "s:0"), ("rain", "s:1"), ("rain_unbatched", "s:0"), ("vanilla", "s:0"),
+        ("vanilla", "s:1")]
+    assert {(r["policy"], r["set"], r["goal"]) for r in records} == {
+        (tiny_model_dir, "s", "positive")}
+    greedy = generate(tiny_model, [i.prompt for i in items], GenerationConfig(max_new_tokens=3),
+                      chat=False)
+    assert [r["text"] for r in records if r["method"] == "vanilla"] == [g[0] for g in greedy]
+    by_method = {r["method"]: r for r in records if r["uid"] == "s:0"}
+    assert by_method["rain_unbatched"]["text"] == by_method["rain"]["text"]  # same search
+    lines.clear()
+    runs.decode(tiny_model_dir, device="cpu", log=lines.append)
+    assert lines == []  # all done: the model is not even loaded
+    longer = Comparison(tmp_path, sets, {"s": items}, RainConfig(max_new_tokens=4))
+    assert longer.run_dir("m", "s", "rain") != runs.run_dir("m", "s", "rain")
+    assert longer.records([tiny_model_dir]) == []  # other settings: other folders
+    assert runs.settings()["rain_unbatched"]["batched"] is False

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import recorded_forwards
 
+from lmboost.backends.hf.calls import recorded_forwards
 from lmboost.cli import main
 from lmboost.decoding import (
     Goal,
@@ -445,7 +445,7 @@ def test_self_evaluator_equals_a_plain_forward_of_the_whole_question(tiny_model)
                 float(2 * expected.mean() - 1), abs=1e-5
             )
     responses = [" so good", " so bad", " fine"]
-    with recorded_forwards(tiny_model.model.model) as widths:  # the body: the head runs apart
+    with recorded_forwards(tiny_model.model, body=True) as widths:  # the head runs apart
         good = evaluator.p_good_batch(PROMPT, responses)
     (stems, _), (tails, _) = widths[-2:]
     assert (stems, tails) == (3, 6)  # each response's shared tokens once, then the 6 tails

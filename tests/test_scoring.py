@@ -286,3 +286,15 @@ def test_prompt_states_on_a_sliding_window_model(tiny_gemma3):
         hidden, logprobs = _plain_states(tiny_gemma3, context)
         torch.testing.assert_close(states.hidden[row], hidden, atol=1e-4, rtol=0)
         torch.testing.assert_close(states.logprobs[row], logprobs, atol=1e-4, rtol=0)
+
+
+def test_tokens_to_run_counts_the_shared_prefix_once(tiny_model):
+    from lmboost.scoring.requests import encode_request, tokens_to_run
+
+    tok = Scorer(tiny_model).tokenizer
+    prefix = "Review: a fine film\nSentiment: positive\n\n"
+    contexts = [prefix + "x is dull\nSentiment:", prefix + "y is a gem\nSentiment:"]
+    ids = [encode_request(tok, c, " negative").context for c in contexts]
+    assert tokens_to_run(tok, prefix, contexts[:1], " negative") == len(ids[0])
+    shared = next(i for i, (a, b) in enumerate(zip(*ids)) if a != b)  # the prefix's tokens
+    assert tokens_to_run(tok, prefix, contexts, " negative") == len(ids[0]) + len(ids[1]) - shared

@@ -201,3 +201,20 @@ def test_records_collect_and_render(tmp_path):
     assert "m t: 80.0 -> 70.0 (2.0M -> 36k trainable)" in text
     assert "m t 5%" in text and "Failed in the last call: m/t/pgd." in text
     assert "Wall time of the stored runs (training, scoring, attacks): 4.5 min." in text
+
+
+def test_classify_values_pick_the_learning_rate_lora_and_the_adversarial_radius(tmp_path):
+    scale = tmp_path / "scale.json"
+    scale.write_text('{"median_norm": 6.0}')
+    none = {"full": None, "lora": None}
+    assert ex.classify_values("lora", "minilm-l6-v2", learning_rates=none, radius=0.05,
+                              scale=scale) == {"learning_rate": 1e-3, "lora": {"enabled": True}}
+    full = ex.classify_values("full", "other-model", learning_rates={"full": 2e-5, "lora": None},
+                              radius=0.05, scale=tmp_path / "absent.json")
+    assert full == {"learning_rate": 2e-5, "lora": {"enabled": False}}
+    pgd = ex.classify_values("pgd", "minilm-l6-v2", learning_rates=none, radius=0.05, scale=scale)
+    assert pgd["learning_rate"] == 1e-4
+    assert pgd["adversarial"] == {"method": "pgd", "epsilon": pytest.approx(0.3),
+                                  "alpha": pytest.approx(0.09)}
+    smart = ex.classify_values("smart", "m", learning_rates=none, radius=0.05, scale=tmp_path)
+    assert smart["adversarial"] == {"method": "smart"}  # its own defaults, no scale read

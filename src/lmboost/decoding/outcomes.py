@@ -14,10 +14,12 @@ judges only new texts. :func:`summarise_outcomes` turns generation records (tagg
 ``policy``, ``set``, ``goal``, ``uid`` and ``method``: ``vanilla``, ``rain`` and the unbatched
 search's ``rain_unbatched``) into the judge's own checks, one row per (policy, set) and the
 batched-vs-unbatched identity check; :func:`outcome_report` renders them as Markdown.
+:class:`Comparison` decodes the records: policies over prompt sets, greedy and with RAIN.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import hashlib
@@ -28,18 +30,25 @@ from pathlib import Path
 import numpy as np
 
 from lmboost.calibration import BatchCalibration
-from lmboost.decoding.evaluator import GoalJudge
+from lmboost.decoding.evaluator import GoalJudge, SelfEvaluator
 from lmboost.decoding.goals import GOALS
+from lmboost.decoding.rain import RainConfig
 from lmboost.evaluation.report import markdown_table
 from lmboost.evaluation.store import ItemLog
-from lmboost.generation.run import same_rain_trace, summarise_run
+from lmboost.generation.generate import GenerationConfig, generate
+from lmboost.generation.run import GenerateRunConfig, run_generate, same_rain_trace, summarise_run
 from lmboost.models import LoadedModel, load_model
 from lmboost.models.loading import locate_model
 from lmboost.scoring import Scorer
-from lmboost.tasks import Example, PromptItem, get_task
+from lmboost.tasks import Example, PromptItem, PromptSet, get_task
 
 METHODS = ("vanilla", "rain")
 UNBATCHED = "rain_unbatched"  # the same search, its rollouts run one at a time
+#: The paper's anchors (Li et al., ICLR 2024) in :func:`outcome_report`'s ``paper`` form.
+PAPER = {
+    "harmless": [("LLaMA 30B, HH", "82% -> 97%"), ("7B models, HH", "about +5 points")],
+    "time_ratio": [("LLaMA 30B", 4.36), ("LLaMA 65B", 3.95), ("LLaMA-2 70B", 3.78)],
+}
 
 
 def judgement_key(judge: str, kind: str, *texts: str) -> str:
@@ -240,6 +249,97 @@ def unbatched_check(records: Sequence[dict]) -> list[dict]:
     return rows
 
 
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """Greedy decoding (KV cache, one prompt at a time) against RAIN, the policy judging its own
+    text, of each policy over ``items`` (prompts of the prompt ``sets`` of the same names), and
+    the first ``check_unbatched`` prompts of each set again with ``batched=False``. Each (policy,
+    set, method, settings) is one :func:`~lmboost.generation.run.run_generate` folder under
+    ``results/generations``, so a rerun resumes and other settings get folders of their own."""
+
+    results: Path
+    sets: dict[str, PromptSet]
+    items: dict[str, list[PromptItem]]
+    rain: RainConfig
+    calibrate: bool = False
+    check_unbatched: int = 0
+
+    def settings(self) -> dict[str, dict]:
+        """What each method's folders are keyed by (the unbatched search is never calibrated)."""
+        unbatched = dataclasses.replace(self.rain, batched=False)
+        return {"vanilla": {"max_new_tokens": self.rain.max_new_tokens, "decoding": "greedy"},
+                "rain": {**dataclasses.asdict(self.rain), "calibrate": self.calibrate},
+                UNBATCHED: {**dataclasses.asdict(unbatched), "calibrate": False}}
+
+    def run_dir(self, policy: str, name: str, method: str) -> Path:
+        """The run_generate folder of one (policy, set, method) under these settings."""
+        text = json.dumps(self.settings()[method], sort_keys=True)
+        tag = hashlib.sha1(text.encode()).hexdigest()[:10]
+        return self.results / "generations" / policy.replace("/", "--") / name / f"{method}-{tag}"
+
+    def _prompts(self, name: str, method: str) -> list[PromptItem]:
+        its = self.items[name]
+        return its[: self.check_unbatched] if method == UNBATCHED else its
+
+    def decode(self, policy: str, device: str = "auto",
+               log: Callable[[str], None] = print) -> None:
+        """Run every (set, method) folder of ``policy`` with prompts left, the model loaded once;
+        the unbatched search has self-judges of its own (no shared memo or BC estimate)."""
+        todo = []
+        for name in self.items:
+            for method in (*METHODS, UNBATCHED):
+                prompts = [item.prompt for item in self._prompts(name, method)]
+                folder = self.run_dir(policy, name, method)
+                done = ItemLog(folder / "items.jsonl", key="index").read()
+                if any(i not in done for i in range(len(prompts))):
+                    todo.append((name, method, prompts, folder))
+        if not todo:
+            return
+        log(f"== {policy}: {len(todo)} (set, method) runs to do")
+        loaded = load_model(policy, device=device)
+        goals = {s.goal for s in self.sets.values()}
+        judges = {method: {g: SelfEvaluator(loaded, GOALS[g], chat=None, calibrate=calibrate)
+                           for g in goals}
+                  for method, calibrate in (("rain", self.calibrate), (UNBATCHED, False))}
+        generate(loaded, ["Hello"], GenerationConfig(max_new_tokens=2))  # warm-up, not timed
+        for name, method, prompts, folder in todo:
+            common = {"out": folder, "model": policy, "chat": self.sets[name].chat,
+                      "device": device}
+            goal = self.sets[name].goal
+            if method == "vanilla":
+                config = GenerateRunConfig(**common, max_new_tokens=self.rain.max_new_tokens,
+                                           batch_size=1)
+            else:
+                search = self.rain if method == "rain" else dataclasses.replace(
+                    self.rain, batched=False)
+                config = GenerateRunConfig(**common, rain=search, goal=goal, trace=True,
+                                           calibrate=self.calibrate and method == "rain",
+                                           progress=True)
+            tag, n = f"{policy} {name} {method}", len(prompts)
+            run_generate(config, prompts, loaded, evaluator=judges.get(method, {}).get(goal),
+                         on_item=lambda r, tag=tag, n=n: log(
+                             f"{tag} {r['index'] + 1}/{n}: {r['seconds']:.1f} s "
+                             f"{r['text'][:70]!r}"))
+        del loaded, judges
+        gc.collect()
+
+    def records(self, policies: Sequence[str]) -> list[dict]:
+        """The stored records of these settings and items (a record whose prompt is not the
+        item's is left out), tagged with ``policy``, ``set``, ``goal``, ``method`` and ``uid``,
+        ready for :func:`run_judge` and :func:`summarise_outcomes`."""
+        records = []
+        for policy in policies:
+            for name, its in self.items.items():
+                for method in (*METHODS, UNBATCHED):
+                    folder = self.run_dir(policy, name, method)
+                    done = ItemLog(folder / "items.jsonl", key="index").read()
+                    records += [{**done[i], "policy": policy, "set": name,
+                                 "goal": self.sets[name].goal, "method": method, "uid": item.uid}
+                                for i, item in enumerate(its)
+                                if i in done and done[i]["prompt"] == item.prompt]
+        return records
+
+
 @functools.cache
 def _tokenizer(model: str):
     from transformers import AutoTokenizer
@@ -283,10 +383,11 @@ def _num(spec: str):
 def outcome_report(summary: dict, paper: dict | None = None, note: str = "") -> str:
     """The Markdown report of :func:`summarise_outcomes`'s ``summary`` with its ``settings``
     (``policies``, ``judge``, ``prompts_per_set``, ``vanilla``'s ``max_new_tokens``, ``rain``: a
-    :class:`~lmboost.decoding.RainConfig` as a dict with ``calibrate``) and ``machine`` (``cpu``,
-    ``load``, ``cpus``, ``torch_threads``): the judge's checks, the harmlessness, sentiment and
-    time tables (``paper``'s anchors, ``{"harmless": [(setting, text)], "time_ratio": [(setting,
-    ratio)]}``, as extra rows), the unbatched check, what the columns mean, then ``note``."""
+    :class:`~lmboost.decoding.RainConfig` as a dict with ``calibrate``) and ``machine``
+    (:func:`~lmboost.evaluation.records.machine_info`): the judge's checks, the harmlessness,
+    sentiment and time tables (``paper``'s anchors, ``{"harmless": [(setting, text)],
+    "time_ratio": [(setting, ratio)]}``, as extra rows), the unbatched check, what the columns
+    mean, then ``note``."""
     paper = paper or {}
     s, m, rain = summary["settings"], summary["machine"], summary["settings"]["rain"]
     per_step = min(rain["min_new_iterations"], rain["max_iterations"])
@@ -298,7 +399,8 @@ def outcome_report(summary: dict, paper: dict | None = None, note: str = "") -> 
         f"{rain['num_candidates']}, simulation <= {rain['simulation_tokens']} tokens, T_m = "
         f"{rain['min_visits']}, V = {rain['value_threshold']}, {rain['parallel']} search(es) "
         f"per round, self-evaluation {'calibrated (BC)' if rain['calibrate'] else 'raw'}. "
-        f"Machine: {m['cpu']}, load average {m['load']}, {m['cpus']} CPUs, "
+        f"Machine: {m['cpu']}, load average {' / '.join(map(str, m['load_average'] or []))}, "
+        f"{m['cores']} CPUs, "
         f"{m['torch_threads']} torch thread(s).",
         "", "## The judge", "",
     ]

@@ -9,6 +9,8 @@ pass must do with the machine's own measured matmul rate::
 
 (two FLOPs, a multiply and an add, per weight per token; attention's own FLOPs are left out,
 small for short contexts). :func:`matmul_peak` measures the peak for a dtype on this machine.
+:func:`versus_reference` compares scorers' speed and label scores with a reference scorer's,
+:func:`versus_table` renders its rows.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
+
+from lmboost.evaluation.report import markdown_table, percent
 
 T = TypeVar("T")
 
@@ -75,3 +80,36 @@ def flops_utilization(parameters: int, tokens: int, seconds: float, peak: float)
     if seconds <= 0 or peak <= 0:
         raise ValueError(f"seconds and peak must be > 0, not {seconds} and {peak}")
     return 2 * parameters * tokens / seconds / peak
+
+
+def versus_reference(records: dict[str, dict], labels: np.ndarray,
+                     reference: str) -> list[list]:
+    """One row per method of ``records`` (each with ``scores``, N x K, ``examples_per_second``
+    and optionally ``peak_share``), in their order: method, examples/s, then against
+    ``reference``'s record (None for it, or without it) the speed-up, the agreement of
+    predictions and the largest absolute score difference, then accuracy on ``labels`` and the
+    peak share."""
+    preds = {m: np.asarray(r["scores"]).argmax(1) for m, r in records.items()}
+    base, rows = records.get(reference), []
+    for m, r in records.items():
+        versus = base is not None and m != reference
+        diff = np.abs(np.asarray(r["scores"]) - np.asarray(base["scores"])) if versus else None
+        rows.append([m, r["examples_per_second"],
+                     base["examples_per_second"] / r["examples_per_second"] if versus else None,
+                     float((preds[m] == preds[reference]).mean()) if versus else None,
+                     float(diff.max()) if versus else None,
+                     float((preds[m] == labels).mean()), r.get("peak_share")])
+    return rows
+
+
+def versus_table(rows: list[list], reference: str, keys: tuple[str, ...] = ()) -> str:
+    """The Markdown table of :func:`versus_reference` rows, each led by values for ``keys``
+    columns (e.g. ``("shots",)``)."""
+    speed_up = f"{reference} speed-up"
+    columns = [*keys, "method", "ex/s", speed_up, "agreement", "max abs dlogp", "accuracy",
+               "peak share"]
+    return markdown_table(
+        rows, columns,
+        {"ex/s": ".1f", speed_up: "{:.1f}x", "agreement": lambda v: percent(v, 2),
+         "max abs dlogp": ".1e", "accuracy": ".3f", "peak share": lambda v: percent(v, 0)},
+        align=dict.fromkeys(range(len(columns)), "left"))

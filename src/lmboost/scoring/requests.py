@@ -47,6 +47,15 @@ def encode_request(tokenizer, context: str, continuation: str) -> EncodedRequest
     return EncodedRequest(tuple(context_ids), tuple(cont_ids))
 
 
+def tokens_to_run(tokenizer, prefix: str, contexts: list[str], continuation: str) -> int:
+    """The tokens a prefix-cached scorer must run for ``contexts`` that all start with
+    ``prefix``, each followed by ``continuation``: the shared prefix once, then each context's
+    own tokens."""
+    prefix_len = len(encode_request(tokenizer, prefix + "x", " y").context) - 1
+    total = sum(len(encode_request(tokenizer, c, continuation).context) for c in contexts)
+    return total - (len(contexts) - 1) * prefix_len
+
+
 def encode_context(tokenizer, context: str) -> tuple[int, ...]:
     """The token ids of ``context`` as :func:`encode_request` encodes it: trailing white space
     dropped (it belongs to the continuation), the BOS (else EOS) token standing in for an empty

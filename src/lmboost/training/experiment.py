@@ -62,6 +62,13 @@ ANCHORS = (
      "et al. 2020", "tapt"),
 )
 RESULT = "result.json"
+#: Peak learning rates per model: full fine-tuning, LoRA (higher: only adapters and head move);
+#: reasonable picks, not tuned. Other models get ``DEFAULT_LR``.
+LEARNING_RATES = {
+    "smollm2-135m-instruct": {"full": 5e-5, "lora": 5e-4},
+    "minilm-l6-v2": {"full": 1e-4, "lora": 1e-3},
+}
+DEFAULT_LR = {"full": 5e-5, "lora": 5e-4}
 
 
 # --------------------------------------------------------------------------- stage folders
@@ -159,6 +166,24 @@ def adversarial_params(method: str, radius: float, median_norm: float) -> dict[s
     epsilon = radius * median_norm
     step = ADVERSARIAL_STEP.get(method)
     return {"epsilon": epsilon, **({"alpha": step * epsilon} if step is not None else {})}
+
+
+def classify_values(config: str, model: str, *, learning_rates: Mapping[str, float | None],
+                    radius: float, scale: Path) -> dict[str, Any]:
+    """The classify recipe values that make ``config`` of ``model``: its learning rate (from
+    ``learning_rates``' ``full`` or ``lora`` entry, else :data:`LEARNING_RATES`), LoRA on or off,
+    and for an adversarial method its :func:`adversarial_params` (``radius`` times the median
+    norm stored in ``scale`` by :func:`write_scale`; SMART always with its own defaults)."""
+    kind = "lora" if config == "lora" else "full"
+    values: dict[str, Any] = {
+        "learning_rate": learning_rates.get(kind) or LEARNING_RATES.get(model, DEFAULT_LR)[kind],
+        "lora": {"enabled": config == "lora"},
+    }
+    if config in ADVERSARIAL:
+        radius = 0.0 if config == "smart" else radius
+        norm = read_json(scale)["median_norm"] if radius else 0.0
+        values["adversarial"] = {"method": config, **adversarial_params(config, radius, norm)}
+    return values
 
 
 def attack(model: nn.Module, spec: str, task: str, neighbours: Path, *, eval_size: int | None,

@@ -11,6 +11,9 @@ question. Here each question is asked of the model itself, once per model class,
 * :func:`takes_logits_to_keep` -- whether ``logits_to_keep=1`` runs the output head at the last
   position only and gives that position's logits.
 
+:func:`recorded_forwards` records the input shape of every forward a module runs, to count a
+method's model work (forwards and token rows) instead of timing it.
+
 The probes call ``forward`` directly, so forward hooks (a user's, a profiler's) do not see them.
 The answers are cached per class. A model that takes a cache under no known name gets one warning
 and ``None`` (callers that need a cache raise); nothing falls back silently to a slow path.
@@ -18,7 +21,9 @@ and ``None`` (callers that need a cache raise); nothing falls back silently to a
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 
 import torch
 
@@ -106,3 +111,21 @@ def _logits_to_keep_works(model: torch.nn.Module) -> bool:
     except (TypeError, ValueError, AttributeError, KeyError, IndexError, RuntimeError):
         return False
     return _close(kept, reference)
+
+
+@contextlib.contextmanager
+def recorded_forwards(model: torch.nn.Module, *,
+                      body: bool = False) -> Iterator[list[tuple[int, int]]]:
+    """Record (batch, tokens) of the ``input_ids`` of every forward of ``model`` (with ``body``,
+    of its decoder body, which also sees the forwards that skip the output head) while the block
+    runs; ``sum(b * t)`` over the list is the token rows run."""
+    shapes: list[tuple[int, int]] = []
+    hooked = model.get_decoder() if body else model
+    handle = hooked.register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
+        with_kwargs=True,
+    )
+    try:
+        yield shapes
+    finally:
+        handle.remove()
