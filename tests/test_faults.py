@@ -521,7 +521,7 @@ GENERATE = [
          "generate --prompt hi --prompts @prompts.txt --model $M --out $OUT",
          "argument --prompts: not allowed with argument --prompt"),
     case("generate-no-prompt", "generate --model $M --out $OUT",
-         "one of the arguments --prompt --prompts is required"),
+         "one of the arguments --prompt --prompts --prompt-set is required"),
     case("generate-unknown-dtype", "generate --prompt hi --dtype int3 --model $M --out $OUT",
          "argument --dtype: invalid choice"),
     case("generate-unknown-model", "generate --prompt hi --model nosuch-model --out $OUT",

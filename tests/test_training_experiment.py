@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lmboost.evaluation.records import read_json, write_json
-from lmboost.evaluation.report import percent, short_count
+from lmboost.evaluation.report import points, short_count
 from lmboost.tasks import ClassificationTask, Example
 from lmboost.training import KeepModel, build_config, run_training
 from lmboost.training import experiment as ex
@@ -46,8 +46,8 @@ def _word_level_tokenizer(vocab: dict[str, int]):
 
 
 def test_cell_formatters():
-    assert (percent(0.8, sign=""), percent(0.0, sign=""), percent(None),
-            percent(None, missing="")) == ("80.0", "0.0", "—", "")
+    assert (points(0.8), points(0.0), points(None), points(None, "")) == (
+        "80.0", "0.0", "—", "")
     assert (short_count(124_645_632), short_count(35_840), short_count(1_000_000)) == (
         "124.6M", "36k", "1.0M")
 

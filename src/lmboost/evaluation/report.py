@@ -6,9 +6,9 @@ uncalibrated scores, BC and the most accurate method at the largest shot count, 
 Plots use matplotlib's Agg canvas directly, so no display and no global backend are involved.
 
 ``markdown_table(rows, columns, formats)`` is the one Markdown table renderer of lmboost's reports
-and of the benchmark scripts' summaries; ``percent``, ``mean_std`` and ``short_count`` write the
-cells those summaries share (a fraction as a percentage, mean ± std, a parameter count as 35k or
-1.2M).
+and of the benchmark scripts' summaries; ``percent``, ``points``, ``mean_std`` and
+``short_count`` write the cells those summaries share (a fraction as a percentage, with or
+without its sign, mean ± std, a parameter count as 35k or 1.2M).
 """
 
 from __future__ import annotations
@@ -338,6 +338,12 @@ def percent(value: float | None, digits: int = 1, *, sign: str = "%", missing: s
     """A fraction as a percentage with ``digits`` decimals (0.1234 -> "12.3%"; ``sign=""`` for
     a column headed in percent: "12.3"); None -> ``missing``."""
     return missing if value is None else f"{100 * value:.{digits}f}{sign}"
+
+
+def points(value: float | None, missing: str = "—") -> str:
+    """A fraction in percentage points, one decimal, for a column headed in percent (0.8125 ->
+    "81.2"); None -> ``missing``."""
+    return percent(value, sign="", missing=missing)
 
 
 def mean_std(stat: Mapping[str, float] | None, digits: int = 1, *, scale: float = 100.0,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lmboost.evaluation.records import read_json
-from lmboost.evaluation.report import markdown_table, percent
+from lmboost.evaluation.report import markdown_table, points
 from lmboost.evaluation.stats import pairwise_mcnemar
 from lmboost.instruct.mixture import MixtureConfig, build_mixture, write_mixture
 from lmboost.instruct.sources import MixtureError, list_sources
@@ -137,7 +137,7 @@ def render(summary: Mapping[str, Any]) -> str:
     rows.append([f"**mean of the {mean['n_evaluations']} held-out rows**", "", "",
                  *(mean["accuracy"].get(m) for m in MODELS)])
     lines.append(markdown_table(rows, ["evaluation", "mode", "n", "base", "no CoT", "CoT"],
-                                dict.fromkeys(["base", "no CoT", "CoT"], percent),
+                                dict.fromkeys(["base", "no CoT", "CoT"], points),
                                 align=dict.fromkeys(["n", "base", "no CoT", "CoT"], "right")))
     cot_rows = [r for r in summary["evals"] if "chain_words" in r]
     if cot_rows:
@@ -148,7 +148,7 @@ def render(summary: Mapping[str, Any]) -> str:
               *(row["empty_chains"].get(m) for m in MODELS)] for row in cot_rows],
             ["evaluation", "mode", "words: base", "no CoT", "CoT", "empty: base", "no CoT",
              "CoT"],
-            {2: ".1f", 3: ".1f", 4: ".1f", 5: percent, 6: percent, 7: percent},
+            {2: ".1f", 3: ".1f", 4: ".1f", 5: points, 6: points, 7: points},
             align=dict.fromkeys(range(2, 8), "right"),
         ))
     paired = [r for r in summary["evals"] if r.get("paired")]

@@ -44,7 +44,7 @@ from typing import Any
 from torch import nn
 
 from lmboost.evaluation.records import read_json, to_jsonable, write_json
-from lmboost.evaluation.report import markdown_table, percent, short_count
+from lmboost.evaluation.report import markdown_table, points, short_count
 from lmboost.training.recipes import TrainConfig
 
 CONFIGS = ("full", "lora", "tapt", "fgm", "pgd", "freelb", "smart")
@@ -310,8 +310,8 @@ def render(summary: Mapping[str, Any]) -> str:
             base, run = (runs.get(f"{model}/{task}/{c}") for c in ("full", config))
             if base is None or run is None:
                 continue
-            text = (f"{model} {task}: {_pct(base['dev']['accuracy'])} -> "
-                    f"{_pct(run['dev']['accuracy'])}")
+            text = (f"{model} {task}: {points(base['dev']['accuracy'])} -> "
+                    f"{points(run['dev']['accuracy'])}")
             if config == "lora":
                 text += (f" ({short_count(base['parameters']['trainable'])} -> "
                          f"{short_count(run['parameters']['trainable'])} trainable)")
@@ -330,11 +330,6 @@ def render(summary: Mapping[str, Any]) -> str:
         lines.append("Stored with other settings than the ones above: "
                      f"{', '.join(summary['other_settings'])}.")
     return "\n".join(lines) + "\n"
-
-
-def _pct(value: float | None) -> str:
-    """A table cell in percent, the column header saying so (0.8125 -> "81.2")."""
-    return percent(value, sign="")
 
 
 def _efficiency_table(summary: Mapping[str, Any]) -> str:
@@ -356,7 +351,7 @@ def _efficiency_table(summary: Mapping[str, Any]) -> str:
                 rows.append([
                     model, task, config,
                     f"{run['settings']['max_train_examples']} / {t['global_step']}",
-                    _pct(run["dev"]["accuracy"]), _pct(run["dev"]["macro_f1"]),
+                    points(run["dev"]["accuracy"]), points(run["dev"]["macro_f1"]),
                     f"{short_count(p['trainable'])} ({100 * p['trainable_fraction']:.2f}%)",
                     t["seconds_per_step"], run["peak_rss_mb"], runtime,
                 ])
@@ -386,10 +381,10 @@ def _robustness_table(summary: Mapping[str, Any]) -> str:
                 ratio = (f" ({step / base['train']['seconds_per_step']:.1f}x)"
                          if base and base["train"]["seconds_per_step"] else "")
                 rows.append([
-                    model, task, name, _pct(run["dev"]["accuracy"]),
-                    _pct(a.get("clean_accuracy")),
-                    _pct(a.get("embedding_pgd", {}).get("accuracy")),
-                    _pct(a.get("word_substitution", {}).get("accuracy")),
+                    model, task, name, points(run["dev"]["accuracy"]),
+                    points(a.get("clean_accuracy")),
+                    points(a.get("embedding_pgd", {}).get("accuracy")),
+                    points(a.get("word_substitution", {}).get("accuracy")),
                     f"{step:.2f}{ratio}",
                 ])
     numbers = ["dev acc", "attacked set: clean", "embedding PGD", "word substitution",
