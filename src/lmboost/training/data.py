@@ -23,7 +23,6 @@ Without ``eval_data`` a data file's evaluation set is a seeded hold-out of ``eva
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ import torch
 
 from lmboost.errors import DataNotFoundError, TaskError
 from lmboost.tasks import ClassificationTask, Example, get_task, task_from_file
-from lmboost.tasks.datafiles import read_text
+from lmboost.tasks.datafiles import read_jsonl, read_text, where
 from lmboost.training.recipes import RecipeError, TrainConfig
 
 IGNORE_INDEX = -100
@@ -334,20 +333,11 @@ def subset(items: Sequence[Any], limit: int | None, seed: int) -> list[Any]:
 
 
 def _jsonl(path: Path, required: Sequence[str]) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise DataNotFoundError(f"Data file {path} does not exist.")
     records = []
-    text = read_text(path)
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise TaskError(f"{path}, line {number}: not valid JSON ({err.msg}).") from None
-        missing = [k for k in required if not isinstance(record, dict) or k not in record]
+    for number, record in read_jsonl(path):
+        missing = [k for k in required if k not in record]
         if missing:
-            raise TaskError(f"{path}, line {number}: missing field(s) {missing}.")
+            raise TaskError(f"{where(path, number)}: missing field(s) {missing}.")
         records.append(record)
     if not records:
         raise TaskError(f"{path} holds no records.")
