@@ -14,7 +14,6 @@ first token of each window is not scored either.
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from torch import nn
 from lmboost.backends.hf import HFBackend
 from lmboost.config import data_dir
 from lmboost.errors import DataNotFoundError, EvaluationError, TaskError
+from lmboost.evaluation.speed import best_time
 from lmboost.tasks.datafiles import read_text
 
 WIKITEXT2_FILES = {
@@ -93,15 +93,12 @@ def forward_throughput(model: nn.Module, ids: torch.Tensor, repeats: int = 3) ->
     ids ``ids``: one warm-up pass, then the best of ``repeats`` timed passes."""
     backend = HFBackend.of_module(model)
     ids = ids.to(backend.device)
-    best = math.inf
-    for i in range(repeats + 1):
-        _sync(backend.device)
-        start = time.perf_counter()
+
+    def forward() -> None:
         backend.run(ids)
         _sync(backend.device)
-        if i > 0:
-            best = min(best, time.perf_counter() - start)
-    return ids.numel() / best
+
+    return ids.numel() / best_time(forward, repeats, warmup=1)
 
 
 def _sync(device: torch.device) -> None:
