@@ -131,6 +131,7 @@ def run_one(args: argparse.Namespace, model: str, task: str, stage: str) -> int:
     import torch
 
     from lmboost.training import KeepModel, run_training
+    from lmboost.training.trainer import peak_rss_mb
 
     root = args.results / model / task
     out = ex.stage_dir(root, stage)
@@ -159,7 +160,7 @@ def run_one(args: argparse.Namespace, model: str, task: str, stage: str) -> int:
             steps=args.attack_steps, relative=args.attack_relative, max_words=args.sub_words,
             max_length=args.max_length, batch_size=args.eval_batch_size)
     result["wall_time_s"] = round(time.perf_counter() - start, 1)
-    result["process_peak_rss_mb"] = ex.peak_rss_mb()
+    result["process_peak_rss_mb"] = peak_rss_mb()
     if not args.keep_models:
         shutil.rmtree(out / "run" / "model", ignore_errors=True)
     shutil.rmtree(out / "run" / "checkpoints", ignore_errors=True)

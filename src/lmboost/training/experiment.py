@@ -35,8 +35,6 @@ the published anchors (:data:`ANCHORS`) beside ours.
 
 from __future__ import annotations
 
-import resource
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -208,12 +206,6 @@ def attack(model: nn.Module, spec: str, task: str, neighbours: Path, *, eval_siz
 
 
 # --------------------------------------------------------------------------- records
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set size so far, in MiB (getrusage)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, else KiB
 
 
 def run_result(record: Mapping[str, Any], **fields: Any) -> dict[str, Any]:

@@ -515,10 +515,18 @@ def _peak_memory(device: torch.device) -> dict[str, Any]:
             "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20,
             "source": "torch.cuda.max_memory_allocated",
         }
+    rss = peak_rss_mb()
+    if rss is None:
+        return {"peak_mb": None, "source": "unavailable"}
+    return {"peak_mb": rss, "source": "getrusage ru_maxrss (process peak RSS)"}
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident set size so far, in MiB (getrusage); None off POSIX."""
     try:
         import resource
     except ImportError:  # not on POSIX
-        return {"peak_mb": None, "source": "unavailable"}
+        return None
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-    return {"peak_mb": rss * scale / 2**20, "source": "getrusage ru_maxrss (process peak RSS)"}
+    return rss * scale / 2**20
