@@ -33,7 +33,7 @@ from lmboost.calibration import BatchCalibration
 from lmboost.decoding.evaluator import GoalJudge, SelfEvaluator
 from lmboost.decoding.goals import GOALS
 from lmboost.decoding.rain import RainConfig
-from lmboost.evaluation.report import markdown_table
+from lmboost.evaluation.report import markdown_table, percent
 from lmboost.evaluation.store import ItemLog
 from lmboost.generation.generate import GenerationConfig, generate
 from lmboost.generation.run import GenerateRunConfig, run_generate, same_rain_trace, summarise_run
@@ -371,8 +371,8 @@ def summarise_outcomes(records: Sequence[dict], judgements: Judgements,
     return {"judge_checks": checks, "results": rows, "unbatched_check": unbatched_check(records)}
 
 
-def pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.0f}%"
+#: A fraction as a whole percentage ("82%"; None: "—").
+pct = functools.partial(percent, digits=0)
 
 
 def _num(spec: str):
