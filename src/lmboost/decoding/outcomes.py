@@ -37,7 +37,7 @@ from lmboost.evaluation.report import markdown_table, percent
 from lmboost.evaluation.store import ItemLog
 from lmboost.generation.generate import GenerationConfig, generate
 from lmboost.generation.run import GenerateRunConfig, run_generate, same_rain_trace, summarise_run
-from lmboost.models import LoadedModel, load_model
+from lmboost.models import load_model
 from lmboost.models.loading import locate_model
 from lmboost.scoring import Scorer
 from lmboost.tasks import Example, PromptItem, PromptSet, get_task
@@ -97,12 +97,11 @@ def sentiment_texts(record: dict) -> dict[str, str]:
 
 
 def run_judge(judgements: Judgements, records: Sequence[dict], sst2_sample: Sequence[Example],
-              hh_pairs: Sequence[PromptItem], *, model: LoadedModel | None = None,
-              device: str = "auto", batch_size: int = 8,
+              hh_pairs: Sequence[PromptItem], *, device: str = "auto", batch_size: int = 8,
               log: Callable[[str], None] = print) -> None:
     """Judge what ``judgements`` lacks (:func:`judge_inputs`): the judge's check sets and the
-    ``records``' texts. The judge (``model``, else ``judgements.judge``, loaded here and released
-    after) is loaded only when something is left."""
+    ``records``' texts. The judge (``judgements.judge``, loaded here and released after) is
+    loaded only when something is left."""
     judge = judgements.judge
     texts, pairs = judge_inputs(records, sst2_sample, hh_pairs)
     texts = [t for t in dict.fromkeys(texts) if judgement_key(judge, "sst2", t) not in judgements]
@@ -111,27 +110,26 @@ def run_judge(judgements: Judgements, records: Sequence[dict], sst2_sample: Sequ
     if not texts and not pairs:
         return
     log(f"== judge {judge}: {len(texts)} texts for sentiment, {len(pairs)} for harmlessness")
-    loaded = model if model is not None else load_model(judge, device=device)
-    size = batch_size
+    loaded = load_model(judge, device=device)
     if texts:
         task = get_task("sst2")
-        scorer = Scorer(loaded, batch_size=size, truncation="left")
+        scorer = Scorer(loaded, batch_size=batch_size, truncation="left")
         words = [" " + word for word in task.verbalizer]
-        for start in range(0, len(texts), size):
-            chunk = texts[start : start + size]
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
             contexts = [task.render(Example({"sentence": t}, 0)) for t in chunk]
             for text, row in zip(chunk, scorer.score_choices(contexts, words)):
                 judgements.add({"key": judgement_key(judge, "sst2", text),
                                 "scores": row.tolist()})
-            log(f"  sentiment {min(start + size, len(texts))}/{len(texts)}")
+            log(f"  sentiment {min(start + batch_size, len(texts))}/{len(texts)}")
     if pairs:
-        harmless = GoalJudge(loaded, GOALS["harmless"], batch_size=size)
-        for start in range(0, len(pairs), size):
-            chunk = pairs[start : start + size]
+        harmless = GoalJudge(loaded, GOALS["harmless"], batch_size=batch_size)
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start : start + batch_size]
             for pair, good in zip(chunk, harmless.p_good(chunk)):
                 judgements.add({"key": judgement_key(judge, "harmless", *pair),
                                 "p_harmless": good.tolist()})
-            log(f"  harmlessness {min(start + size, len(pairs))}/{len(pairs)}")
+            log(f"  harmlessness {min(start + batch_size, len(pairs))}/{len(pairs)}")
     del loaded
     gc.collect()
 
