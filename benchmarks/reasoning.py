@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lmboost.evaluation.records import write_text
 from lmboost.reasoning import ReasoningConfig, run_reasoning
 from lmboost.reasoning.comparison import collect_runs, comparison_table
 
@@ -48,9 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                     early_stop=sc, limit=limit, max_new_tokens=args.max_new_tokens,
                     batch_size=args.batch_size, out=args.results / model / f"{task}-{setting}",
                     progress=True))
-    args.results.mkdir(parents=True, exist_ok=True)
     text = comparison_table(collect_runs(args.results, list(TASKS), list(SETTINGS)), args.sc)
-    (args.results / "summary.md").write_text(text)
+    write_text(args.results / "summary.md", text)
     print(text)
     return 0
 

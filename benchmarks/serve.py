@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from lmboost.config import data_dir
-from lmboost.evaluation.records import machine_info, write_json, write_text
+from lmboost.evaluation.records import machine_info, read_json, write_json, write_text
 from lmboost.serving.loadtest import load_test, load_test_report, offline_speed
 from lmboost.serving.process import ServerProcess
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     last = sentences[len(levels) * n:(len(levels) + 1) * n]
     fault = asyncio.run(load_test(server.url, last, top, kill_after=n // 3, kill=server.stop))
     answered += fault["ok"]
-    saved = json.loads((state / "sst2.json").read_text())["n_seen"]
+    saved = read_json(state / "sst2.json")["n_seen"]
     with ServerProcess(folder) as server:
         tasks = httpx.get(f"{server.url}/v1/tasks").json()["tasks"]
     record["fault"] = {**fault, "answered_inputs_incl_warm_start": answered, "saved_n_seen": saved,
