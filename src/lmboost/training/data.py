@@ -333,6 +333,8 @@ def subset(items: Sequence[Any], limit: int | None, seed: int) -> list[Any]:
 
 
 def _jsonl(path: Path, required: Sequence[str]) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise DataNotFoundError(f"Data file {path} does not exist.")
     records = []
     for number, record in read_jsonl(path):
         missing = [k for k in required if k not in record]
