@@ -24,7 +24,13 @@ from typing import Any
 from lmboost.evaluation.records import read_json
 from lmboost.evaluation.report import markdown_table, points
 from lmboost.evaluation.stats import pairwise_mcnemar
-from lmboost.instruct.mixture import MixtureConfig, build_mixture, write_mixture
+from lmboost.instruct.mixture import (
+    MIXTURE_FILE,
+    STATS_FILE,
+    MixtureConfig,
+    build_mixture,
+    write_mixture,
+)
 from lmboost.instruct.sources import MixtureError, list_sources
 
 #: The compared models: the base, tuned without CoT data, tuned with it.
@@ -38,8 +44,8 @@ REASON_SOURCES = {"gsm8k": ("cot:gsm8k", "gsm8k-train")}
 def mixture_or_reuse(config: MixtureConfig, out: Path) -> tuple[dict[str, Any], bool]:
     """``(stats, reused)``: the mixture in ``out`` when it was built with ``config``, else one
     built and written there; MixtureError when ``out`` holds a mixture of another config."""
-    stats_path = out / "stats.json"
-    if stats_path.is_file() and (out / "mixture.jsonl").is_file():
+    stats_path = out / STATS_FILE
+    if stats_path.is_file() and (out / MIXTURE_FILE).is_file():
         stats = read_json(stats_path)
         if stats["config"] != config.to_dict():
             raise MixtureError(
