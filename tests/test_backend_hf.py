@@ -21,12 +21,14 @@ WORDS = [" positive", " negative"]
 
 @pytest.fixture
 def oom_above(tiny_model):
-    """Make every forward of more than ``limit`` rows fail as CUDA's allocator does."""
+    """Make every forward of more than ``limit`` rows (or ``tokens`` rows x tokens) fail as
+    CUDA's allocator does."""
     handles = []
 
-    def install(limit: int) -> None:
+    def install(limit: int, *, tokens: int | None = None) -> None:
         def hook(module, args, kwargs):
-            if kwargs["input_ids"].shape[0] > limit:
+            rows, length = kwargs["input_ids"].shape
+            if rows > limit or (tokens is not None and rows * length > tokens):
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
 
         body = tiny_model.model.base_model  # every forward of the model runs through its body
@@ -65,8 +67,16 @@ def test_devices_and_dtypes_this_machine_lacks_are_clear_errors():
 
 
 def test_scoring_backs_off_when_a_batch_runs_out_of_memory(tiny_model, oom_above):
+    """A batch too big for memory is halved until it fits: here any forward larger than the
+    largest one of scoring a context alone fails."""
+    from lmboost.backends.hf.calls import recorded_forwards
+
     expected = Scorer(tiny_model, batch_size=8).score_choices(CONTEXTS, WORDS)
-    oom_above(1)
+    alone = Scorer(tiny_model, batch_size=1)
+    alone.score_choices(CONTEXTS[:2], [" a"])  # first-use probes
+    with recorded_forwards(tiny_model.model.base_model) as shapes:
+        alone.score_choices(CONTEXTS, WORDS)
+    oom_above(8, tokens=max(rows * tokens for rows, tokens in shapes))
     backend = Scorer(tiny_model, batch_size=8)
     with pytest.warns(UserWarning, match="Out of memory at batch size 8: continuing at 4"):
         got = backend.score_choices(CONTEXTS, WORDS)
@@ -138,7 +148,7 @@ def test_a_pinned_prefix_is_reused_by_single_context_calls(tiny_model):
     """A server pins its task's demonstrations once; later calls, even of one context, then run
     only their own tokens after it, with the scores of an unpinned backend."""
     from lmboost.backends.hf.calls import recorded_forwards
-    from lmboost.scoring.requests import encode_context
+    from lmboost.scoring.requests import encode_context, encode_request
 
     prefix = "Review: a fine film\nSentiment: positive\n\nReview: awful\nSentiment: negative\n\n"
     queries = [prefix + c for c in CONTEXTS]
@@ -149,17 +159,18 @@ def test_a_pinned_prefix_is_reused_by_single_context_calls(tiny_model):
     assert length >= len(pinned.tokenizer(prefix)["input_ids"])  # the demonstrations at least
     pinned.score_choices([prefix + "Review: warm-up\nSentiment:"], WORDS)  # first-use probes
     tokens = encode_context(pinned.tokenizer, pins[0])[:length]
-    single, first, expected = [], [], []
+    tails = sum(len(encode_request(pinned.tokenizer, "x", w).continuation) - 1 for w in WORDS)
+    single = []
     for q in queries:
         with recorded_forwards(tiny_model.model.base_model) as shapes:
             single.append(pinned.score_choices([q], WORDS)[0])
-        first.append(shapes[0])  # then the label words' later tokens, if any
         ids = encode_context(pinned.tokenizer, q)
         shared = next((i for i, (a, b) in enumerate(zip(tokens, ids)) if a != b), len(tokens))
         assert shared >= length - 1  # at most the pin's last token differs (" " + "N" vs " a")
-        expected.append((1, len(ids) - shared))
-    # each query runs its own tokens only: the prefix is never run again
-    assert first == expected
+        # each query runs its own tokens, then or with its label words' later ones: the prefix
+        # is never run again
+        rows, run = shapes[0]
+        assert rows == 1 and len(ids) - shared <= run <= len(ids) - shared + tails
     torch.testing.assert_close(torch.tensor(single), torch.tensor(plain), atol=1e-5, rtol=0)
     with pytest.raises(LmboostError, match="at least two contexts"):
         pinned.pin_prefix([prefix])
@@ -181,5 +192,4 @@ def test_one_long_context_runs_apart_from_the_short_ones(tiny_model):
     assert long_len > 32
     long_runs = [rows for rows, tokens in shapes if tokens >= long_len - 8]
     assert long_runs == [1], shapes  # the long one alone (after the shared prefix)
-    assert any(rows == len(CONTEXTS) and tokens < 16 for rows, tokens in shapes), shapes
     torch.testing.assert_close(torch.tensor(scores), torch.tensor(plain), atol=1e-5, rtol=0)

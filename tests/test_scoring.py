@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from lmboost.backends import Backend, BackendError
+from lmboost.backends.hf.calls import recorded_forwards
 from lmboost.errors import ScoringError
 from lmboost.scoring import (
     EncodedRequest,
@@ -53,6 +56,54 @@ def test_engine_without_shared_prefix(tiny_model):
     requests = [("great", " movie"), ("Review: far too long", " positive"), ("x", " Sci/Tech")]
     results = Scorer(tiny_model, batch_size=2).loglikelihood(requests)
     _assert_equal(results, _reference(tiny_model, requests), atol=1e-4)
+
+
+SHORT = ("great", "so dull", "fine", "bad", "ok", "not good", "loved it", "meh")
+LONG = "a slow, dull and far too long film that goes on and on and on about nothing at all"
+
+
+def _mixed_requests(queries=(*SHORT, LONG), prefix=PREFIX, choices=CHOICES):
+    return [(prefix + f"Review: {q}\nSentiment:", c) for q in queries for c in choices]
+
+
+def _token_rows(loaded, scorer, requests) -> tuple[int, int]:
+    """(token rows the scorer's forwards ran, those of the shared prefix, the contexts right-
+    padded to the longest after it and the continuations' further tokens padded likewise); the
+    scorer is warmed up on other requests first."""
+    scorer.loglikelihood([("a b", " c"), ("a d", " c")])
+    encoded = [encode_request(loaded.tokenizer, *r) for r in requests]
+    contexts = list(dict.fromkeys(e.context for e in encoded))
+    prefix = len(os.path.commonprefix(contexts))
+    tails = [len(e.continuation) - 1 for e in encoded if len(e.continuation) > 1]
+    with recorded_forwards(loaded.model, body=True) as shapes:
+        scorer.loglikelihood(requests)
+    longest = max(len(c) for c in contexts) - prefix
+    padded = prefix + len(contexts) * longest + len(tails) * max(tails, default=0)
+    return sum(b * t for b, t in shapes), padded
+
+
+def test_mixed_lengths_are_packed_and_match_full_forward(tiny_model):
+    """Short contexts share rows instead of being padded to the longest (a server's batch of
+    requests in flight): fewer token rows run, the same scores as a full forward."""
+    requests = _mixed_requests()
+    scorer = Scorer(tiny_model, batch_size=16)
+    run, padded = _token_rows(tiny_model, scorer, requests)
+    assert run < 0.7 * padded
+    _assert_equal(scorer.loglikelihood(requests), _reference(tiny_model, requests), atol=1e-4)
+
+
+def test_a_model_ignoring_custom_masks_is_scored_padded(tiny_model, monkeypatch):
+    """Packing is used only where the model honours a 4D attention mask (checked on first use):
+    one that ignores it is scored right-padded, still exactly."""
+    scorer = Scorer(tiny_model, batch_size=16)
+    original = scorer._forward
+
+    def ignoring(ids, mask, positions, cache):
+        return original(ids, torch.zeros_like(mask) if mask.dim() == 4 else mask, positions, cache)
+
+    monkeypatch.setattr(scorer, "_forward", ignoring)
+    requests = _mixed_requests()
+    _assert_equal(scorer.loglikelihood(requests), _reference(tiny_model, requests), atol=1e-4)
 
 
 def test_greedy_flag_true_for_argmax_continuation(tiny_model):
@@ -194,6 +245,16 @@ def tiny_gemma3():
     torch.manual_seed(0)
     return LoadedModel(model=Gemma3ForCausalLM(config).eval(), tokenizer=tok, spec="tiny-gemma3",
                        path=None)
+
+
+def test_sliding_window_model_packs_short_contexts(tiny_gemma3):
+    """Contexts short enough to share a row inside the 80-token window are packed on a
+    sliding-window model too, and scored exactly."""
+    requests = _mixed_requests((*SHORT, "far too long and dull"), prefix="", choices=CHOICES[:2])
+    scorer = Scorer(tiny_gemma3, batch_size=16)
+    run, padded = _token_rows(tiny_gemma3, scorer, requests)
+    assert run < padded  # padding runs at least `padded`
+    _assert_equal(scorer.loglikelihood(requests), _reference(tiny_gemma3, requests), atol=1e-4)
 
 
 def test_sliding_window_model_matches_full_forward(tiny_gemma3):

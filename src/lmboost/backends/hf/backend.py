@@ -11,11 +11,15 @@ the greedy one. Three things make it fast:
    after the real tokens cannot change them under causal attention); the output head is applied
    only at the positions that are scored, not at every position of the prompt;
 3. continuations longer than one token are scored exactly, token by token, in a second batched
-   forward over the continuation tokens alone, reusing the example's own cache.
+   forward over the continuation tokens alone, reusing the example's own cache;
+4. a batch of unlike lengths (a server's requests in flight) is packed instead (:mod:`.packing`):
+   contexts and their continuations share rows under a 4D attention mask, one forward, no
+   padding to the longest.
 
 Everything lmboost knows about transformers' internals (cache classes and the name they are
-passed under, skipping the output head, reaching the model's body, padding, context and sliding
-windows) lives in this sub-package, decided by behaviour (:mod:`lmboost.backends.hf.calls`).
+passed under, skipping the output head, reaching the model's body, padding, custom attention
+masks, context and sliding windows) lives in this sub-package, decided by behaviour
+(:mod:`lmboost.backends.hf.calls`).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from lmboost.backends.base import (
     RollingResult,
     rolling_windows,
 )
-from lmboost.backends.hf import generation
+from lmboost.backends.hf import generation, packing
 from lmboost.backends.hf.calls import cache_argument, cache_kwargs, takes_logits_to_keep
 from lmboost.backends.hf.generation import context_window
 from lmboost.backends.hf.state import CachedPrefix, KVState, expanded_cache, pad_rows
@@ -408,12 +412,11 @@ class HFBackend(Backend):
 
         def score(batch, prefix_kv, prefix_len):
             items = [(b, i) for b, ctx in enumerate(batch) for i in contexts[ctx]]
-            scored = self._score_batch(
-                [ctx[prefix_len:] for ctx in batch],
-                [(b, requests[i].continuation) for b, i in items],
-                prefix_kv,
-                prefix_len,
-            )
+            suffixes = [ctx[prefix_len:] for ctx in batch]
+            continuations = [(b, requests[i].continuation) for b, i in items]
+            scored = self._score_packed(suffixes, continuations, prefix_kv, prefix_len)
+            if scored is None:
+                scored = self._score_batch(suffixes, continuations, prefix_kv, prefix_len)
             per_context: list[list[LoglikelihoodResult]] = [[] for _ in batch]
             for (b, _), result in zip(items, scored):
                 per_context[b].append(result)
@@ -522,6 +525,82 @@ class HFBackend(Backend):
         hidden = hidden.float().cpu()
         logp = logp.cpu() if logp is not None else None
         return [(hidden[i], logp[i] if logp is not None else None) for i in range(n)]
+
+    def _score_packed(
+        self,
+        suffixes: list[tuple[int, ...]],
+        continuations: list[tuple[int, tuple[int, ...]]],
+        prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None,
+        prefix_len: int,
+    ) -> list[LoglikelihoodResult] | None:
+        """Score as :meth:`_score_batch` does, in one packed forward (:mod:`.packing`); None
+        when packing would run more token rows than padding (lengths alike, as in a sorted
+        offline batch), would reach past a sliding window, or does not reproduce the padded
+        scores on this model (checked once)."""
+        row_tokens, window = packing.ROW_TOKENS, self.sliding_window
+        if window is not None:  # each row inside the window: its mask is then exact
+            row_tokens = min(row_tokens, window - 1 - prefix_len)
+        padded, packed_rows = packing.token_rows(suffixes, continuations, row_tokens)
+        if packed_rows >= padded or not self._packs:
+            return None
+        packed = self._pack(suffixes, continuations, prefix_len, row_tokens=row_tokens)
+        if window is not None and prefix_len + packed.ids.shape[1] >= window:
+            return None
+        return self._run_packed(packed, continuations, prefix_kv)
+
+    def _pack(self, suffixes, continuations, prefix_len, **options) -> packing.PackedBatch:
+        return packing.pack(
+            suffixes, continuations, prefix_len, pad_id=self._pad_id,
+            dtype=next(self.model.parameters()).dtype, device=self.model.device, **options,
+        )
+
+    def _run_packed(
+        self,
+        packed: packing.PackedBatch,
+        continuations: list[tuple[int, tuple[int, ...]]],
+        prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None,
+    ) -> list[LoglikelihoodResult]:
+        cache = expanded_cache(self.model.config, prefix_kv, len(packed.ids))
+        hidden, _ = self._forward(packed.ids, packed.mask, packed.positions, cache)
+        rows, columns = zip(*packed.reads)
+        logp = self._log_softmax_head(hidden[list(rows), list(columns)])
+        results = []
+        for (b, cont), tail in zip(continuations, packed.continuation_reads):
+            at = logp[[packed.context_read[b], *tail]]
+            targets = torch.tensor(cont, device=at.device)
+            token_lp = at.gather(1, targets[:, None])[:, 0].tolist()
+            results.append(LoglikelihoodResult(
+                logprob=float(sum(token_lp)), is_greedy=bool((at.argmax(-1) == targets).all()),
+                token_logprobs=tuple(token_lp),
+            ))
+        return results
+
+    @functools.cached_property
+    @torch.inference_mode()
+    def _packs(self) -> bool:
+        """Whether a packed forward (a 4D attention mask, positions restarting per sequence)
+        gives this model's scores: checked on first use, one made-up row of three contexts and
+        continuations of one to three tokens against each context scored alone."""
+        vocab = self.model.config.get_text_config().vocab_size
+        ids = [(7 * i + 3) % vocab for i in range(12)]
+        prefix = self.prefix(ids[:3]).layers if self.caches_prefixes else None
+        start = 3 if prefix is not None else 0
+        suffixes = [tuple(ids[start:5]), tuple(ids[5:6]), tuple(ids[6:9])]
+        continuations = [(0, tuple(ids[9:10])), (1, tuple(ids[10:12])), (2, tuple(ids[9:12]))]
+        want = [
+            self._score_batch([suffixes[b]], [(0, cont)], prefix, start)[0]
+            for b, cont in continuations
+        ]
+        try:
+            packed = self._pack(suffixes, continuations, start)
+            got = self._run_packed(packed, continuations, prefix)
+        except (TypeError, ValueError, RuntimeError, IndexError):
+            return False
+        tolerance = 1e-3 if self.dtype == "float32" else 0.1
+        return all(
+            abs(g.logprob - w.logprob) <= tolerance * max(1.0, abs(w.logprob))
+            for g, w in zip(got, want)
+        )
 
     def _score_batch(
         self,
