@@ -203,7 +203,7 @@ def test_too_long_context_errors_then_truncates(tiny_model):
 
 @pytest.mark.slow
 def test_engine_matches_full_forward_on_smollm2(smollm2):
-    requests = _requests()
+    requests = _requests() + _mixed_requests()  # the mixed lengths are packed
     results = Scorer(smollm2, batch_size=4).loglikelihood(requests)
     _assert_equal(results, _reference(smollm2, requests), atol=1e-4)
 
