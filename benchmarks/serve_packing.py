@@ -1,0 +1,58 @@
+"""Packed against padded scoring batches in the serving engine (BENCHMARKS.md, Serving).
+
+SmolLM2 on the served prompt (SST-2 4-shot), in one process, alternating: the offline engine over
+``--inputs`` distinct SST-2 train sentences in one call (sorted by length inside the backend) and
+batches of 32 unsorted sentences as a server gathers them, with packing on and off.
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/serve_packing.py --inputs 640 --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from lmboost.backends import load_backend
+from lmboost.backends.hf import HFBackend
+from lmboost.config import data_dir
+from lmboost.serving.config import ServedTask
+from lmboost.serving.engine import TaskEngine
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--inputs", type=int, default=640)
+    parser.add_argument("--batches", type=int, default=4, help="unsorted batches of 32 timed")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args(argv)
+    lines = (data_dir() / "sst2" / "stsa.binary.train").read_text().splitlines()
+    texts = list(dict.fromkeys(line[2:].strip() for line in lines if line.strip()))[:args.inputs]
+    engine = TaskEngine(ServedTask(task="sst2", shots=4, calibrator="none"),
+                        load_backend(args.model, device="cpu", batch_size=32), Path(os.devnull),
+                        10**9)
+    packed = HFBackend._score_packed
+    engine.score(engine.examples(texts[:32]))  # the prefix cache and packing's first-use check
+
+    def timed(inputs: list[str]) -> float:
+        t0 = time.perf_counter()
+        engine.score(engine.examples(inputs))
+        return time.perf_counter() - t0
+
+    for r in range(args.rounds):
+        for mode in ("packed", "padded"):
+            HFBackend._score_packed = packed if mode == "packed" else lambda *a, **k: None
+            tag = f" {r}{mode}"  # unseen texts: no answer from the engine's memo
+            offline = len(texts) / timed([t + tag for t in texts])
+            batch = sum(timed([t + tag + "!" for t in texts[i * 32:(i + 1) * 32]])
+                        for i in range(args.batches)) / args.batches
+            print(f"round {r} {mode}: offline {offline:.1f} examples/s; unsorted batch of 32 "
+                  f"{batch * 1000:.0f} ms ({32 / batch:.1f} examples/s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
