@@ -34,6 +34,8 @@ CONFIGS = {
     "int8-dynamic-torchao": {"quantize": "int8-dynamic-torchao"},
     "neurons-act-0.25": {"prune": "neurons-act:0.25"},
     "neurons-act-0.25-lora": {"prune": "neurons-act:0.25", "recover_steps": 100},
+    "neurons-act-0.25-lora-lr1e-3": {
+        "prune": "neurons-act:0.25", "recover_steps": 100, "recover_lr": 1e-3},
 }
 SWEEP = "magnitude,wanda:0.1,0.3,0.5,0.7"
 TIME_ONE = ("import json, sys; from lmboost.compression.comparison import saved_generation_speed; "

@@ -1,8 +1,8 @@
 """Packed against padded scoring batches in the serving engine (BENCHMARKS.md, Serving).
 
 SmolLM2 on the served prompt (SST-2 4-shot), in one process, alternating: the offline engine over
-``--inputs`` distinct SST-2 train sentences in one call (sorted by length inside the backend) and
-batches of 32 unsorted sentences as a server gathers them, with packing on and off.
+``--inputs`` distinct SST-2 pool (train) sentences in one call (sorted by length inside the
+backend) and batches of 32 unsorted sentences as a server gathers them, packing on and off.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/serve_packing.py --inputs 640 --rounds 2
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 
 from lmboost.backends import load_backend
 from lmboost.backends.hf import HFBackend
-from lmboost.config import data_dir
 from lmboost.serving.config import ServedTask
 from lmboost.serving.engine import TaskEngine
+from lmboost.tasks import get_task
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=4, help="unsorted batches of 32 timed")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
-    lines = (data_dir() / "sst2" / "stsa.binary.train").read_text().splitlines()
-    texts = list(dict.fromkeys(line[2:].strip() for line in lines if line.strip()))[:args.inputs]
+    pool = get_task("sst2").load_pool()
+    texts = list(dict.fromkeys(e.fields["sentence"] for e in pool))[:args.inputs]
     engine = TaskEngine(ServedTask(task="sst2", shots=4, calibrator="none"),
                         load_backend(args.model, device="cpu", batch_size=32), Path(os.devnull),
                         10**9)
