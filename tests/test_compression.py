@@ -12,6 +12,7 @@ from conftest import CORPUS
 from torch import nn
 from torch.nn import functional as F
 
+from lmboost.backends import load_backend
 from lmboost.cli import main
 from lmboost.compression import (
     QUANTIZERS,
@@ -45,7 +46,7 @@ from lmboost.compression.oneshot import (
 )
 from lmboost.compression.quantize import torchao_available
 from lmboost.compression.runner import CompressConfig, parse_sweep, run_compression
-from lmboost.errors import DataNotFoundError, LmboostError
+from lmboost.errors import BackendError, DataNotFoundError, LmboostError
 from lmboost.evaluation.records import read_json
 from lmboost.models import load_model
 
@@ -393,6 +394,11 @@ def test_quantized_model_is_close_to_float_and_round_trips(scheme, model, ids, t
     assert not list(saved.glob("*.bin")) and not list(saved.glob("*.pt"))
     reloaded = load_compressed(saved)
     assert torch.equal(_logits(reloaded.model, ids), logits)
+    # every command loads it by path, as a user passes it to --model
+    backend = load_backend(str(saved), device="cpu")
+    assert torch.equal(_logits(backend.model, ids), logits)
+    with pytest.raises(BackendError, match="vLLM does not load"):
+        load_backend(str(saved), "vllm")
 
 
 def test_pruned_model_round_trips_as_a_transformers_directory(model, ids, tiny_model, tmp_path):

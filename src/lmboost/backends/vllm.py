@@ -97,6 +97,12 @@ class VLLMBackend(Backend):
         path = resolve_model(spec)
         if Path(path).is_dir():
             check_remote_code(Path(path), trust_remote_code)
+            if (Path(path) / "compression.json").is_file():
+                raise BackendError(
+                    f"{path} holds lmboost's own int8 format (lmboost compress --quantize "
+                    "int8-weight / int8-dynamic), which vLLM does not load: use --backend hf, or "
+                    "compress with --quantize w8a8 or w4a16 (compressed-tensors, which vLLM loads)."
+                )
         self._vllm = _import_vllm()
         self.spec = spec
         self.tensor_parallel_size = tensor_parallel_size

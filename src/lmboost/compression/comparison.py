@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from lmboost.backends import load_backend
-from lmboost.backends.hf import HFBackend
-from lmboost.compression.save import load_compressed
 from lmboost.evaluation.report import markdown_table, mean_std
 from lmboost.generation import GenerationConfig, generation_speed
 
@@ -24,9 +22,7 @@ def saved_generation_speed(model: str | Path, backend: str) -> dict:
     """Greedy generation of the 8 ``STORY_PROMPTS`` (chat template) x at most 64 new tokens by a
     saved model (or any model spec) on ``backend`` ("hf" or "vllm"), after one warm-up prompt
     (:func:`lmboost.generation.generation_speed`); lmboost's own int8 format loads on hf only."""
-    engine = (HFBackend(load_compressed(model))  # lmboost's own int8 format
-              if backend == "hf" and (Path(model) / "compression.json").is_file()
-              else load_backend(str(model), backend, device="cpu"))
+    engine = load_backend(str(model), backend, device="cpu")
     speed = generation_speed(engine, STORY_PROMPTS, GenerationConfig(max_new_tokens=64),
                              chat=True, batch_size=len(STORY_PROMPTS), warmup=1)
     return {"backend": backend, "tokens": speed.tokens, "seconds": speed.seconds,

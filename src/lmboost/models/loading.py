@@ -76,8 +76,9 @@ def load_model(
 ) -> LoadedModel:
     """Load a causal LM (or the MiniLM encoder) and its tokenizer, ready for inference.
 
-    ``spec`` is a catalog alias (``lmboost models list``), a local transformers directory, a
-    ``.gguf`` file, or a Hugging Face hub id. ``dtype`` is float32, bfloat16, float16 or "auto"
+    ``spec`` is a catalog alias (``lmboost models list``), a local transformers directory (or
+    an int8 one written by ``lmboost compress``, in its saved dtype), a ``.gguf`` file, or a
+    Hugging Face hub id. ``dtype`` is float32, bfloat16, float16 or "auto"
     (default: bfloat16 on CUDA, float32 elsewhere); ``device`` is "auto" (CUDA when available),
     "cpu", "cuda[:N]", or "balanced" (accelerate's device map over every GPU, for models larger
     than one).
@@ -90,6 +91,11 @@ def load_model(
     where = locate_model(spec)
     if isinstance(where, str):
         return _load_hub(where, torch_dtype, placement, trust_remote_code)
+    if (where / "compression.json").is_file():  # lmboost's own int8 format (lmboost compress)
+        from lmboost.compression.save import load_compressed
+
+        return load_compressed(where, device=str(target_device),
+                               trust_remote_code=trust_remote_code)
     if spec in CATALOG and get_entry(spec).kind == "hf-dir":
         return _load_encoder(where, spec, torch_dtype, target_device)
     return _load_dir(where, spec, torch_dtype, placement, trust_remote_code)
