@@ -455,8 +455,8 @@ def write_report(results: dict[str, Any], out: str | Path) -> Path:
         ]
     lines += [
         f"Weights: bytes of the tensors saved. The compressed model is in `model/` "
-        f"({after['disk_bytes'] / 1e6:.2f} MB of safetensors); load it with "
-        "`lmboost.compression.load_compressed`.",
+        f"({after['disk_bytes'] / 1e6:.2f} MB of safetensors): pass the folder to any "
+        "command's `--model` (Python: `lmboost.models.load_model`).",
         "",
     ]
     lines += _sparsity_section(results["sparsity"])
