@@ -40,12 +40,16 @@ from lmboost.errors import (
 )
 from lmboost.evaluation.records import read_json, write_json
 from lmboost.models.catalog import CATALOG, DEFAULT_MODEL, get_entry
+from lmboost.models.spm import as_bpe
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 #: What ``--dtype`` takes: a dtype, or "auto" = bfloat16 on CUDA, float32 elsewhere.
 DTYPE_CHOICES = ("auto", *DTYPES)
 #: The file in a converted-model cache folder that lists its files, sizes and checksums.
 MANIFEST = "lmboost-manifest.json"
+#: The GGUF conversion recipe; raised when it changes what a conversion holds (2: SentencePiece
+#: tokenizers as BPE, :mod:`lmboost.models.spm`).
+CONVERSION_VERSION = 2
 MANIFEST_FORMAT = "lmboost-cache-manifest"
 #: A conversion folder whose owner cannot be checked is left alone until it is this old.
 STALE_AFTER_S = 24 * 3600
@@ -222,7 +226,9 @@ def cached_gguf_dir(gguf_path: Path, name: str | None = None) -> Path:
 
 
 def conversion_dir(gguf_path: Path) -> Path:
-    """Where the conversion of ``gguf_path`` lives in the cache (whether or not it exists yet)."""
+    """Where the conversion of ``gguf_path`` lives in the cache (whether or not it exists yet);
+    :data:`CONVERSION_VERSION` is part of the name, so a conversion made by an older, different
+    recipe is never reused."""
     return cache_dir() / "models" / f"{gguf_path.stem}-{_file_key(gguf_path)}"
 
 
@@ -406,12 +412,34 @@ def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     clean.generation_config = loaded.generation_config
     clean.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+    facts = _gguf_tokenizer_facts(gguf_path)
+    if facts.get("model") == "llama":  # SentencePiece: BPE by score, BOS as asked (spm.py)
+        saved = out_dir / "tokenizer.json"
+        bos = tokenizer.bos_token if facts.get("add_bos_token") else None
+        repaired = as_bpe(saved.read_text(encoding="utf-8"), bos)
+        if repaired is not None:
+            saved.write_text(repaired, encoding="utf-8")
+
+
+def _gguf_tokenizer_facts(gguf_path: Path) -> dict[str, object]:
+    """The GGUF's ``tokenizer.ggml.model`` ("llama" for SentencePiece, "gpt2" for byte BPE)
+    and ``add_bos_token``, where the file has them."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(gguf_path).fields
+    facts: dict[str, object] = {}
+    if (field := fields.get("tokenizer.ggml.model")) is not None:
+        facts["model"] = bytes(field.parts[field.data[0]]).decode()
+    if (field := fields.get("tokenizer.ggml.add_bos_token")) is not None:
+        facts["add_bos_token"] = bool(field.parts[field.data[0]][0])
+    return facts
 
 
 def _file_key(path: Path) -> str:
-    """A cheap fingerprint: size plus hashes of the first and last MiB."""
+    """A cheap fingerprint: size plus hashes of the first and last MiB (and, for a conversion's
+    folder name, :data:`CONVERSION_VERSION`)."""
     size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
+    digest = hashlib.sha256(f"{size}/{CONVERSION_VERSION}".encode())
     with open(path, "rb") as f:
         digest.update(f.read(1 << 20))
         f.seek(max(0, size - (1 << 20)))
