@@ -20,6 +20,7 @@ from lmboost.compression.quantize import torchao_available
 from lmboost.compression.runner import CompressConfig, run_compression
 from lmboost.evaluation.records import read_json, write_json, write_text
 from lmboost.evaluation.speed import timed
+from lmboost.models.loading import is_lmboost_compressed
 
 CONFIGS = {
     "magnitude-0.5": {"prune": "magnitude:0.5"},
@@ -98,7 +99,7 @@ def _speed_stage(model: str, runs: dict[str, dict], root: Path) -> dict[str, dic
             key = f"{name}/{backend}"
             if key in speed:
                 continue
-            if backend == "vllm" and (Path(spec) / "compression.json").is_file():
+            if backend == "vllm" and is_lmboost_compressed(spec):
                 speed[key] = {"error": "lmboost's own int8 format: vLLM does not load it"}
                 continue
             print(f"== speed {model} / {key}", flush=True)

@@ -43,7 +43,7 @@ from lmboost.backends.base import (
 )
 from lmboost.errors import ScoringError
 from lmboost.generation import GenerationConfig, Prompt, check_request, cut_at_stop
-from lmboost.models import check_remote_code
+from lmboost.models.loading import check_remote_code, is_lmboost_compressed
 from lmboost.scoring.requests import EncodedRequest
 
 #: KV-cache size on CPU when neither VLLM_CPU_KVCACHE_SPACE nor kv_cache_memory_bytes is given.
@@ -97,7 +97,7 @@ class VLLMBackend(Backend):
         path = resolve_model(spec)
         if Path(path).is_dir():
             check_remote_code(Path(path), trust_remote_code)
-            if (Path(path) / "compression.json").is_file():
+            if is_lmboost_compressed(path):
                 raise BackendError(
                     f"{path} holds lmboost's own int8 format (lmboost compress --quantize "
                     "int8-weight / int8-dynamic), which vLLM does not load: use --backend hf, or "

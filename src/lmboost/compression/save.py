@@ -25,11 +25,17 @@ from torch import nn
 from lmboost.compression.quantize import get_quantizer, quantized_modules
 from lmboost.errors import ModelLoadError
 from lmboost.evaluation.records import atomic_file, read_json, write_json
-from lmboost.models.loading import DTYPES, LoadedModel, check_remote_code, load_model
+from lmboost.models.loading import (
+    COMPRESSED_FORMAT_FILE,
+    DTYPES,
+    LoadedModel,
+    check_remote_code,
+    load_model,
+)
 
 FORMAT = "lmboost-compressed"
 FORMAT_VERSION = 1
-FORMAT_FILE = "compression.json"
+FORMAT_FILE = COMPRESSED_FORMAT_FILE
 WEIGHTS_FILE = "model.safetensors"
 
 

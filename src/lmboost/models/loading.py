@@ -51,6 +51,8 @@ MANIFEST = "lmboost-manifest.json"
 #: tokenizers as BPE, :mod:`lmboost.models.spm`).
 CONVERSION_VERSION = 2
 MANIFEST_FORMAT = "lmboost-cache-manifest"
+#: The file that marks a folder of lmboost's own int8 format (:mod:`lmboost.compression.save`).
+COMPRESSED_FORMAT_FILE = "compression.json"
 #: A conversion folder whose owner cannot be checked is left alone until it is this old.
 STALE_AFTER_S = 24 * 3600
 _CONVERTING = ".converting-"
@@ -95,7 +97,7 @@ def load_model(
     where = locate_model(spec)
     if isinstance(where, str):
         return _load_hub(where, torch_dtype, placement, trust_remote_code)
-    if (where / "compression.json").is_file():  # lmboost's own int8 format (lmboost compress)
+    if is_lmboost_compressed(where):
         from lmboost.compression.save import load_compressed
 
         return load_compressed(where, device=str(target_device),
@@ -103,6 +105,12 @@ def load_model(
     if spec in CATALOG and get_entry(spec).kind == "hf-dir":
         return _load_encoder(where, spec, torch_dtype, target_device)
     return _load_dir(where, spec, torch_dtype, placement, trust_remote_code)
+
+
+def is_lmboost_compressed(path: str | Path) -> bool:
+    """Whether ``path`` is a folder of lmboost's own int8 format (``lmboost compress --quantize
+    int8-weight|int8-dynamic``), which only the hf backend loads."""
+    return (Path(path) / COMPRESSED_FORMAT_FILE).is_file()
 
 
 def locate_model(spec: str) -> Path | str:

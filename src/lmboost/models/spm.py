@@ -45,9 +45,10 @@ def as_bpe(tokenizer_json: str, bos: str | None = None) -> str | None:
     model = state["model"]
     if model.get("type") != "Unigram":
         return None
-    if bos is not None:
-        state["post_processor"] = _bos_template(bos, model["vocab"])
     pieces = [(piece, float(score)) for piece, score in model["vocab"]]
+    vocab = {piece: i for i, (piece, _) in enumerate(pieces)}
+    if bos is not None:
+        state["post_processor"] = _bos_template(bos, vocab[bos])
     special = {t["content"] for t in state.get("added_tokens", []) if t.get("special")}
     unk = pieces[model["unk_id"]][0] if model.get("unk_id") is not None else None
     state["model"] = {
@@ -59,14 +60,13 @@ def as_bpe(tokenizer_json: str, bos: str | None = None) -> str | None:
         "fuse_unk": True,
         "byte_fallback": bool(model.get("byte_fallback")),
         "ignore_merges": False,
-        "vocab": {piece: i for i, (piece, _) in enumerate(pieces)},
+        "vocab": vocab,
         "merges": [list(m) for m in spm_merges(pieces, special)],
     }
     return json.dumps(state, ensure_ascii=False)
 
 
-def _bos_template(bos: str, vocab: list) -> dict[str, Any]:
-    ids = [i for i, (piece, _) in enumerate(vocab) if piece == bos]
+def _bos_template(bos: str, bos_id: int) -> dict[str, Any]:
     token = {"SpecialToken": {"id": bos, "type_id": 0}}
     return {
         "type": "TemplateProcessing",
@@ -74,5 +74,5 @@ def _bos_template(bos: str, vocab: list) -> dict[str, Any]:
         "pair": [token, {"Sequence": {"id": "A", "type_id": 0}},
                  {"SpecialToken": {"id": bos, "type_id": 1}},
                  {"Sequence": {"id": "B", "type_id": 1}}],
-        "special_tokens": {bos: {"id": bos, "ids": ids[:1], "tokens": [bos]}},
+        "special_tokens": {bos: {"id": bos, "ids": [bos_id], "tokens": [bos]}},
     }
