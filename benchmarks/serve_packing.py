@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 from lmboost.backends import load_backend
-from lmboost.backends.hf import HFBackend
 from lmboost.serving.config import ServedTask
 from lmboost.serving.engine import TaskEngine
 from lmboost.tasks import get_task
@@ -31,10 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pool = get_task("sst2").load_pool()
     texts = list(dict.fromkeys(e.fields["sentence"] for e in pool))[:args.inputs]
-    engine = TaskEngine(ServedTask(task="sst2", shots=4, calibrator="none"),
-                        load_backend(args.model, device="cpu", batch_size=32), Path(os.devnull),
-                        10**9)
-    packed = HFBackend._score_packed
+    backend = load_backend(args.model, device="cpu", batch_size=32)
+    engine = TaskEngine(ServedTask(task="sst2", shots=4, calibrator="none"), backend,
+                        Path(os.devnull), 10**9)
     engine.score(engine.examples(texts[:32]))  # the prefix cache and packing's first-use check
 
     def timed(inputs: list[str]) -> float:
@@ -44,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for r in range(args.rounds):
         for mode in ("packed", "padded"):
-            HFBackend._score_packed = packed if mode == "packed" else lambda *a, **k: None
+            backend.packing = mode == "packed"
             tag = f" {r}{mode}"  # unseen texts: no answer from the engine's memo
             offline = len(texts) / timed([t + tag for t in texts])
             batch = sum(timed([t + tag + "!" for t in texts[i * 32:(i + 1) * 32]])

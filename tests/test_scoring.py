@@ -90,6 +90,9 @@ def test_mixed_lengths_are_packed_and_match_full_forward(tiny_model):
     run, padded = _token_rows(tiny_model, scorer, requests)
     assert run < 0.7 * padded
     _assert_equal(scorer.loglikelihood(requests), _reference(tiny_model, requests), atol=1e-4)
+    unpacked = Scorer(tiny_model, batch_size=16, packing=False)
+    assert _token_rows(tiny_model, unpacked, requests) == (padded, padded)
+    _assert_equal(unpacked.loglikelihood(requests), _reference(tiny_model, requests), atol=1e-4)
 
 
 def test_a_model_ignoring_custom_masks_is_scored_padded(tiny_model, monkeypatch):

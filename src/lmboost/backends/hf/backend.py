@@ -68,7 +68,8 @@ class HFBackend(Backend):
     model's context window. ``max_batch_tokens`` caps a scoring batch's padded size (rows x
     longest row after the cached prefix; default ``batch_size`` x 512): a very long context
     runs in a small batch of its own instead of padding ``batch_size - 1`` short ones to its
-    length.
+    length. ``packing`` (default on) lets a batch of unlike lengths run packed (:mod:`.packing`)
+    where that runs fewer token rows; the scores are the same either way.
     """
 
     name = "hf"
@@ -82,6 +83,7 @@ class HFBackend(Backend):
         truncation: str = "error",
         progress: bool = False,
         max_batch_tokens: int | None = None,
+        packing: bool = True,
     ) -> None:
         if truncation not in ("error", "left"):
             raise ScoringError(f"truncation must be 'error' or 'left', not {truncation!r}.")
@@ -96,6 +98,7 @@ class HFBackend(Backend):
         self.max_batch_tokens = max_batch_tokens or batch_size * 512
         self.truncation = truncation
         self.progress = progress
+        self.packing = packing
         config = self.model.config.get_text_config()
         self.max_length = max_length or self.context_window
         self.sliding_window = _sliding_window(config)
@@ -541,7 +544,7 @@ class HFBackend(Backend):
         if window is not None:  # each row inside the window: its mask is then exact
             row_tokens = min(row_tokens, window - 1 - prefix_len)
         padded, packed_rows = packing.token_rows(suffixes, continuations, row_tokens)
-        if packed_rows >= padded or not self._packs:
+        if not self.packing or packed_rows >= padded or not self._packs:
             return None
         packed = self._pack(suffixes, continuations, prefix_len, row_tokens=row_tokens)
         if window is not None and prefix_len + packed.ids.shape[1] >= window:
