@@ -34,7 +34,8 @@ CONFIGS = {
     "int8-dynamic": {"quantize": "int8-dynamic"},
     "int8-dynamic-torchao": {"quantize": "int8-dynamic-torchao"},
     "neurons-act-0.25": {"prune": "neurons-act:0.25"},
-    "neurons-act-0.25-lora": {"prune": "neurons-act:0.25", "recover_steps": 100},
+    "neurons-act-0.25-lora": {
+        "prune": "neurons-act:0.25", "recover_steps": 100, "recover_lr": 2e-4},
     "neurons-act-0.25-lora-lr1e-3": {
         "prune": "neurons-act:0.25", "recover_steps": 100, "recover_lr": 1e-3},
 }

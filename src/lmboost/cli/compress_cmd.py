@@ -82,8 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--recover-steps", type=int, default=0, metavar="N",
         help="train LoRA on the calibration text for N steps and merge it (0: none)",
     )
-    recover.add_argument("--recover-lr", type=float, default=2e-4, metavar="LR",
-                         help="its peak learning rate (2e-4)")
+    recover.add_argument("--recover-lr", type=float, default=CompressConfig.recover_lr,
+                         metavar="LR", help="its peak learning rate (%(default)g)")
     icl = parser.add_argument_group("in-context learning (slow)")
     icl.add_argument("--icl", action="store_true",
                      help="also measure SST-2 4-shot accuracy, uncalibrated and BC")

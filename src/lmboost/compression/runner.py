@@ -88,7 +88,8 @@ class CompressConfig(RunConfig):
         recover_steps: after pruning, train LoRA adapters (r 8) on the calibration text for
             this many optimizer steps of 8 x ``calib_len`` tokens and merge them (the LLM-Pruner
             recipe); 0: no recovery.
-        recover_lr: the recovery's peak learning rate.
+        recover_lr: the recovery's peak learning rate (1e-3: on SmolLM2 at 25% of neurons
+            removed it recovered perplexity to +23% of dense, 2e-4 to +29%).
         icl: also measure SST-2 4-shot accuracy (none and BC) before and after (slow).
         icl_limit, icl_seeds: eval examples (a fixed stratified sample) and seeds for it.
         device: where to run ("cpu" by default: the int8 kernels are CPU kernels).
@@ -108,7 +109,7 @@ class CompressConfig(RunConfig):
     speed_len: int = 256
     speed_repeats: int = 3
     recover_steps: int = 0
-    recover_lr: float = 2e-4
+    recover_lr: float = 1e-3
     icl: bool = False
     icl_limit: int | None = 200
     icl_seeds: int = 3
