@@ -46,7 +46,7 @@ from lmboost.compression.oneshot import (
 )
 from lmboost.compression.quantize import torchao_available
 from lmboost.compression.runner import CompressConfig, parse_sweep, run_compression
-from lmboost.errors import BackendError, DataNotFoundError, LmboostError
+from lmboost.errors import BackendError, CompressionError, DataNotFoundError, LmboostError
 from lmboost.evaluation.records import read_json
 from lmboost.models import load_model
 
@@ -527,6 +527,32 @@ def test_oneshot_quantization_is_close_to_float_and_round_trips(
         assert dtypes[name] == str(dtype).removeprefix("torch.").upper().replace("INT", "I"), dtypes
     reloaded = load_model(str(saved), device="cpu")
     assert torch.allclose(_logits(reloaded.model, ids), quantized, atol=1e-5)
+
+
+def test_smoothquant_that_changes_the_model_is_refused(tiny_model, tmp_path):
+    """SmoothQuant must leave outputs unchanged before anything is rounded. On Gemma 3
+    llm-compressor 0.14 divides norm weights that act as 1 + weight and balances the MLP
+    against the wrong norm: the outputs change, and w8a8 is refused, not saved as garbage."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    tok = tiny_model.tokenizer
+    config = Gemma3TextConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    torch.manual_seed(0)
+    gemma = Gemma3ForCausalLM(config).eval()
+    for name, p in gemma.named_parameters():  # trained-looking norms, not the zero init
+        if name.endswith("norm.weight"):
+            p.data.uniform_(-0.5, 0.5)
+    gemma.save_pretrained(tmp_path)  # llm-compressor reads the config beside the weights
+    tok.save_pretrained(tmp_path)
+    gemma = Gemma3ForCausalLM.from_pretrained(tmp_path).eval()
+    calibration = calibration_ids(tok, TEXT, n_samples=4, seq_len=16)
+    with pytest.raises(CompressionError, match="SmoothQuant changed this Gemma3ForCausalLM"):
+        run_oneshot(gemma, calibration, quantization_modifiers("w8a8", gemma), tok)
 
 
 def test_cli_llm_compressor_sparse_and_quantized(tiny_model_dir, tmp_path):

@@ -52,6 +52,8 @@ IGNORE = ["re:.*lm_head"]
 
 SMOOTHING_STRENGTH = 0.8
 """SmoothQuant's alpha for ``w8a8``: the paper's and llm-compressor's examples' value."""
+SMOOTHING_TOLERANCE = 1e-3
+"""Largest logit change SmoothQuant may make (relative to the largest logit): float rounding."""
 
 
 @dataclass(frozen=True)
@@ -169,8 +171,42 @@ def run_oneshot(
     needed only for a model built in memory (llm-compressor otherwise loads the one saved
     beside the model's weights).
 
-    llm-compressor's own log lines (several per Linear) are kept off the console.
+    SmoothQuant (an exact rescaling of each norm and the Linears it feeds) runs on its own and
+    is checked by behaviour: a model whose outputs it changes is refused with a CompressionError
+    before anything is quantized. llm-compressor's own log lines (several per Linear) are kept
+    off the console.
     """
+    from llmcompressor.modifiers.transform import SmoothQuantModifier
+
+    at = next((i for i, m in enumerate(modifiers) if isinstance(m, SmoothQuantModifier)), None)
+    if at is None:
+        return _oneshot(model, calibration, modifiers, tokenizer)
+    if at:
+        _oneshot(model, calibration, modifiers[:at], tokenizer)
+    before = _logits(model, calibration[:2])
+    _oneshot(model, calibration, [modifiers[at]], tokenizer)
+    change = float((_logits(model, calibration[:2]) - before).abs().max() / before.abs().max())
+    if not change < SMOOTHING_TOLERANCE:
+        raise CompressionError(
+            f"SmoothQuant changed this {type(model).__name__}'s outputs (largest logit change "
+            f"{change:.2g} of the largest logit; smoothing must leave them unchanged): "
+            "llm-compressor's smoothing mappings do not fit this architecture (Gemma 3's norms "
+            "scale by 1 + weight, and its MLP reads pre_feedforward_layernorm, not "
+            "post_attention_layernorm). Use --quantize w4a16 (GPTQ) or int8-weight instead."
+        )
+    return _oneshot(model, calibration, modifiers[at + 1:], tokenizer) if modifiers[at + 1:] \
+        else model.eval()
+
+
+def _logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    from lmboost.backends.hf import HFBackend
+
+    return HFBackend.of_module(model).logits(ids)
+
+
+def _oneshot(
+    model: nn.Module, calibration: torch.Tensor, modifiers: list[Any], tokenizer: Any
+) -> nn.Module:
     from datasets import Dataset
     from llmcompressor import oneshot
 
