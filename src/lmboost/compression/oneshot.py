@@ -181,32 +181,36 @@ def run_oneshot(
     at = next((i for i, m in enumerate(modifiers) if isinstance(m, SmoothQuantModifier)), None)
     if at is None:
         return _oneshot(model, calibration, modifiers, tokenizer)
-    if at:
-        _oneshot(model, calibration, modifiers[:at], tokenizer)
-    before = _logits(model, calibration[:2])
-    _oneshot(model, calibration, [modifiers[at]], tokenizer)
-    change = float((_logits(model, calibration[:2]) - before).abs().max() / before.abs().max())
+    _oneshot(model, calibration, modifiers[:at], tokenizer)
+    _smooth_checked(model, calibration, modifiers[at], tokenizer)
+    return _oneshot(model, calibration, modifiers[at + 1:], tokenizer)
+
+
+def _smooth_checked(model: nn.Module, calibration: torch.Tensor, smoothing: Any,
+                    tokenizer: Any) -> None:
+    """Apply ``smoothing`` (a SmoothQuantModifier) and check that the logits on two calibration
+    windows moved by no more than :data:`SMOOTHING_TOLERANCE` of the largest one."""
+    from lmboost.backends.hf import HFBackend
+
+    backend, ids = HFBackend.of_module(model), calibration[:2]
+    before = backend.logits(ids)
+    _oneshot(model, calibration, [smoothing], tokenizer)
+    change = float((backend.logits(ids) - before).abs().max() / before.abs().max())
     if not change < SMOOTHING_TOLERANCE:
         raise CompressionError(
             f"SmoothQuant changed this {type(model).__name__}'s outputs (largest logit change "
             f"{change:.2g} of the largest logit; smoothing must leave them unchanged): "
-            "llm-compressor's smoothing mappings do not fit this architecture (Gemma 3's norms "
-            "scale by 1 + weight, and its MLP reads pre_feedforward_layernorm, not "
-            "post_attention_layernorm). Use --quantize w4a16 (GPTQ) or int8-weight instead."
+            "llm-compressor's smoothing mappings do not fit this architecture (on Gemma 3, for "
+            "one, its norms scale by 1 + weight and its MLP reads pre_feedforward_layernorm). "
+            "Use --quantize w4a16 (GPTQ) or int8-weight instead."
         )
-    return _oneshot(model, calibration, modifiers[at + 1:], tokenizer) if modifiers[at + 1:] \
-        else model.eval()
-
-
-def _logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    from lmboost.backends.hf import HFBackend
-
-    return HFBackend.of_module(model).logits(ids)
 
 
 def _oneshot(
     model: nn.Module, calibration: torch.Tensor, modifiers: list[Any], tokenizer: Any
 ) -> nn.Module:
+    if not modifiers:
+        return model.eval()
     from datasets import Dataset
     from llmcompressor import oneshot
 

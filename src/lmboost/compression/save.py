@@ -30,12 +30,12 @@ from lmboost.models.loading import (
     DTYPES,
     LoadedModel,
     check_remote_code,
+    is_lmboost_compressed,
     load_model,
 )
 
 FORMAT = "lmboost-compressed"
 FORMAT_VERSION = 1
-FORMAT_FILE = COMPRESSED_FORMAT_FILE
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -74,14 +74,15 @@ def save_compressed(model: nn.Module, tokenizer: Any, out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     quantized = quantized_modules(model)
     if not quantized:
-        (out / FORMAT_FILE).unlink(missing_ok=True)  # a stale one would change how it loads
+        # a stale description would change how the folder loads
+        (out / COMPRESSED_FORMAT_FILE).unlink(missing_ok=True)
         model.save_pretrained(out)
     else:
         tensors, tied = compressed_state(model)
         with atomic_file(out / WEIGHTS_FILE, "wb") as f:
             f.write(safetensors_bytes(tensors, metadata={"format": "pt"}))
         model.config.save_pretrained(out)
-        write_json(out / FORMAT_FILE, {
+        write_json(out / COMPRESSED_FORMAT_FILE, {
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "dtype": _dtype_name(model),
@@ -99,17 +100,17 @@ def load_compressed(
     """Load a folder written by :func:`save_compressed` (or any transformers directory); a
     model that maps to its own code (auto_map) is refused unless ``trust_remote_code``."""
     path = Path(path)
-    if not (path / FORMAT_FILE).is_file():
+    if not is_lmboost_compressed(path):
         return load_model(str(path), device=device, trust_remote_code=trust_remote_code)
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     check_remote_code(path, trust_remote_code)
 
-    meta = read_json(path / FORMAT_FILE)
+    meta = read_json(path / COMPRESSED_FORMAT_FILE)
     if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
         raise ModelLoadError(
-            f"{path / FORMAT_FILE} is not a {FORMAT} v{FORMAT_VERSION} description; this "
-            "version of lmboost cannot load it."
+            f"{path / COMPRESSED_FORMAT_FILE} is not a {FORMAT} v{FORMAT_VERSION} description; "
+            "this version of lmboost cannot load it."
         )
     tensors = load_file(path / WEIGHTS_FILE)
     for alias, source in meta["tied"].items():

@@ -539,12 +539,14 @@ class HFBackend(Backend):
         """Score as :meth:`_score_batch` does, in one packed forward (:mod:`.packing`); None
         when packing would run more token rows than padding (lengths alike, as in a sorted
         offline batch), would reach past a sliding window, or does not reproduce the padded
-        scores on this model (checked once)."""
+        scores on this model (checked once), and always when ``packing`` is off."""
+        if not self.packing:
+            return None
         row_tokens, window = packing.ROW_TOKENS, self.sliding_window
         if window is not None:  # each row inside the window: its mask is then exact
             row_tokens = min(row_tokens, window - 1 - prefix_len)
         padded, packed_rows = packing.token_rows(suffixes, continuations, row_tokens)
-        if not self.packing or packed_rows >= padded or not self._packs:
+        if packed_rows >= padded or not self._packs:
             return None
         packed = self._pack(suffixes, continuations, prefix_len, row_tokens=row_tokens)
         if window is not None and prefix_len + packed.ids.shape[1] >= window:
