@@ -585,15 +585,28 @@ def test_recovery_lora_lowers_the_perplexity_neuron_pruning_raised(tiny_model_di
     text = tmp_path / "text.txt"
     text.write_text(TEXT)
     runs = {}
-    for name, steps in (("plain", 0), ("recovered", 6)):
-        out = tmp_path / name
+
+    def run(name: str, steps: int, *flags: str) -> dict:
         assert main([
             "compress", "--model", tiny_model_dir, "--prune", "neurons-act:0.25",
             "--recover-steps", str(steps), "--recover-lr", "1e-2", "--ppl-text", str(text),
             "--ppl-tokens", "60", "--ppl-window", "32", "--ppl-stride", "16", "--calib-text",
-            str(text), "--calib-samples", "2", "--calib-len", "16", "--out", str(out),
+            str(text), "--calib-samples", "2", "--calib-len", "16", "--out",
+            str(tmp_path / name), *flags,
         ]) == 0
-        runs[name] = read_json(out / "results.json")
+        return read_json(tmp_path / name / "results.json")
+
+    for name, steps in (("plain", 0), ("recovered", 6)):
+        runs[name] = run(name, steps)
+    # the same command again in the same folder reuses the finished recovery
+    again = run("recovered", 6)
+    assert again["recovery"] == runs["recovered"]["recovery"]
+    assert again["after"]["perplexity"] == runs["recovered"]["after"]["perplexity"]
+    # quantization comes after the recovery, so the saved model is the quantized one
+    quantized = run("quantized", 6, "--quantize", "w4a16")
+    assert quantized["recovery"]["steps"] == 6
+    saved = read_json(tmp_path / "quantized" / "model" / "config.json")
+    assert saved["quantization_config"]["quant_method"] == "compressed-tensors"
     recovery = runs["recovered"]["recovery"]
     assert runs["plain"]["recovery"] is None and recovery["steps"] == 6
     assert recovery["trainable_parameters"] > 0
@@ -605,7 +618,8 @@ def test_recovery_lora_lowers_the_perplexity_neuron_pruning_raised(tiny_model_di
 
 def test_missing_llm_compressor_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setattr(oneshot, "llmcompressor_available", lambda: False)
-    for settings in ({"prune": "sparsegpt:0.5"}, {"quantize": "w8a8"}):
+    for settings in ({"prune": "sparsegpt:0.5"}, {"quantize": "w8a8"},
+                     {"sweep": "magnitude,sparsegpt:0.5"}):
         with pytest.raises(LmboostError, match=r"pip install 'lmboost\[compress\]'"):
             CompressConfig(out=tmp_path, **settings).validate()
 
@@ -630,6 +644,11 @@ def test_missing_llm_compressor_says_how_to_install_it(monkeypatch, tmp_path):
         (lambda: CompressConfig(out=Path("x"), quantize="int4").validate(), "w8a8.*int8-weight"),
         (lambda: CompressConfig(out=Path("x"), quantize="w8a8", recover_steps=5).validate(),
          "recover_steps needs a pruning spec"),
+        (lambda: CompressConfig(out=Path("x"), prune="wanda:0.5", recover_steps=5).validate(),
+         "after structured pruning.*would fill the zeroed weights"),
+        (lambda: CompressConfig(
+            out=Path("x"), quantize="int8-dynamic", device="cuda", dtype="float32").validate(),
+         "CPU kernels only"),
         (lambda: parse_sweep("magnitude"), "METHODS:AMOUNTS"),
         (lambda: magnitude_prune(nn.Linear(2, 2), 0.5), "no list of decoder layers"),
     ],

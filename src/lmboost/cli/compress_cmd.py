@@ -15,7 +15,7 @@ pruning (--prune METHOD:AMOUNT):
 
 quantization (--quantize):
   w8a8                  SmoothQuant + GPTQ: int8 weights and int8 activations *
-  w4a16                 GPTQ int4 weights (groups of 128, or 64 where widths need it) *
+  w4a16                 GPTQ int4 weights (groups of 128, smaller where widths need it) *
   int8-dynamic          torch.ao dynamic int8 (CPU, float32)
   int8-weight           int8 weights, dequantized on the fly
   int8-dynamic-torchao  torchao dynamic int8 (pip install torchao)
@@ -80,7 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recover = parser.add_argument_group("recovery after pruning")
     recover.add_argument(
         "--recover-steps", type=int, default=0, metavar="N",
-        help="train LoRA on the calibration text for N steps and merge it (0: none)",
+        help="after neurons/neurons-act pruning: train LoRA on the calibration text for N "
+             "steps and merge it (0: none)",
     )
     recover.add_argument("--recover-lr", type=float, default=CompressConfig.recover_lr,
                          metavar="LR", help="its peak learning rate (%(default)g)")

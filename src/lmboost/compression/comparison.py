@@ -86,12 +86,12 @@ def comparison_report(
 
 def _row(name: str, result: dict, stage: str, speed: dict[str, dict]) -> list:
     """One configuration's cells (``stage`` "before" is the dense model)."""
-    stats, icl = result[stage], result["icl"][stage]
+    stats, icl = result[stage], (result["icl"] or {}).get(stage, {})
     key = "dense" if stage == "before" else name
     return [name, f"{stats['parameters']:,}", stats.get("disk_bytes", stats["weight_bytes"]) / 1e6,
             stats["tokens_per_s"] / result["before"]["tokens_per_s"],
             *(speed.get(f"{key}/{b}") for b in ("hf", "vllm")),
-            stats["perplexity"]["perplexity"], mean_std(icl["none"]), mean_std(icl["bc"])]
+            stats["perplexity"]["perplexity"], mean_std(icl.get("none")), mean_std(icl.get("bc"))]
 
 
 def _speed(entry: dict) -> str:

@@ -79,7 +79,7 @@ def perplexity(
     total, count, windows = backend.rolling_nll(ids, window=window, stride=stride)
     mean = total / count
     return {
-        "perplexity": math.exp(mean),
+        "perplexity": math.inf if mean > 709 else math.exp(mean),  # exp overflows past 709
         "nll": mean,
         "tokens": count,
         "windows": windows,

@@ -50,6 +50,7 @@ from lmboost.errors import CompressionError, ConfigError, DependencyError
 from lmboost.evaluation.records import (
     RunTimer,
     atomic_file,
+    read_json,
     to_jsonable,
     write_json,
     write_text,
@@ -66,7 +67,8 @@ ICL_METHODS = ["none", "bc"]
 
 @dataclass(kw_only=True)
 class CompressConfig(RunConfig):
-    """Settings of one compression experiment (the CLI's flags, one to one); ``out``, ``model``,
+    """Settings of one compression experiment (the CLI's flags, and ``speed_len`` and
+    ``speed_repeats``, which only the Python API sets); ``out``, ``model``,
     ``dtype``, ``trust_remote_code`` and ``restart`` are every run's
     (:class:`~lmboost.evaluation.store.RunConfig`).
 
@@ -74,20 +76,22 @@ class CompressConfig(RunConfig):
         prune: ``METHOD:AMOUNT`` such as ``magnitude:0.5``, ``wanda:0.5``, ``neurons:0.25``,
             ``neurons-act:0.25``.
         scope: "layer" or "global", for magnitude pruning.
-        quantize: a quantization scheme (``lmboost.compression.QUANTIZERS``).
+        quantize: a quantization scheme: llm-compressor's ``ONESHOT_SCHEMES`` (w8a8, w4a16)
+            or lmboost's own ``lmboost.compression.QUANTIZERS``.
         sweep: ``METHODS:AMOUNTS`` such as ``magnitude,wanda:0.1,0.3,0.5``: each method at
             each amount on a copy of the dense model, perplexity only.
         ppl_text: text file to measure perplexity on (default: WikiText-2 test, raw).
         ppl_tokens: tokens of it to use (its first ones).
         ppl_window, ppl_stride: sliding-window length and step.
-        calib_text: calibration text file of wanda and neurons-act (default: WikiText-2
-            validation).
+        calib_text: calibration text file of the methods that calibrate (wanda, sparsegpt,
+            neurons-act, w8a8, w4a16) and of the recovery (default: WikiText-2 validation).
         calib_samples, calib_len: number and length of random calibration windows.
         speed_len, speed_repeats: length of the random batch timed for throughput, and how
             many timed passes (the best counts).
-        recover_steps: after pruning, train LoRA adapters (r 8) on the calibration text for
-            this many optimizer steps of 8 x ``calib_len`` tokens and merge them (the LLM-Pruner
-            recipe); 0: no recovery.
+        recover_steps: after structured pruning (neurons, neurons-act), train LoRA adapters
+            (r 8) on the calibration text for this many optimizer steps of 8 x ``calib_len``
+            tokens and merge them (the LLM-Pruner recipe); 0: no recovery. Quantization, if
+            asked, comes after it.
         recover_lr: the recovery's peak learning rate (1e-3: on SmolLM2 at 25% of neurons
             removed it recovered perplexity to +23% of dense, 2e-4 to +29%).
         icl: also measure SST-2 4-shot accuracy (none and BC) before and after (slow).
@@ -124,7 +128,9 @@ class CompressConfig(RunConfig):
             if pruner.oneshot:
                 require_llmcompressor(pruner.name)
         if self.sweep:
-            parse_sweep(self.sweep)
+            for pruner in parse_sweep(self.sweep)[0]:
+                if pruner.oneshot:
+                    require_llmcompressor(pruner.name)
         if self.quantize and self.quantize not in (*ONESHOT_SCHEMES, *QUANTIZERS):
             raise CompressionError(
                 f"Unknown quantization {self.quantize!r}; choose one of: "
@@ -139,6 +145,11 @@ class CompressConfig(RunConfig):
             dtype = resolve_dtype(self.dtype, self.device)
             if self.quantize == "int8-dynamic" and dtype != "float32":
                 raise CompressionError("int8-dynamic needs dtype float32.")
+            if self.quantize.startswith("int8-dynamic") and self.device != "cpu":
+                raise CompressionError(
+                    f"{self.quantize} runs on CPU kernels only: pass --device cpu, or use "
+                    "--quantize w8a8 (llm-compressor, served by vLLM on GPUs)."
+                )
         if self.scope not in SCOPES:
             raise CompressionError(f"scope must be one of {', '.join(SCOPES)}, not {self.scope!r}.")
         super().validate()
@@ -148,6 +159,12 @@ class CompressConfig(RunConfig):
         )
         if self.recover_steps and not self.prune:
             raise ConfigError("recover_steps needs a pruning spec: it retrains what pruning lost.")
+        if self.recover_steps and parse_prune_spec(self.prune)[0].zeroes:
+            raise ConfigError(
+                f"recover_steps works after structured pruning (neurons, neurons-act), not after "
+                f"{self.prune}: the merged LoRA update is dense and would fill the zeroed weights "
+                "again. Drop --recover-steps, or prune with neurons-act:AMOUNT."
+            )
         if not (isinstance(self.recover_lr, float | int) and self.recover_lr > 0):
             raise ConfigError(f"recover_lr must be a positive number, not {self.recover_lr!r}.")
         if self.ppl_stride > self.ppl_window:
@@ -214,10 +231,13 @@ def _run(config: CompressConfig, out: Path, progress: bool) -> dict[str, Any]:
 
     before = {**_structure(sparsity_report(model)), **measure(model)}
     sweep = _sweep(model, config, calibration, ppl_ids, progress) if config.sweep else None
-    _compress(model, tokenizer, config, calibration)
     recovery = None
-    if config.recover_steps:
+    if config.recover_steps:  # retrain the pruned model, then quantize what was retrained
+        _compress(model, tokenizer, config, calibration, quantize=False)
         model, recovery = _recover(model, tokenizer, config, out, progress)
+        _compress(model, tokenizer, config, calibration, prune=False)
+    else:
+        _compress(model, tokenizer, config, calibration)
     report = sparsity_report(model)  # before lmboost's int8 modules replace the Linears
     if config.quantize and config.quantize not in ONESHOT_SCHEMES:
         quantize(model, config.quantize)
@@ -259,22 +279,22 @@ def _run(config: CompressConfig, out: Path, progress: bool) -> dict[str, Any]:
 
 def _compress(
     model: nn.Module, tokenizer: Any, config: CompressConfig,
-    calibration: Callable[[], torch.Tensor],
+    calibration: Callable[[], torch.Tensor], *, prune: bool = True, quantize: bool = True,
 ) -> None:
-    """Prune ``model`` in place as ``config`` says, and quantize it with llm-compressor's
-    schemes. llm-compressor's methods run as one ``oneshot`` recipe (pruning, then quantization
-    of the pruned weights); lmboost's own pruning comes before it (and its own quantization,
-    in the caller, after it)."""
+    """Prune ``model`` in place as ``config`` says (``prune``), and quantize it with
+    llm-compressor's schemes (``quantize``). llm-compressor's methods run as one ``oneshot``
+    recipe (pruning, then quantization of the pruned weights); lmboost's own pruning comes
+    before it (and its own quantization, in the caller, after it)."""
     modifiers = []
     zeroed = False
-    if config.prune:
+    if config.prune and prune:
         pruner, amount = parse_prune_spec(config.prune)
         zeroed = pruner.zeroes
         if pruner.oneshot:
             modifiers.append(prune_modifier(pruner.name, amount))
         else:
             _prune(model, pruner, amount, config, calibration)
-    if config.quantize in ONESHOT_SCHEMES:
+    if config.quantize in ONESHOT_SCHEMES and quantize:
         modifiers += quantization_modifiers(config.quantize, model, keep_zeros=zeroed)
     if modifiers:
         run_oneshot(model, calibration(), modifiers, tokenizer)
@@ -285,24 +305,28 @@ def _recover(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """LoRA on the calibration text after pruning, merged into the weights: the pruned model is
     saved to ``out/pruned``, trained by :func:`lmboost.training.run_training` (the ``lm``
-    recipe) into ``out/recovery``, and the merged model comes back with the training record."""
+    recipe) into ``out/recovery``, and the merged model comes back with the training record.
+    A rerun in the same folder resumes a killed training from its last checkpoint, and reuses a
+    finished one (the folder's settings are the same, so the pruned model is too)."""
     from lmboost.training import build_config, run_training
 
-    pruned = save_compressed(model, tokenizer, out / "pruned")
     text = config.calib_text or wikitext2_path("valid")
-    record = run_training(build_config({
-        "recipe": "lm", "model": str(pruned), "data": str(text), "out": str(out / "recovery"),
-        "block_size": config.calib_len, "max_steps": config.recover_steps,
-        "learning_rate": config.recover_lr, "warmup_steps": 0.05,
-        "per_device_train_batch_size": 8, "eval_size": 64, "max_eval_examples": 64,
-        "eval_steps": config.recover_steps, "save_steps": config.recover_steps,
-        "load_best_model_at_end": False, "device": config.device, "seed": 0,
-        "lora": {"enabled": True, "r": 8, "alpha": 16, "merge": True},
-        "progress": progress,
-    }, source="recovery"))
-    merged = load_model(
-        str(out / "recovery" / "merged"), dtype=config.dtype, device=config.device
-    ).model
+    trained = out / "recovery"
+    if (trained / "results.json").exists() and (trained / "merged").is_dir():
+        record = read_json(trained / "results.json")
+    else:
+        pruned = save_compressed(model, tokenizer, out / "pruned")
+        record = run_training(build_config({
+            "recipe": "lm", "model": str(pruned), "data": str(text), "out": str(trained),
+            "block_size": config.calib_len, "max_steps": config.recover_steps,
+            "learning_rate": config.recover_lr, "warmup_steps": 0.05,
+            "per_device_train_batch_size": 8, "eval_size": 64, "max_eval_examples": 64,
+            "eval_steps": config.recover_steps, "save_steps": config.recover_steps,
+            "load_best_model_at_end": False, "device": config.device, "seed": 0,
+            "lora": {"enabled": True, "r": 8, "alpha": 16, "merge": True},
+            "progress": progress, "resume": True,
+        }, source="recovery"))
+    merged = load_model(str(trained / "merged"), dtype=config.dtype, device=config.device).model
     return merged, {
         "text": str(text), "steps": record["train"]["global_step"],
         "train_loss": record["train"]["train_loss"], "eval": record["eval"],
@@ -394,11 +418,14 @@ def _icl(config: CompressConfig, saved: Path, progress: bool) -> dict[str, Any]:
             ICLConfig(
                 task=ICL_TASK, model=spec, shots=[ICL_SHOTS], seeds=config.icl_seeds,
                 calibration=ICL_METHODS, limit=config.icl_limit, dtype=config.dtype,
+                device=config.device, trust_remote_code=config.trust_remote_code,
                 out=Path(config.out) / "icl" / stage,
             ),
             progress=progress,
             loaded=(
-                load_compressed(saved, trust_remote_code=config.trust_remote_code)
+                load_compressed(
+                    saved, device=config.device, trust_remote_code=config.trust_remote_code
+                )
                 if stage == "after" else None
             ),
         )
@@ -489,7 +516,9 @@ _ROWS = [
 ]
 
 
-def _row(label: str, before: float, after: float, fmt: str) -> str:
+def _row(label: str, before: float | None, after: float | None, fmt: str) -> str:
+    if before is None or after is None:  # a perplexity that was not finite (NaN in the logits)
+        return f"| {label} | {_cell(before, fmt)} | {_cell(after, fmt)} | n/a |"
     if fmt == "mb":
         before, after, fmt = before / 1e6, after / 1e6, "{:.2f}"
     if "%" in fmt:
@@ -499,6 +528,12 @@ def _row(label: str, before: float, after: float, fmt: str) -> str:
     else:
         change = "n/a"
     return f"| {label} | {fmt.format(before)} | {fmt.format(after)} | {change} |"
+
+
+def _cell(value: float | None, fmt: str) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value / 1e6:.2f}" if fmt == "mb" else fmt.format(value)
 
 
 def _icl_rows(icl: dict[str, Any]) -> list[str]:
