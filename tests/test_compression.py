@@ -529,10 +529,10 @@ def test_oneshot_quantization_is_close_to_float_and_round_trips(
     assert torch.allclose(_logits(reloaded.model, ids), quantized, atol=1e-5)
 
 
-def test_smoothquant_that_changes_the_model_is_refused(tiny_model, tmp_path):
-    """SmoothQuant must leave outputs unchanged before anything is rounded. On Gemma 3
-    llm-compressor 0.14 divides norm weights that act as 1 + weight and balances the MLP
-    against the wrong norm: the outputs change, and w8a8 is refused, not saved as garbage."""
+@pytest.fixture
+def tiny_gemma(tiny_model, tmp_path):
+    """A 2-layer Gemma 3 with trained-looking norms (not the zero init), saved beside its
+    tokenizer (llm-compressor reads the config there)."""
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     tok = tiny_model.tokenizer
@@ -544,15 +544,46 @@ def test_smoothquant_that_changes_the_model_is_refused(tiny_model, tmp_path):
     )
     torch.manual_seed(0)
     gemma = Gemma3ForCausalLM(config).eval()
-    for name, p in gemma.named_parameters():  # trained-looking norms, not the zero init
+    for name, p in gemma.named_parameters():
         if name.endswith("norm.weight"):
             p.data.uniform_(-0.5, 0.5)
-    gemma.save_pretrained(tmp_path)  # llm-compressor reads the config beside the weights
-    tok.save_pretrained(tmp_path)
-    gemma = Gemma3ForCausalLM.from_pretrained(tmp_path).eval()
+    gemma.save_pretrained(tmp_path / "gemma")
+    tok.save_pretrained(tmp_path / "gemma")
+    return Gemma3ForCausalLM.from_pretrained(tmp_path / "gemma").eval()
+
+
+def test_smoothquant_on_gemma3_is_exact_and_w8a8_close_to_float(tiny_gemma, tiny_model, ids):
+    """Gemma 3's MLP reads pre_feedforward_layernorm, not post_attention_layernorm as in
+    llm-compressor 0.14's mappings for it (logits changed by 1.0 of the largest on
+    Gemma-3-270M, refused): with lmboost's mappings smoothing is exact and W8A8 stays close."""
+    from llmcompressor.modifiers.transform import SmoothQuantModifier
+
+    tok = tiny_model.tokenizer
+    reference = _logits(tiny_gemma, ids)
     calibration = calibration_ids(tok, TEXT, n_samples=4, seq_len=16)
-    with pytest.raises(CompressionError, match="SmoothQuant changed this Gemma3ForCausalLM"):
-        run_oneshot(gemma, calibration, quantization_modifiers("w8a8", gemma), tok)
+    smoothed = copy.deepcopy(tiny_gemma)
+    smoothing = quantization_modifiers("w8a8", smoothed)[0]
+    assert isinstance(smoothing, SmoothQuantModifier)
+    run_oneshot(smoothed, calibration, [smoothing], tok)
+    norms = {n: p for n, p in smoothed.named_parameters() if n.endswith("layernorm.weight")}
+    before = dict(tiny_gemma.named_parameters())
+    assert any(not torch.equal(p, before[n]) for n, p in norms.items())  # it did rescale
+    assert torch.allclose(_logits(smoothed, ids), reference, atol=1e-4)
+    run_oneshot(tiny_gemma, calibration, quantization_modifiers("w8a8", tiny_gemma), tok)
+    error = (_logits(tiny_gemma, ids) - reference).abs().max() / reference.abs().max()
+    assert 0 < error < 0.05, error
+
+
+def test_smoothquant_that_changes_the_model_is_refused(model, tiny_model):
+    """Smoothing must leave outputs unchanged before anything is rounded: a mapping that folds
+    input_layernorm's scales into the MLP (which reads another norm) is refused, not saved."""
+    from llmcompressor.modifiers.transform import SmoothQuantModifier
+
+    wrong = SmoothQuantModifier(smoothing_strength=0.8, mappings=[
+        [["re:.*gate_proj$", "re:.*up_proj$"], "re:.*input_layernorm$"]])
+    calibration = calibration_ids(tiny_model.tokenizer, TEXT, n_samples=4, seq_len=16)
+    with pytest.raises(CompressionError, match="SmoothQuant changed this LlamaForCausalLM"):
+        run_oneshot(model, calibration, [wrong])
 
 
 def test_cli_llm_compressor_sparse_and_quantized(tiny_model_dir, tmp_path):

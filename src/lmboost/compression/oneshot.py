@@ -54,6 +54,14 @@ SMOOTHING_STRENGTH = 0.8
 """SmoothQuant's alpha for ``w8a8``: the paper's and llm-compressor's examples' value."""
 SMOOTHING_TOLERANCE = 1e-3
 """Largest logit change SmoothQuant may make (relative to the largest logit): float rounding."""
+PRE_FEEDFORWARD_SMOOTHING = {
+    "input_layernorm": ("q_proj", "k_proj", "v_proj"),
+    "pre_feedforward_layernorm": ("gate_proj", "up_proj"),
+}
+"""Each norm SmoothQuant folds its scales into, and the Linears that read it, in decoders with a
+``pre_feedforward_layernorm`` (Gemma 2 and 3), for which llm-compressor 0.14 uses Llama's
+mappings: those balance the MLP against ``post_attention_layernorm``, which there normalises the
+attention output instead. (llm-compressor itself handles these norms' ``1 + weight`` form.)"""
 
 
 @dataclass(frozen=True)
@@ -157,10 +165,20 @@ def quantization_modifiers(name: str, model: nn.Module, *, keep_zeros: bool = Fa
         scheme.weights.group_size = group_size(model, scheme.weights.group_size)
     modifiers: list[Any] = []
     if spec.smoothquant:
-        modifiers.append(SmoothQuantModifier(smoothing_strength=SMOOTHING_STRENGTH))
+        modifiers.append(SmoothQuantModifier(
+            smoothing_strength=SMOOTHING_STRENGTH, mappings=smoothing_mappings(model)))
     quantizer = QuantizationModifier if keep_zeros else GPTQModifier
     modifiers.append(quantizer(config_groups={"group_0": scheme}, ignore=IGNORE))
     return modifiers
+
+
+def smoothing_mappings(model: nn.Module) -> list[list[Any]] | None:
+    """SmoothQuant's mappings for ``model``: :data:`PRE_FEEDFORWARD_SMOOTHING` where its decoder
+    layers have a ``pre_feedforward_layernorm``, else None (llm-compressor's own choice)."""
+    if not any(n.endswith(".pre_feedforward_layernorm") for n, _ in model.named_modules()):
+        return None
+    return [[[f"re:.*{linear}$" for linear in linears], f"re:.*{norm}$"]
+            for norm, linears in PRE_FEEDFORWARD_SMOOTHING.items()]
 
 
 def run_oneshot(
@@ -200,8 +218,7 @@ def _smooth_checked(model: nn.Module, calibration: torch.Tensor, smoothing: Any,
         raise CompressionError(
             f"SmoothQuant changed this {type(model).__name__}'s outputs (largest logit change "
             f"{change:.2g} of the largest logit; smoothing must leave them unchanged): "
-            "llm-compressor's smoothing mappings do not fit this architecture (on Gemma 3, for "
-            "one, its norms scale by 1 + weight and its MLP reads pre_feedforward_layernorm). "
+            "llm-compressor's smoothing mappings do not fit this architecture. "
             "Use --quantize w4a16 (GPTQ) or int8-weight instead."
         )
 
