@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -363,18 +364,27 @@ def test_class_weights_change_the_loss_as_by_hand(tiny_model_dir, tmp_path):
 
 
 def test_resume_gives_the_same_weights(tiny_model_dir, reviews, tmp_path):
+    """Resuming after a kill gives the straight run's weights; a checkpoint the kill left
+    half-written (no trainer_state.json) is skipped; train_loss is the resumed steps' mean."""
     settings = dict(data=str(reviews), labels=["neg", "pos"], max_steps=4, eval_steps=2,
-                    save_steps=2, learning_rate=1e-3, load_best_model_at_end=False)
-    run_training(_config(tiny_model_dir, tmp_path / "a", **settings))
+                    save_steps=2, learning_rate=1e-3, load_best_model_at_end=False,
+                    logging_steps=1)
+    whole = run_training(_config(tiny_model_dir, tmp_path / "a", **settings))
     run_training(_config(tiny_model_dir, tmp_path / "b", **settings), callbacks=[StopAt(2)])
     straight = load_file(tmp_path / "a" / "model" / "model.safetensors")
     halfway = load_file(tmp_path / "b" / "model" / "model.safetensors")
     assert any((halfway[k] - straight[k]).abs().max() > 1e-4 for k in straight)
     with pytest.raises(LmboostError, match="resume"):
         run_training(_config(tiny_model_dir, tmp_path / "b", **settings))
-    record = run_training(_config(tiny_model_dir, tmp_path / "b", resume=True, **settings))
+    cut = tmp_path / "b" / "checkpoints" / "checkpoint-3"
+    shutil.copytree(tmp_path / "b" / "checkpoints" / "checkpoint-2", cut)
+    (cut / "trainer_state.json").unlink()
+    with pytest.warns(UserWarning, match="checkpoint-3 .* was not finished"):
+        record = run_training(_config(tiny_model_dir, tmp_path / "b", resume=True, **settings))
     assert record["train"]["resumed_from"].endswith("checkpoint-2")
     assert record["train"]["global_step"] == 4
+    last_two = [e["loss"] for e in whole["train"]["log"] if e["step"] > 2]
+    assert record["train"]["train_loss"] == pytest.approx(sum(last_two) / 2, rel=1e-4)
     resumed = load_file(tmp_path / "b" / "model" / "model.safetensors")
     assert straight.keys() == resumed.keys()
     for key in straight:

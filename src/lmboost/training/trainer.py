@@ -53,12 +53,13 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import get_last_checkpoint
 
 from lmboost import __version__
 from lmboost.errors import DependencyError, RunRecordError
 from lmboost.evaluation import accuracy, macro_f1
-from lmboost.evaluation.records import RunTimer, to_jsonable, write_json
+from lmboost.evaluation.records import RunTimer, read_json, to_jsonable, write_json
 from lmboost.evaluation.store import check_out
 from lmboost.training.adversarial import AdversarialMethod, PerturbedBatch, get_adversary
 from lmboost.training.data import PadCollator, TrainData, build_data
@@ -374,6 +375,19 @@ def run_training(
             "lora.merge needs the whole model in one process, but FSDP/DeepSpeed shard it: train "
             "without merge, then merge OUT/adapter (lmboost.training.lora.merge_and_save)."
         )
+    if adversary is not None and trainer.is_deepspeed_enabled:
+        raise RecipeError(
+            "adversarial training takes several backward passes per optimizer step, and "
+            "DeepSpeed's engine steps the optimizer on every one: train it with DDP or FSDP "
+            "(recipes/accelerate/ddp.yaml, fsdp.yaml)."
+        )
+    if adversary is not None and trainer.args.n_gpu > 1:
+        raise RecipeError(
+            f"adversarial training on {trainer.args.n_gpu} GPUs needs one process per GPU (the "
+            "perturbation hook does not split across nn.DataParallel's copies): launch with "
+            f"torchrun --nproc_per_node {trainer.args.n_gpu} -m lmboost.cli train ... or "
+            "accelerate launch."
+        )
     device = trainer.args.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -402,7 +416,7 @@ def run_training(
         "train": {
             "global_step": output.global_step,
             "epoch": trainer.state.epoch,
-            "train_loss": output.training_loss,
+            "train_loss": _train_loss(output, resume_from),
             "steps_timed": len(timer.seconds),
             "seconds_per_step": sum(timer.seconds) / len(timer.seconds) if timer.seconds else None,
             "train_runtime_s": output.metrics.get("train_runtime"),
@@ -452,15 +466,39 @@ def _loss_log(history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: entry[k] for k in keys if k in entry} for entry in history if "loss" in entry]
 
 
+def _train_loss(output: Any, resume_from: str | None) -> float:
+    """Mean training loss over the steps this invocation ran: after a resume the Trainer sums
+    the losses of the resumed steps only but divides by every step, from the first."""
+    if resume_from is None:
+        return output.training_loss
+    start = read_json(Path(resume_from) / TRAINER_STATE_NAME)["global_step"]
+    return output.training_loss * output.global_step / max(output.global_step - start, 1)
+
+
 def _checkpoint_to_resume(checkpoints: Path, resume: bool) -> str | None:
-    """The last checkpoint when resuming (None: start fresh); refuses to mix runs otherwise."""
+    """The last complete checkpoint when resuming (None: start fresh); refuses to mix runs
+    otherwise. A checkpoint is complete once the Trainer has written its ``trainer_state.json``
+    (its last file): a newer one a kill left half-written is skipped, with a warning."""
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if last is not None and not resume:
         raise RunRecordError(
             f"{checkpoints} already holds checkpoints of a run: pass --resume (resume: true) to "
             "continue it, or choose another output folder."
         )
-    return last
+    if last is None:
+        return None
+    numbered = sorted(
+        (p for p in checkpoints.glob("checkpoint-*") if p.name.rsplit("-", 1)[1].isdigit()),
+        key=lambda p: int(p.name.rsplit("-", 1)[1]),
+    )
+    complete = [p for p in numbered if (p / TRAINER_STATE_NAME).is_file()]
+    skipped = [p.name for p in numbered if complete and int(p.name.rsplit("-", 1)[1])
+               > int(complete[-1].name.rsplit("-", 1)[1])]
+    if skipped:
+        warnings.warn(f"resuming from {complete[-1].name}: {', '.join(skipped)} in {checkpoints} "
+                      "was not finished (no trainer_state.json), probably cut by the kill.",
+                      stacklevel=3)
+    return str(complete[-1]) if complete else None
 
 
 def _check_reporter(report_to: str, out: Path) -> None:
