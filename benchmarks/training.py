@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             for config in configs:
                 if config == "tapt" and encoders[model]:
                     continue
-                for stage in ex.pending(root, config):
+                for stage in ex.pending(root, config, bench_settings(args)):
                     print(f"== {model} / {task} / {stage}", flush=True)
                     code = subprocess.call([sys.executable, __file__, *argv,
                                             "--run-one", model, task, stage])
@@ -144,6 +144,7 @@ def run_one(args: argparse.Namespace, model: str, task: str, stage: str) -> int:
                                  "num_train_epochs": args.tapt_epochs,
                                  "learning_rate": args.tapt_lr}), callbacks=[KeepModel()])
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        ex.mark_lm_stage(root, bench_settings(args))
         return 0
     spec = str(root / "tapt" / "lm" / "model") if stage == "tapt" else model
     keeper = KeepModel()

@@ -55,15 +55,20 @@ def test_cell_formatters():
 def test_stage_folders_and_what_is_pending(tmp_path):
     assert ex.stage_dir(tmp_path, "tapt-lm") == tmp_path / "tapt" / "lm"
     assert ex.stage_dir(tmp_path, "lora") == tmp_path / "lora"
-    assert ex.pending(tmp_path, "lora") == ["lora"]
-    assert ex.pending(tmp_path, "tapt") == ["tapt-lm", "tapt"]
+    bench = {"seed": 0, "tapt_epochs": 1}
+    assert ex.pending(tmp_path, "lora", bench) == ["lora"]
+    assert ex.pending(tmp_path, "tapt", bench) == ["tapt-lm", "tapt"]
     lm = tmp_path / "tapt" / "lm"
     write_json(lm / "results.json", {})
-    assert ex.pending(tmp_path, "tapt") == ["tapt-lm", "tapt"]  # no weights yet
+    assert ex.pending(tmp_path, "tapt", bench) == ["tapt-lm", "tapt"]  # no weights yet
     (lm / "model").mkdir()
-    assert ex.pending(tmp_path, "tapt") == ["tapt"]
+    assert ex.pending(tmp_path, "tapt", bench) == ["tapt-lm", "tapt"]  # settings unrecorded
+    ex.mark_lm_stage(tmp_path, bench)
+    assert ex.pending(tmp_path, "tapt", bench) == ["tapt"]
+    # LM weights trained with other settings are trained again
+    assert ex.pending(tmp_path, "tapt", {**bench, "tapt_epochs": 3}) == ["tapt-lm", "tapt"]
     write_json(tmp_path / "tapt" / "result.json", {"bench": {"seed": 0, "set": ("a=1",)}})
-    assert ex.done(tmp_path, "tapt") and ex.pending(tmp_path, "tapt") == []
+    assert ex.done(tmp_path, "tapt") and ex.pending(tmp_path, "tapt", bench) == []
     assert not ex.stale(tmp_path, "tapt", {"seed": 0, "set": ["a=1"]})
     assert ex.stale(tmp_path, "tapt", {"seed": 1, "set": ["a=1"]})
 

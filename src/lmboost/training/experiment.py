@@ -82,16 +82,23 @@ def done(root: Path, config: str) -> bool:
     return (root / config / RESULT).exists()
 
 
-def pending(root: Path, config: str) -> list[str]:
-    """The stages still to run for ``config``: TAPT's LM stage first when its weights are
-    missing and the TAPT classifier is not yet scored."""
+def pending(root: Path, config: str, settings: Mapping[str, Any]) -> list[str]:
+    """The stages still to run for ``config``: TAPT's LM stage first when the TAPT classifier
+    is not yet scored and the LM weights are missing or were trained with other ``settings``
+    (recorded by :func:`mark_lm_stage`)."""
     if done(root, config):
         return []
     if config != "tapt":
         return [config]
     lm = stage_dir(root, "tapt-lm")
-    ready = (lm / "results.json").exists() and (lm / "model").is_dir()
+    ready = ((lm / "results.json").exists() and (lm / "model").is_dir()
+             and (lm / RESULT).exists() and not stale(lm.parent, lm.name, settings))
     return ["tapt"] if ready else ["tapt-lm", "tapt"]
+
+
+def mark_lm_stage(root: Path, settings: Mapping[str, Any]) -> None:
+    """Record the comparison ``settings`` TAPT's finished LM stage was trained with."""
+    write_json(stage_dir(root, "tapt-lm") / RESULT, {"bench": to_jsonable(dict(settings))})
 
 
 def stale(root: Path, config: str, settings: Mapping[str, Any]) -> bool:
