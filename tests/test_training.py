@@ -379,6 +379,9 @@ def test_resume_gives_the_same_weights(tiny_model_dir, reviews, tmp_path):
     cut = tmp_path / "b" / "checkpoints" / "checkpoint-3"
     shutil.copytree(tmp_path / "b" / "checkpoints" / "checkpoint-2", cut)
     (cut / "trainer_state.json").unlink()
+    with pytest.raises(LmboostError, match=r"other settings .*learning_rate: 0.001 -> 0.002"):
+        run_training(_config(tiny_model_dir, tmp_path / "b", resume=True,
+                             **{**settings, "learning_rate": 2e-3}))
     with pytest.warns(UserWarning, match="checkpoint-3 .* was not finished"):
         record = run_training(_config(tiny_model_dir, tmp_path / "b", resume=True, **settings))
     assert record["train"]["resumed_from"].endswith("checkpoint-2")

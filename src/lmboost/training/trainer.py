@@ -333,6 +333,7 @@ def run_training(
     check_out(out)  # a file, or a folder it cannot write in: said before the model loads
     checkpoints = out / "checkpoints"
     resume_from = _checkpoint_to_resume(checkpoints, config.resume)
+    _record_or_check_settings(out, config, resume_from)
     _check_reporter(config.report_to, out)
 
     set_seed(config.seed)
@@ -464,6 +465,30 @@ def _loss_log(history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The logged training losses (every ``logging_steps``), averaged over the processes."""
     keys = ("step", "epoch", "loss", "grad_norm", "learning_rate")
     return [{k: entry[k] for k in keys if k in entry} for entry in history if "loss" in entry]
+
+
+def _record_or_check_settings(out: Path, config: TrainConfig, resume_from: str | None) -> None:
+    """Write ``OUT/settings.json`` (the config and the process count) when a run starts; on a
+    resume, refuse settings that differ from it: the checkpoint's data order and global batch
+    belong to those."""
+    path = out / "settings.json"
+    settings = to_jsonable({
+        **{k: v for k, v in config.to_dict().items() if k not in ("resume", "progress")},
+        "processes": launched_processes(),
+    })
+    if resume_from is not None and path.exists():
+        stored = read_json(path)
+        changed = sorted(k for k in stored.keys() | settings.keys()
+                         if stored.get(k) != settings.get(k))
+        if changed:
+            said = "; ".join(f"{k}: {stored.get(k)!r} -> {settings.get(k)!r}" for k in changed)
+            raise RunRecordError(
+                f"--resume in {out} with other settings than the run it continues ({said}): "
+                "resume with the same ones (and as many processes), or train into another "
+                "output folder."
+            )
+    elif os.environ.get("RANK", "0") == "0":  # before the process group exists
+        write_json(path, settings)
 
 
 def _train_loss(output: Any, resume_from: str | None) -> float:
