@@ -115,6 +115,21 @@ def test_a_model_that_takes_no_cache_is_reported_not_silently_slow(tiny_model):
     assert [w[0] for w in widths] == [2] * len(PAIRS)  # whole questions, no prefix runs
 
 
+def test_a_model_that_takes_no_cache_scores_every_context_whole(tiny_model):
+    """Scoring without a KV cache runs each context whole (no shared prefix) to the same
+    log-likelihoods (it raised when it came to the shared prefix before)."""
+    from lmboost.backends.hf import HFBackend
+
+    pairs = [("Review: a great movie\nSentiment:", " positive"),
+             ("Review: a great movie\nSentiment:", " negative"), ("Review: dull", " negative")]
+    want = HFBackend(tiny_model).loglikelihood(pairs)
+    plain = _as(NoCache, tiny_model)
+    with warnings.catch_warnings():  # "takes a KV cache under none of ...", once per class
+        warnings.simplefilter("ignore")
+        got = HFBackend(plain).loglikelihood(pairs)
+    assert [g.logprob for g in got] == pytest.approx([w.logprob for w in want], abs=1e-4)
+
+
 def test_recorded_forwards_sees_each_forward_of_the_model_or_its_body(tiny_model):
     ids = torch.ones(2, 5, dtype=torch.long)
     with recorded_forwards(tiny_model.model) as whole, \

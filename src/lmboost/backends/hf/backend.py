@@ -707,7 +707,10 @@ class HFBackend(Backend):
         """(KV layers, length) of the prefix a batch sharing ``common`` runs after: the longest
         start a pinned prefix shares with ``common`` when it covers at least half of it (the
         pinned cache sliced: attention is causal, so the KV of a prefix's first m tokens is that
-        of those m tokens alone), else ``common`` itself, kept for the next call."""
+        of those m tokens alone), else ``common`` itself, kept for the next call; (None, 0) for
+        a model that takes no KV cache."""
+        if not self.caches_prefixes:  # every context runs whole
+            return None, 0
         best, shared = None, 0
         for tokens, cached in self._pinned.items():
             m = next((i for i, (a, b) in enumerate(zip(tokens, common)) if a != b),

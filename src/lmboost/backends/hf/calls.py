@@ -7,7 +7,8 @@ question. Here each question is asked of the model itself, once per model class,
 
 * :func:`cache_argument` -- under which name a KV cache is filled and reused: prefill 3 tokens
   into a fresh cache passed under the candidate name, extend by the 4th, and compare the last
-  position with a plain 4-token forward;
+  position with a plain 4-token forward (close, or at least far nearer it than the 4th token
+  alone: int8 activations round float noise up to a few percent);
 * :func:`takes_logits_to_keep` -- whether ``logits_to_keep=1`` runs the output head at the last
   position only and gives that position's logits.
 
@@ -26,6 +27,8 @@ import warnings
 from collections.abc import Iterator
 
 import torch
+
+from lmboost.errors import BackendError
 
 #: Names a KV cache has been passed under, newest transformers first (the first that works wins,
 #: so a release that still accepts an old name with a deprecation warning gets the new one).
@@ -55,12 +58,12 @@ def cache_argument(module: torch.nn.Module) -> str | None:
 
 def cache_kwargs(module: torch.nn.Module, cache) -> dict:
     """``{name: cache}`` for ``module``'s forward (or ``generate``); {} when ``cache`` is None.
-    Raises RuntimeError when a cache is given but the model takes none."""
+    Raises BackendError when a cache is given but the model takes none."""
     if cache is None:
         return {}
     name = cache_argument(module)
     if name is None:
-        raise RuntimeError(f"{type(module).__name__} takes no KV cache (see the warning above).")
+        raise BackendError(f"{type(module).__name__} takes no KV cache (see the warning above).")
     return {name: cache}
 
 
@@ -97,9 +100,14 @@ def _cache_works(module: torch.nn.Module, name: str) -> bool:
         if cache.get_seq_length() != 3:
             return False
         extended = module.forward(input_ids=ids[:, 3:], use_cache=True, **{name: cache})[0][:, -1]
+        alone = module.forward(input_ids=ids[:, 3:], use_cache=False)[0][:, -1]
     except (TypeError, ValueError, AttributeError, KeyError, IndexError, RuntimeError):
         return False
-    return _close(extended, reference)
+    # a quantized model's int8 rounding can turn float noise into a few percent: the cache also
+    # works when the extension is much nearer the whole forward than the token without context
+    miss = float((extended.float() - reference.float()).abs().max())
+    return _close(extended, reference) or miss < 0.25 * float(
+        (alone.float() - reference.float()).abs().max())
 
 
 @torch.inference_mode()
