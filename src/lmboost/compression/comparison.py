@@ -19,12 +19,13 @@ STORY_PROMPTS = [f"Write a short story about a {w} who learns to sail." for w in
 
 
 def saved_generation_speed(model: str | Path, backend: str) -> dict:
-    """Greedy generation of the 8 ``STORY_PROMPTS`` (chat template) x at most 64 new tokens by a
+    """Greedy generation of the 8 ``STORY_PROMPTS`` (in the chat template where the tokenizer
+    has one: Gemma-3-270M's has none) x at most 64 new tokens by a
     saved model (or any model spec) on ``backend`` ("hf" or "vllm"), after one warm-up prompt
     (:func:`lmboost.generation.generation_speed`); lmboost's own int8 format loads on hf only."""
     engine = load_backend(str(model), backend, device="cpu")
     speed = generation_speed(engine, STORY_PROMPTS, GenerationConfig(max_new_tokens=64),
-                             chat=True, batch_size=len(STORY_PROMPTS), warmup=1)
+                             chat=None, batch_size=len(STORY_PROMPTS), warmup=1)
     return {"backend": backend, "tokens": speed.tokens, "seconds": speed.seconds,
             "tokens_per_s": speed.tokens_per_s}
 
