@@ -145,9 +145,11 @@ class CompressConfig(RunConfig):
             dtype = resolve_dtype(self.dtype, self.device)
             if self.quantize == "int8-dynamic" and dtype != "float32":
                 raise CompressionError("int8-dynamic needs dtype float32.")
-            if self.quantize.startswith("int8-dynamic") and self.device != "cpu":
+            on_cpu = self.device == "cpu" or (
+                self.device in ("auto", "balanced") and not torch.cuda.is_available())
+            if self.quantize == "int8-dynamic" and not on_cpu:
                 raise CompressionError(
-                    f"{self.quantize} runs on CPU kernels only: pass --device cpu, or use "
+                    "int8-dynamic runs on torch's CPU kernels only: pass --device cpu, or use "
                     "--quantize w8a8 (llm-compressor, served by vLLM on GPUs)."
                 )
         if self.scope not in SCOPES:

@@ -392,6 +392,9 @@ def run_training(
     device = trainer.args.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    # the step it resumes at: read now, as the Trainer may rotate that checkpoint away
+    start_step = read_json(Path(resume_from) / TRAINER_STATE_NAME)["global_step"] if (
+        resume_from) else 0
     output = trainer.train(resume_from_checkpoint=resume_from)
     memory = _peak_memory(device)
     if trainer.args.world_size > 1:
@@ -417,7 +420,7 @@ def run_training(
         "train": {
             "global_step": output.global_step,
             "epoch": trainer.state.epoch,
-            "train_loss": _train_loss(output, resume_from),
+            "train_loss": _train_loss(output, start_step),
             "steps_timed": len(timer.seconds),
             "seconds_per_step": sum(timer.seconds) / len(timer.seconds) if timer.seconds else None,
             "train_runtime_s": output.metrics.get("train_runtime"),
@@ -473,7 +476,7 @@ def _record_or_check_settings(out: Path, config: TrainConfig, resume_from: str |
     belong to those."""
     path = out / "settings.json"
     settings = to_jsonable({
-        **{k: v for k, v in config.to_dict().items() if k not in ("resume", "progress")},
+        **{k: v for k, v in config.to_dict().items() if k not in ("out", "resume", "progress")},
         "processes": launched_processes(),
     })
     if resume_from is not None and path.exists():
@@ -491,13 +494,14 @@ def _record_or_check_settings(out: Path, config: TrainConfig, resume_from: str |
         write_json(path, settings)
 
 
-def _train_loss(output: Any, resume_from: str | None) -> float:
-    """Mean training loss over the steps this invocation ran: after a resume the Trainer sums
-    the losses of the resumed steps only but divides by every step, from the first."""
-    if resume_from is None:
+def _train_loss(output: Any, start_step: int) -> float | None:
+    """Mean training loss over the steps this invocation ran, from ``start_step`` (None if it
+    ran none): after a resume the Trainer sums the losses of the resumed steps only but divides
+    by every step."""
+    if not start_step:
         return output.training_loss
-    start = read_json(Path(resume_from) / TRAINER_STATE_NAME)["global_step"]
-    return output.training_loss * output.global_step / max(output.global_step - start, 1)
+    ran = output.global_step - start_step
+    return output.training_loss * output.global_step / ran if ran > 0 else None
 
 
 def _checkpoint_to_resume(checkpoints: Path, resume: bool) -> str | None:
@@ -517,12 +521,12 @@ def _checkpoint_to_resume(checkpoints: Path, resume: bool) -> str | None:
         key=lambda p: int(p.name.rsplit("-", 1)[1]),
     )
     complete = [p for p in numbered if (p / TRAINER_STATE_NAME).is_file()]
-    skipped = [p.name for p in numbered if complete and int(p.name.rsplit("-", 1)[1])
-               > int(complete[-1].name.rsplit("-", 1)[1])]
+    skipped = [p.name for p in numbered if p not in complete
+               and (not complete or numbered.index(p) > numbered.index(complete[-1]))]
     if skipped:
-        warnings.warn(f"resuming from {complete[-1].name}: {', '.join(skipped)} in {checkpoints} "
-                      "was not finished (no trainer_state.json), probably cut by the kill.",
-                      stacklevel=3)
+        start = f"resuming from {complete[-1].name}" if complete else "starting over"
+        warnings.warn(f"{start}: {', '.join(skipped)} in {checkpoints} was not finished (no "
+                      "trainer_state.json), probably cut by the kill.", stacklevel=3)
     return str(complete[-1]) if complete else None
 
 
