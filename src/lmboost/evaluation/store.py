@@ -222,12 +222,7 @@ class RunStore:
                 "checked before resuming. Pass --restart to start over (the folder's content is "
                 "moved aside), or give another --out."
             ) from None
-        missing = object()
-        changed = []
-        for key in keys:
-            old = stored.get(key, added.get(key, missing))
-            if old is not missing and old != current.get(key):
-                changed.append(f"{key}: {old!r} -> {current.get(key)!r}")
+        changed = changed_settings(stored, current, keys, added)
         if changed:
             raise RunRecordError(
                 f"{self.out} holds a run with other settings ({', '.join(changed)}). Rerun with "
@@ -411,6 +406,21 @@ class BackendRunConfig(RunConfig):
             backend = backend or self.open_backend(**options)
             weights = loaded_fingerprint(backend, self.model)
         return backend, weights
+
+
+def changed_settings(
+    stored: Mapping[str, Any], current: Mapping[str, Any], keys: Iterable[str],
+    added: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """``"key: old -> new"`` for each of ``keys`` whose recorded value differs from ``current``;
+    a key the record lacks takes its value in ``added`` and is not compared without one."""
+    missing, added = object(), added or {}
+    changed = []
+    for key in keys:
+        old = stored.get(key, added.get(key, missing))
+        if old is not missing and old != current.get(key):
+            changed.append(f"{key}: {old!r} -> {current.get(key)!r}")
+    return changed
 
 
 def check_out(out: Path) -> None:

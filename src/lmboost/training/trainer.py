@@ -60,7 +60,7 @@ from lmboost import __version__
 from lmboost.errors import DependencyError, RunRecordError
 from lmboost.evaluation import accuracy, macro_f1
 from lmboost.evaluation.records import RunTimer, read_json, to_jsonable, write_json
-from lmboost.evaluation.store import check_out
+from lmboost.evaluation.store import changed_settings, check_out
 from lmboost.training.adversarial import AdversarialMethod, PerturbedBatch, get_adversary
 from lmboost.training.data import PadCollator, TrainData, build_data
 from lmboost.training.lora import apply_lora, count_parameters, merge_and_save, save_adapter
@@ -481,12 +481,11 @@ def _record_or_check_settings(out: Path, config: TrainConfig, resume_from: str |
     })
     if resume_from is not None and path.exists():
         stored = read_json(path)
-        changed = sorted(k for k in stored.keys() | settings.keys()
-                         if stored.get(k) != settings.get(k))
+        changed = changed_settings(stored, settings, sorted(stored.keys() | settings.keys()))
         if changed:
-            said = "; ".join(f"{k}: {stored.get(k)!r} -> {settings.get(k)!r}" for k in changed)
             raise RunRecordError(
-                f"--resume in {out} with other settings than the run it continues ({said}): "
+                f"--resume in {out} with other settings than the run it continues "
+                f"({'; '.join(changed)}): "
                 "resume with the same ones (and as many processes), or train into another "
                 "output folder."
             )
@@ -516,18 +515,15 @@ def _checkpoint_to_resume(checkpoints: Path, resume: bool) -> str | None:
         )
     if last is None:
         return None
-    numbered = sorted(
-        (p for p in checkpoints.glob("checkpoint-*") if p.name.rsplit("-", 1)[1].isdigit()),
-        key=lambda p: int(p.name.rsplit("-", 1)[1]),
-    )
-    complete = [p for p in numbered if (p / TRAINER_STATE_NAME).is_file()]
-    skipped = [p.name for p in numbered if p not in complete
-               and (not complete or numbered.index(p) > numbered.index(complete[-1]))]
+    steps = {int(p.name.rsplit("-", 1)[1]): p for p in checkpoints.glob("checkpoint-*")
+             if p.name.rsplit("-", 1)[1].isdigit()}
+    newest = max((n for n, p in steps.items() if (p / TRAINER_STATE_NAME).is_file()), default=-1)
+    skipped = [steps[n].name for n in sorted(steps) if n > newest]
     if skipped:
-        start = f"resuming from {complete[-1].name}" if complete else "starting over"
+        start = f"resuming from {steps[newest].name}" if newest >= 0 else "starting over"
         warnings.warn(f"{start}: {', '.join(skipped)} in {checkpoints} was not finished (no "
                       "trainer_state.json), probably cut by the kill.", stacklevel=3)
-    return str(complete[-1]) if complete else None
+    return str(steps[newest]) if newest >= 0 else None
 
 
 def _check_reporter(report_to: str, out: Path) -> None:

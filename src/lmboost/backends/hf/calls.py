@@ -100,18 +100,20 @@ def _cache_works(module: torch.nn.Module, name: str) -> bool:
         if cache.get_seq_length() != 3:
             return False
         extended = module.forward(input_ids=ids[:, 3:], use_cache=True, **{name: cache})[0][:, -1]
-        alone = module.forward(input_ids=ids[:, 3:], use_cache=False)[0][:, -1]
     except (TypeError, ValueError, AttributeError, KeyError, IndexError, RuntimeError):
         return False
+    if extended.shape != reference.shape:
+        return False
+    if _close(extended, reference):
+        return True
     # a quantized model's int8 rounding can turn float noise into a few percent: the cache also
     # works when the extension is within 10% and far nearer the whole forward than the token
     # without context
-    if extended.shape != reference.shape:
-        return False
+    alone = module.forward(input_ids=ids[:, 3:], use_cache=False)[0][:, -1]
     miss = float((extended.float() - reference.float()).abs().max())
     scale = float(reference.float().abs().max()) or 1.0
-    return _close(extended, reference) or (miss < 0.1 * scale and miss < 0.25 * float(
-        (alone.float() - reference.float()).abs().max()))
+    far = float((alone.float() - reference.float()).abs().max())
+    return miss < 0.1 * scale and miss < 0.25 * far
 
 
 @torch.inference_mode()
